@@ -1,0 +1,194 @@
+"""The command line: ``main(argv) -> int`` is the only place that prints errors or exits.
+
+Every library error is a :class:`~storyboard.errors.StoryboardError`; it is shown as one
+``error:`` line (plus ``hint:`` where there is one) and mapped to the exit code of
+CONTRACT §3: 0 success, 1 render/provider/stitch failure, 2 usage error or invalid
+storyboard, 3 refused by the budget, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from storyboard import __version__
+from storyboard.errors import InvalidStoryboard, Problem, StoryboardError, UsageError
+
+__all__ = ["main", "main_entry"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUDGET = 3
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` keeps control of exit codes."""
+
+    def error(self, message: str) -> Any:  # argparse declares NoReturn; we raise
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="storyboard",
+        description="Turn a versioned YAML storyboard into a finished multi-shot video.",
+    )
+    parser.add_argument("--version", action="version", version=f"storyboard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--set",
+        dest="set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template variable (repeatable; VALUE is read as YAML)",
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    common.add_argument("-v", "--verbose", action="store_true", help="say more")
+
+    p = sub.add_parser(
+        "validate",
+        parents=[common],
+        help="check storyboards: schema, model rules, references, templates (no network)",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+
+    shot_opts = _Parser(add_help=False)
+    shot_opts.add_argument("--live", action="store_true", help="use the real providers")
+    shot_opts.add_argument("--only", type=_csv, default=[], metavar="ID[,ID]", help="only these shots")
+    shot_opts.add_argument(
+        "--force", type=_csv, default=[], metavar="ID[,ID]", help="render these shots again"
+    )
+    shot_opts.add_argument("--force-all", action="store_true", help="render every shot again")
+
+    p = sub.add_parser(
+        "plan", parents=[common, shot_opts], help="what render would do, and what it would cost"
+    )
+    p.add_argument("file", metavar="FILE")
+
+    p = sub.add_parser(
+        "render", parents=[common, shot_opts], help="render what is stale, then stitch the cut"
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="tasks in flight per provider")
+    p.add_argument("--budget", type=float, default=None, metavar="USD", help="spending cap")
+    p.add_argument(
+        "--keep-going", action="store_true", help="render everything possible despite failures"
+    )
+    p.add_argument("-o", "--output", default=None, metavar="PATH", help="where to write the cut")
+
+    p = sub.add_parser(
+        "stitch", parents=[common], help="re-stitch the final cut from rendered clips only"
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--live", action="store_true", help="stitch the live clips, not the preview")
+    p.add_argument("-o", "--output", default=None, metavar="PATH", help="where to write the cut")
+
+    sub.add_parser("schema", help="print the JSON Schema of the storyboard format")
+
+    p = sub.add_parser("emulate", help="run the provider emulator on 127.0.0.1")
+    p.add_argument("--port", type=int, default=0, metavar="N", help="port (default: any free)")
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _print_problems(problems: Sequence[Problem], err: TextIO) -> None:
+    for problem in problems:
+        print(str(problem), file=err)
+
+
+def _cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from storyboard.templating import parse_set
+    from storyboard.validate import load_storyboard
+
+    overrides = parse_set(args.set)
+    all_problems: list[Problem] = []
+    for file in args.files:
+        try:
+            board = load_storyboard(file, overrides=overrides)
+        except InvalidStoryboard as exc:
+            all_problems.extend(exc.problems)
+            if not args.json:
+                _print_problems(exc.problems, err)
+                n = len(exc.problems)
+                print(f"{file}: {n} problem{'s' if n != 1 else ''}", file=err)
+            continue
+        if not args.json and not args.quiet:
+            models = sum(1 for s in board.shots if s.model and not s.skip)
+            print(f"{file}: valid ({len(board.shots)} shots, {models} rendered by a model)", file=out)
+    if args.json:
+        print(json.dumps([p.to_json() for p in all_problems], indent=2), file=out)
+    return EXIT_USAGE if all_problems else EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from storyboard.schema import schema_text
+
+    out.write(schema_text())
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "validate": _cmd_validate,
+    "schema": _cmd_schema,
+}
+
+
+def _register(name: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    def deco(fn: Callable[..., int]) -> Callable[..., int]:
+        _COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the command line; returns the exit code (never raises for user errors)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = _build_parser()
+    try:
+        try:
+            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        except SystemExit as exc:  # --help and --version exit 0 through argparse
+            return int(exc.code or 0)
+        if not args.command:
+            parser.print_help(out)
+            return EXIT_USAGE
+        command = _COMMANDS.get(args.command)
+        if command is None:
+            raise UsageError(f"storyboard {args.command} is not available in this version")
+        return command(args, out, err)
+    except InvalidStoryboard as exc:
+        _print_problems(exc.problems, err)
+        return exc.exit_code
+    except StoryboardError as exc:
+        print(f"error: {exc}", file=err)
+        hint = exc.hint()
+        if hint:
+            print(f"hint: {hint}", file=err)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `storyboard schema | head`
+        return EXIT_OK
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

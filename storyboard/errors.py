@@ -1,0 +1,295 @@
+"""The one error tree of storyboard (shared kernel).
+
+Every error the library raises derives from :class:`StoryboardError` and carries the facts a
+caller needs as fields (file, line, shot, provider, task id, status), so callers branch on
+type and fields, never on message text. Messages say what happened, where, and what to do
+next. Only ``storyboard.cli.main`` prints errors and turns them into exit codes.
+
+::
+
+    StoryboardError
+    ├── UsageError                   bad command-line use                      exit 2
+    ├── InvalidStoryboard            problems: tuple[Problem, ...]             exit 2
+    ├── PlanError                    the plan cannot be built                  exit 2
+    ├── BudgetExceeded               estimate over budget, nothing submitted   exit 3
+    ├── StoreError                   the clip store is unusable                exit 1
+    ├── StitchError                  the final cut could not be written        exit 1
+    ├── RenderFailed                 one or more shots failed                  exit 1
+    └── ProviderError                provider, task_id, status                 exit 1
+        ├── MissingAPIKey            env var is not set
+        ├── ProviderHTTPError        http_status, retryable
+        │   └── AuthenticationError  401/403: names the env var to fix
+        ├── SubmitOutcomeUnknown     the submit reply was lost; never retried blindly
+        ├── TaskFailed               the provider's task ended failed (code, message)
+        ├── ProviderTimeout          a wait ran past its deadline (also TimeoutError)
+        └── DownloadError            output missing, too large or not a video
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AuthenticationError",
+    "BudgetExceeded",
+    "DownloadError",
+    "InvalidStoryboard",
+    "MissingAPIKey",
+    "PlanError",
+    "Problem",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderTimeout",
+    "RenderFailed",
+    "ShotFailure",
+    "StitchError",
+    "StoreError",
+    "StoryboardError",
+    "SubmitOutcomeUnknown",
+    "TaskFailed",
+    "UsageError",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a storyboard, located in its source file.
+
+    ``line`` and ``col`` are 1-based; both are 0 when the problem concerns the whole file
+    (for example when it cannot be read). ``path`` is a JSON path such as
+    ``$.shots[2].duration``.
+    """
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+    hint: str | None = field(default=None, compare=False)
+    shot: str | None = field(default=None, compare=False)
+
+    def location(self) -> str:
+        """``FILE:LINE:COL`` (or just ``FILE`` when the position is unknown)."""
+        if self.line <= 0:
+            return self.file
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def __str__(self) -> str:
+        head = f"{self.location()}: {self.path}: {self.message}"
+        if self.hint:
+            return f"{head}\n    hint: {self.hint}"
+        return head
+
+    def to_json(self) -> dict[str, object]:
+        """The problem as a plain mapping (for ``--json`` output)."""
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+            "shot": self.shot,
+        }
+
+
+class StoryboardError(Exception):
+    """Base of every error raised by storyboard."""
+
+    exit_code: int = 1
+
+    def hint(self) -> str | None:
+        """What the user can do next, when there is something useful to say."""
+        return None
+
+
+class UsageError(StoryboardError):
+    """The command line asks for something that cannot be done (exit 2)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self._hint = hint
+
+    def hint(self) -> str | None:
+        return self._hint
+
+
+class InvalidStoryboard(StoryboardError):
+    """A storyboard has one or more problems; all of them are in ``problems``."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
+        count = len(self.problems)
+        first = str(self.problems[0]) if self.problems else "invalid storyboard"
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        super().__init__(first + more)
+
+
+class PlanError(StoryboardError):
+    """The render plan cannot be built (for example an upstream shot is skipped)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, shot: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.shot = shot
+        self._hint = hint
+
+    def hint(self) -> str | None:
+        return self._hint
+
+
+class BudgetExceeded(StoryboardError):
+    """The cost estimate of what is stale is over the budget; nothing was submitted."""
+
+    exit_code = 3
+
+    def __init__(self, estimate: float, budget: float, per_shot: Sequence[tuple[str, float]]):
+        self.estimate = estimate
+        self.budget = budget
+        self.per_shot = tuple(per_shot)
+        super().__init__(
+            f"estimated cost ${estimate:.2f} is over the budget of ${budget:.2f}; "
+            "nothing was submitted"
+        )
+
+    def hint(self) -> str | None:
+        return "raise render.budget or pass --budget USD, or render fewer shots with --only ID"
+
+
+class StoreError(StoryboardError):
+    """The clip store cannot be used (unwritable folder, full disk)."""
+
+
+class StitchError(StoryboardError):
+    """The final cut could not be written."""
+
+    def __init__(self, message: str, *, shot: str | None = None) -> None:
+        super().__init__(message)
+        self.shot = shot
+
+
+@dataclass(frozen=True)
+class ShotFailure:
+    """Why one shot (or take) did not render."""
+
+    shot: str
+    take: int
+    error: StoryboardError | None
+    message: str
+    skipped_because: str | None = None  # the failed upstream shot, for dependants
+
+
+class RenderFailed(StoryboardError):
+    """Some shots failed to render; finished clips were kept."""
+
+    def __init__(self, failures: Sequence[ShotFailure]) -> None:
+        self.failures = tuple(failures)
+        names = ", ".join(sorted({f.shot for f in self.failures}))
+        super().__init__(f"{len(self.failures)} shot(s) did not render: {names}")
+
+    def hint(self) -> str | None:
+        return "fix the cause and run the same command again: finished shots are not redone"
+
+
+class ProviderError(StoryboardError):
+    """Something went wrong talking to a provider."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        shot: str | None = None,
+        task_id: str | None = None,
+        status: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.shot = shot
+        self.task_id = task_id
+        self.status = status
+        self._hint = hint
+
+    def hint(self) -> str | None:
+        return self._hint
+
+
+class MissingAPIKey(ProviderError):
+    """A ``--live`` render needs a provider whose API key is not set."""
+
+    def __init__(self, provider: str, env_var: str, *, shot: str | None = None) -> None:
+        super().__init__(
+            f"{env_var} is not set; it is needed for {provider} shots",
+            provider=provider,
+            shot=shot,
+            hint=f"export {env_var}=... (or render without --live for a free preview)",
+        )
+        self.env_var = env_var
+
+
+class ProviderHTTPError(ProviderError):
+    """The provider answered with an HTTP error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        http_status: int,
+        retryable: bool,
+        code: str | None = None,
+        shot: str | None = None,
+        task_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, shot=shot, task_id=task_id, hint=hint)
+        self.http_status = http_status
+        self.retryable = retryable
+        self.code = code
+
+
+class AuthenticationError(ProviderHTTPError):
+    """The provider rejected the API key (401/403)."""
+
+
+class SubmitOutcomeUnknown(ProviderError):
+    """A submit was sent but its reply was lost: the task may exist and be billed.
+
+    Never retried automatically; ``--force ID`` submits again.
+    """
+
+
+class TaskFailed(ProviderError):
+    """The provider ran the task and reported it failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        task_id: str | None,
+        code: str | None = None,
+        user_fixable: bool = False,
+        shot: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, shot=shot, task_id=task_id, status="failed", hint=hint
+        )
+        self.code = code
+        self.user_fixable = user_fixable
+
+
+class ProviderTimeout(ProviderError, TimeoutError):
+    """A wait on the provider ran past its deadline; the task id is kept for a rerun."""
+
+
+class DownloadError(ProviderError):
+    """The output could not be downloaded or is not a plausible video."""

@@ -1,0 +1,341 @@
+"""The model registry (shared kernel): every fact about a hosted model as data, not branches.
+
+For each model id of CONTRACT §2: its provider and endpoint, which shot fields it accepts,
+per-field limits, output geometry (fps, frame size, clip length) and price. The facts come
+from ``shared/design/PROVIDERS.md``; where that file says UNCONFIRMED the choice made here is
+named in a comment next to the value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "ALL_SHOT_FIELDS",
+    "ASPECT_RATIOS",
+    "AUDIO_TYPES",
+    "EDIT_FIELDS",
+    "IMAGE_TYPES",
+    "MEDIA_LIMITS",
+    "MODELS",
+    "PREVIEW_PROVIDER",
+    "RESOLUTIONS",
+    "TRANSITIONS",
+    "V4_ACTIONS",
+    "VIDEO_TYPES",
+    "MediaLimit",
+    "ModelSpec",
+    "Price",
+    "frame_size",
+    "get_model",
+]
+
+PREVIEW_PROVIDER = "preview"
+
+RESOLUTIONS: tuple[str, ...] = ("480p", "720p", "1080p")
+ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9", "9:21")
+TRANSITIONS: tuple[str, ...] = (
+    "cut",
+    "crossfade",
+    "fade",
+    "wipe-left",
+    "wipe-right",
+    "wipe-up",
+    "wipe-down",
+    "slide-left",
+    "slide-right",
+    "slide-up",
+    "slide-down",
+)
+V4_ACTIONS: tuple[str, ...] = (
+    "generate",
+    "image2video",
+    "first_last_frame",
+    "reference",
+    "reference_video",
+    "reference_audio",
+    "extend",
+)
+
+# Every field a shot may carry (CONTRACT §1). Fields not in a model's ``accepts`` and not in
+# ``_MODEL_AGNOSTIC`` are rejected on that model.
+ALL_SHOT_FIELDS: frozenset[str] = frozenset(
+    {
+        "id", "model", "prompt", "negative_prompt", "seed", "duration", "aspect_ratio",
+        "resolution", "first_frame", "last_frame", "keyframes", "refs", "audio",
+        "reference_video", "extends", "continues", "action", "prompt_optimizer", "cut_type",
+        "params", "takes", "select", "trim", "transition", "card", "skip",
+    }
+)  # fmt: skip
+# Edit-only fields: they never change a generation key, only the edit key.
+EDIT_FIELDS: frozenset[str] = frozenset({"trim", "transition", "select", "card"})
+# Accepted by every model: bookkeeping and edit fields, and the provider escape hatch.
+_MODEL_AGNOSTIC: frozenset[str] = frozenset(
+    {"id", "model", "takes", "select", "trim", "transition", "skip", "params"}
+)
+
+
+@dataclass(frozen=True)
+class MediaLimit:
+    """What a local media file may be: its extensions and its size cap in bytes."""
+
+    kind: Literal["image", "video", "audio"]
+    extensions: tuple[str, ...]
+    max_bytes: int
+
+
+MB = 1024 * 1024
+IMAGE_TYPES = MediaLimit("image", (".jpg", ".jpeg", ".png", ".webp"), 30 * MB)  # PROVIDERS §3.3
+VIDEO_TYPES = MediaLimit("video", (".mp4", ".mov"), 100 * MB)  # PROVIDERS §3.3 ref_videos
+AUDIO_TYPES = MediaLimit("audio", (".wav", ".mp3"), 15 * MB)  # PROVIDERS §3.3 audio
+MEDIA_LIMITS: dict[str, MediaLimit] = {"image": IMAGE_TYPES, "video": VIDEO_TYPES, "audio": AUDIO_TYPES}
+
+
+@dataclass(frozen=True)
+class Price:
+    """How a provider bills one run of a model, in USD.
+
+    ``per_run`` is a flat price; ``per_second`` maps a resolution to a price per second of
+    output; ``video_ref_per_second`` replaces it when the request carries a reference or
+    extension video (the V4 surcharge).
+    """
+
+    per_run: float = 0.0
+    per_second: tuple[tuple[str, float], ...] = ()
+    video_ref_per_second: tuple[tuple[str, float], ...] = ()
+
+    def estimate(self, *, seconds: float, resolution: str | None, video_ref: bool) -> float:
+        """The price of one run producing ``seconds`` of video."""
+        table = dict(self.video_ref_per_second if video_ref else self.per_second)
+        if not table:
+            return round(self.per_run, 6)
+        rate = table.get(resolution or "", max(table.values()))
+        return round(self.per_run + rate * seconds, 6)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything storyboard knows about one hosted model."""
+
+    id: str
+    provider: Literal["wavespeed", "qingbo"]
+    endpoint: str
+    label: str
+    accepts: frozenset[str]
+    requires: frozenset[str]
+    durations: tuple[int, int] | None  # inclusive integer range of ``duration``, or fixed
+    default_duration: float  # seconds of output when ``duration`` is not given
+    aspect_ratios: tuple[str, ...]  # accepted values of ``aspect_ratio`` (empty: not a field)
+    default_aspect_ratio: str
+    resolutions: tuple[str, ...]  # accepted values of ``resolution`` (empty: not a field)
+    default_resolution: str
+    fps: int
+    refs: tuple[int, int] = (0, 0)  # min and max number of ``refs`` items
+    tagged_refs: bool = False  # refs may be {tag, image} / {tag, images} (+ audio)
+    grid: tuple[int, int] = (2, 9)  # images per grid ref
+    max_keyframes: int = 0
+    prompt_max: int = 5000
+    can_extend: bool = False
+    # When extending: does the returned clip hold the source footage followed by the new
+    # footage ("source+new"), or only the new footage ("new")?
+    extend_output: Literal["new", "source+new"] = "new"
+    takes_first_frame: bool = False
+    cut_types: tuple[str, ...] = ()
+    seed_range: tuple[int, int] | None = None
+    price: Price = Price()
+    # Output geometry fixed by the model, when it ignores resolution/aspect ratio.
+    fixed_size: tuple[int, int] | None = None
+    # Frame size per aspect ratio where the model's buckets are not "short side = resolution".
+    sizes: tuple[tuple[str, tuple[int, int]], ...] = ()
+    frames_plus_one: bool = False  # open-source V3 writes duration*fps+1 frames
+
+    @property
+    def needs_prompt(self) -> bool:
+        return "prompt" in self.requires
+
+    def clip_seconds(self, duration: float | None) -> float:
+        """Length in seconds of the clip this model returns for a requested duration.
+
+        For an extension model returning source + new, this is only the *new* part; the
+        caller adds the source length.
+        """
+        seconds = float(duration) if duration is not None else self.default_duration
+        if self.frames_plus_one:
+            return (round(seconds * self.fps) + 1) / self.fps
+        return seconds
+
+    def size(self, resolution: str | None, aspect_ratio: str | None) -> tuple[int, int]:
+        """Output frame size (width, height) for a resolution and aspect ratio."""
+        if self.fixed_size is not None:
+            return self.fixed_size
+        table = dict(self.sizes)
+        if table:
+            return table.get(aspect_ratio or self.default_aspect_ratio, table[self.default_aspect_ratio])
+        return frame_size(resolution or self.default_resolution, aspect_ratio or self.default_aspect_ratio)
+
+
+def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    """Frame size for ``720p`` + ``16:9`` style settings: the short side is the resolution.
+
+    Both sides are even (every H.264 encoder needs that); ``720p 16:9`` is 1280x720 and
+    ``720p 9:16`` is 720x1280.
+    """
+    short = int(resolution.rstrip("p"))
+    w_ratio, h_ratio = (int(x) for x in aspect_ratio.split(":"))
+    if w_ratio >= h_ratio:
+        height = short
+        width = short * w_ratio / h_ratio
+    else:
+        width = short
+        height = short * h_ratio / w_ratio
+    return (2 * math.ceil(width / 2 - 1e-9), 2 * math.ceil(height / 2 - 1e-9))
+
+
+_V4_PRICE = {
+    # PROVIDERS §3.3 (Qingbo SkyReels V4 page), USD per second.
+    "skyreels-v4-fast": Price(
+        per_second=(("480p", 0.068), ("720p", 0.0935), ("1080p", 0.23375)),
+        video_ref_per_second=(("480p", 0.1275), ("720p", 0.17), ("1080p", 0.425)),
+    ),
+    "skyreels-v4-std": Price(
+        per_second=(("480p", 0.0935), ("720p", 0.119), ("1080p", 0.2975)),
+        video_ref_per_second=(("480p", 0.153), ("720p", 0.2125), ("1080p", 0.53125)),
+    ),
+}
+
+_V4_FIELDS = frozenset(
+    {
+        "prompt", "duration", "aspect_ratio", "resolution", "first_frame", "last_frame",
+        "keyframes", "refs", "audio", "reference_video", "extends", "continues", "action",
+        "prompt_optimizer",
+    }
+)  # fmt: skip
+
+
+def _v4(model_id: str, label: str) -> ModelSpec:
+    return ModelSpec(
+        id=model_id,
+        provider="qingbo",
+        endpoint="/v1/tasks",
+        label=label,
+        accepts=_V4_FIELDS | _MODEL_AGNOSTIC,
+        requires=frozenset(),  # prompt is required only for text-to-video: checked in rules
+        durations=(3, 15),
+        default_duration=5,
+        aspect_ratios=("16:9", "9:16", "4:3", "3:4", "1:1"),
+        default_aspect_ratio="16:9",
+        resolutions=RESOLUTIONS,
+        default_resolution="720p",
+        # V4 output frame rate: 32 fps is documented by Runware for SkyReels V4
+        # (PROVIDERS §4.4); Qingbo does not state it. UNCONFIRMED for Qingbo.
+        fps=32,
+        refs=(0, 6),
+        tagged_refs=True,
+        max_keyframes=6,
+        can_extend=True,
+        # Qingbo: "the new video is appended to the source" (PROVIDERS §4.3): we read that as
+        # source + new footage. UNCONFIRMED; the stitcher checks it against the clip length.
+        extend_output="source+new",
+        takes_first_frame=True,
+        price=_V4_PRICE[model_id],
+    )
+
+
+MODELS: dict[str, ModelSpec] = {
+    "skyreels-v1": ModelSpec(
+        id="skyreels-v1",
+        provider="wavespeed",
+        endpoint="wavespeed-ai/SkyReels-V1",
+        label="SkyReels V1 image-to-video",
+        # v3 schema: prompt, image, seed (PROVIDERS §2.1). negative_prompt is documented on
+        # the legacy v2 schema only; whether v3 accepts it is UNCONFIRMED, so we keep it.
+        accepts=frozenset({"prompt", "negative_prompt", "first_frame", "continues", "seed"})
+        | _MODEL_AGNOSTIC,
+        requires=frozenset({"prompt", "first_frame"}),
+        durations=None,
+        # Hosted output length is UNCONFIRMED: the open-source model writes 97 frames at
+        # 24 fps, 960x544 (PROVIDERS §4.1), which we use.
+        default_duration=97 / 24,
+        aspect_ratios=(),
+        default_aspect_ratio="16:9",
+        resolutions=(),
+        default_resolution="540p",
+        fps=24,
+        takes_first_frame=True,
+        seed_range=(-1, 2147483647),
+        price=Price(per_run=0.20),
+        fixed_size=(960, 544),
+    ),
+    "skyreels-v3-reference": ModelSpec(
+        id="skyreels-v3-reference",
+        provider="wavespeed",
+        endpoint="skywork-ai/skyreels-v3/reference-to-video",
+        label="SkyReels V3 reference-to-video",
+        accepts=frozenset({"prompt", "refs", "aspect_ratio", "duration"}) | _MODEL_AGNOSTIC,
+        requires=frozenset({"prompt", "refs"}),
+        durations=(5, 10),
+        default_duration=5,
+        aspect_ratios=("16:9", "9:16", "1:1"),
+        default_aspect_ratio="16:9",
+        resolutions=(),
+        default_resolution="720p",
+        fps=24,
+        refs=(1, 4),
+        price=Price(per_second=(("720p", 0.04),)),
+        frames_plus_one=True,  # open-source V3: duration*24+1 frames (PROVIDERS §4.3)
+        # Open-source V3 720P buckets (PROVIDERS §4.3); hosted sizes UNCONFIRMED.
+        sizes=(("16:9", (1280, 720)), ("9:16", (720, 1280)), ("1:1", (960, 960))),
+    ),
+    "skyreels-v3-extend": ModelSpec(
+        id="skyreels-v3-extend",
+        provider="wavespeed",
+        endpoint="skywork-ai/skyreels-v3/extend-video",
+        label="SkyReels V3 single-shot extension",
+        accepts=frozenset({"prompt", "extends", "duration"}) | _MODEL_AGNOSTIC,
+        requires=frozenset({"prompt", "extends"}),
+        # Hosted range UNCONFIRMED; the open-source model takes 5-30 s (PROVIDERS §4.3).
+        durations=(5, 30),
+        default_duration=5,
+        aspect_ratios=(),
+        default_aspect_ratio="16:9",
+        resolutions=(),
+        default_resolution="720p",
+        fps=24,
+        can_extend=True,
+        extend_output="new",  # open-source pipeline returns only the new footage (§4.3)
+        # "$0.2 per run" at the default 5 s and "pricing is based on duration" (§2.3):
+        # we bill $0.04/s like V3 reference. UNCONFIRMED.
+        price=Price(per_second=(("720p", 0.04),)),
+    ),
+    "skyreels-v3-cutshot": ModelSpec(
+        id="skyreels-v3-cutshot",
+        provider="wavespeed",
+        endpoint="skywork-ai/skyreels-v3/extend-video-cutshot",
+        label="SkyReels V3 shot-switching extension",
+        accepts=frozenset({"prompt", "extends", "duration", "cut_type"}) | _MODEL_AGNOSTIC,
+        requires=frozenset({"prompt", "extends"}),
+        durations=(2, 5),  # open-source code accepts 2-5 only (PROVIDERS §4.3)
+        default_duration=5,
+        aspect_ratios=(),
+        default_aspect_ratio="16:9",
+        resolutions=(),
+        default_resolution="720p",
+        fps=24,
+        can_extend=True,
+        extend_output="new",
+        # "Auto" is the documented default; the others are the open-source model's names
+        # (PROVIDERS §2.4, UNCONFIRMED on WaveSpeed).
+        cut_types=("Auto", "Cut-In", "Cut-Out", "Shot/Reverse Shot", "Multi-Angle", "Cut Away"),
+        price=Price(per_run=0.20),  # "$0.2 per run" (PROVIDERS §2.4)
+        frames_plus_one=True,
+    ),
+    "skyreels-v4-fast": _v4("skyreels-v4-fast", "SkyReels V4 fast"),
+    "skyreels-v4-std": _v4("skyreels-v4-std", "SkyReels V4 std"),
+}
+
+
+def get_model(model_id: str) -> ModelSpec:
+    """The spec of a model id; ``KeyError`` for an unknown id (validation reports those)."""
+    return MODELS[model_id]

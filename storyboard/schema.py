@@ -1,0 +1,160 @@
+"""Stage 2a, schema: check a loaded storyboard against the JSON Schema of format v1.
+
+Every schema error becomes a :class:`~storyboard.errors.Problem` at the YAML position of the
+offending node, with a message written for people ("unknown key 'promt'", "did you mean
+'prompt'?") rather than jsonschema's default text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from storyboard.errors import Problem
+from storyboard.loader import Document, JsonPath
+
+__all__ = ["schema_path", "schema_text", "validate_schema"]
+
+_CHECKOUT_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "storyboard.schema.json"
+
+
+def schema_path() -> Path:
+    """Where the schema file is: inside the wheel, or in the checkout for editable installs."""
+    packaged = resources.files("storyboard") / "_schemas" / "storyboard.schema.json"
+    if packaged.is_file():
+        return Path(str(packaged))
+    return _CHECKOUT_SCHEMA
+
+
+def schema_text() -> str:
+    """The JSON Schema of the storyboard format, as text."""
+    return schema_path().read_text(encoding="utf-8")
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(schema_text())
+    return data
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(_schema())
+
+
+_TYPE_NAMES = {
+    "string": "text",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "nothing",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _suggest(word: str, choices: Any) -> str | None:
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {match[0]!r}?" if match else None
+
+
+def _leaf_errors(error: Any) -> Iterator[Any]:
+    """For anyOf/oneOf failures, the branch error that best explains what is wrong."""
+    from jsonschema.exceptions import best_match
+
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # Prefer branches whose type matched the instance: "unknown key" beats "not a string".
+        typed = [e for e in error.context if e.validator != "type" and e.validator != "required"]
+        pool = typed or list(error.context)
+        best = best_match(pool)
+        if best is not None:
+            yield from _leaf_errors(best)
+            return
+    yield error
+
+
+def _problems_for(doc: Document, error: Any) -> Iterator[Problem]:
+    path: JsonPath = tuple(error.absolute_path)
+    kind = error.validator
+    value = error.instance
+    schema = error.schema
+    if kind == "additionalProperties" and isinstance(value, dict):
+        allowed = sorted(schema.get("properties", {}))
+        for extra in sorted(set(value) - set(allowed)):
+            hint = _suggest(extra, allowed) or "allowed keys: " + ", ".join(allowed)
+            yield doc.problem((*path, extra), f"unknown key {extra!r}", hint=hint, key=True)
+        return
+    if kind == "required":
+        missing = [k for k in error.validator_value if k not in value]
+        for name in missing:
+            yield doc.problem(path, f"missing required key {name!r}")
+        return
+    hint: str | None = None
+    if kind == "enum":
+        choices = error.validator_value
+        message = f"{_describe(value)} is not one of: {', '.join(map(str, choices))}"
+        hint = _suggest(value, choices)
+        if isinstance(value, int) and path and path[-1] == "aspect_ratio":
+            hint = 'YAML reads an unquoted 16:9 as a number: quote it, "16:9"'
+    elif kind == "const":
+        if path == ("storyboard",):
+            message = f"unsupported format version {value!r}: this tool reads format 1"
+            hint = "write `storyboard: 1`"
+        else:
+            message = f"must be {error.validator_value!r}"
+    elif kind == "type":
+        expected = error.validator_value
+        names = [expected] if isinstance(expected, str) else list(expected)
+        wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+        message = f"expected {wanted}, got {_describe(value)}"
+        if path and path[-1] == "aspect_ratio" and isinstance(value, int):
+            hint = 'YAML reads an unquoted 16:9 as a number: quote it, "16:9"'
+        elif "string" in names and isinstance(value, (int, float)):
+            hint = "quote the value to make it text"
+    elif kind == "pattern":
+        if path and path[-1] in ("id", "extends", "continues"):
+            message = f"{value!r} is not a valid shot id"
+            hint = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
+        else:
+            message = f"{value!r} does not match {error.validator_value!r}"
+    elif kind == "propertyNames":
+        message = f"{value!r} is not a valid variable name"
+        hint = "use letters, digits and _, not starting with a digit"
+    else:
+        message = error.message
+    yield doc.problem(path, message, hint=hint)
+
+
+def validate_schema(doc: Document, data: Any | None = None) -> list[Problem]:
+    """Check ``data`` (default: the document's data) against the schema; all problems."""
+    instance = doc.data if data is None else data
+    leaves = [leaf for error in _validator().iter_errors(instance) for leaf in _leaf_errors(error)]
+    # A value of the wrong type also fails its enum/pattern/range: say only the first thing.
+    mistyped = {tuple(e.absolute_path) for e in leaves if e.validator == "type"}
+    problems: list[Problem] = []
+    for leaf in leaves:
+        if leaf.validator != "type" and tuple(leaf.absolute_path) in mistyped:
+            continue
+        problems.extend(_problems_for(doc, leaf))
+    return problems

@@ -1,0 +1,156 @@
+"""Stage 3, templating: render every string field of a shot as a sandboxed Jinja2 template.
+
+Templates run in an :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` with
+``StrictUndefined`` (a missing variable is an error, never an empty string). The scope is
+``vars`` (with ``--set`` overrides), ``shot`` (the shot's own fields) and ``storyboard``
+(``title``); every variable is also in scope by its own name (``{{ hero }}``).
+``{% include %}`` reads only from the storyboard's folder tree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from storyboard.errors import UsageError
+
+__all__ = ["TemplateProblem", "Templater", "is_template", "parse_set"]
+
+_MARKERS = ("{{", "{%", "{#")
+
+
+def is_template(text: str) -> bool:
+    """Whether ``text`` contains any Jinja2 syntax (plain text renders as itself)."""
+    return any(m in text for m in _MARKERS)
+
+
+class TemplateProblem(Exception):
+    """A template could not be rendered; ``lineno`` is the line inside the template."""
+
+    def __init__(self, message: str, *, lineno: int | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.lineno = lineno
+        self.hint = hint
+
+
+class _FolderLoader(jinja2.FileSystemLoader):
+    """A loader confined to one folder tree, symlinks included.
+
+    ``FileSystemLoader`` already refuses ``..`` segments; it follows symlinks, so a link
+    pointing outside the storyboard's tree is checked here.
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(str(root), followlinks=False)
+        self.root = root.resolve()
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if filename is not None:
+            real = Path(os.path.realpath(filename))
+            if not real.is_relative_to(self.root):
+                raise jinja2.TemplateNotFound(
+                    f"{template} (it points outside the storyboard's folder)"
+                )
+        return source, filename, uptodate
+
+
+class Templater:
+    """Renders the templates of one storyboard."""
+
+    def __init__(self, root: Path, variables: Mapping[str, Any], title: str | None) -> None:
+        self.env = ImmutableSandboxedEnvironment(
+            loader=_FolderLoader(root),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
+        self.variables = dict(variables)
+        self.storyboard = {"title": title}
+        self._compile: Callable[[str], jinja2.Template] = lru_cache(maxsize=4096)(
+            self.env.from_string
+        )
+
+    def render(self, text: str, shot: Mapping[str, Any]) -> str:
+        """Render one template in the scope of one shot.
+
+        Raises:
+            TemplateProblem: syntax error, undefined variable, sandbox violation, or an
+                include that cannot be read.
+        """
+        if not is_template(text):
+            return text
+        try:
+            template = self._compile(text)
+            # Variables are in scope by name (`{{ hero }}`) and under `vars.`; the three
+            # reserved names win over a variable of the same name.
+            return template.render(
+                {**self.variables, "vars": self.variables, "shot": shot, "storyboard": self.storyboard}
+            )
+        except jinja2.TemplateSyntaxError as exc:
+            where = exc.name or None
+            message = f"template syntax error: {exc.message}"
+            if where:
+                message += f" (in included {where})"
+            return _raise(message, lineno=None if where else exc.lineno)
+        except jinja2.UndefinedError as exc:
+            return _raise(
+                f"template error: {exc.message}",
+                hint=_undefined_hint(str(exc.message), self.variables),
+            )
+        except SecurityError as exc:
+            return _raise(f"template not allowed by the sandbox: {exc}")
+        except jinja2.TemplateNotFound as exc:
+            return _raise(
+                f"cannot include {exc.name!r}: no such file in the storyboard's folder",
+                hint="includes are read relative to the storyboard file and must stay inside its folder",
+            )
+        except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+            # Errors raised by filters and operators on user data (e.g. `{{ 1 / 0 }}`).
+            return _raise(f"template error: {exc}")
+
+
+def _raise(message: str, *, lineno: int | None = None, hint: str | None = None) -> str:
+    raise TemplateProblem(message, lineno=lineno, hint=hint)
+
+
+def _undefined_hint(message: str, variables: Mapping[str, Any]) -> str:
+    # jinja's message reads "'x' is undefined" or "'dict object' has no attribute 'x'".
+    known = ", ".join(sorted(variables)) or "none"
+    if "has no attribute" in message:
+        return f"check the name after the dot; variables defined: {known}"
+    return f"define it under vars: or pass --set NAME=VALUE (variables defined: {known})"
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``--set NAME=VALUE`` arguments; each value is read as a YAML scalar.
+
+    Raises:
+        UsageError: an item is not ``NAME=VALUE`` or the value is not a scalar.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise UsageError(
+                f"--set {item!r}: expected NAME=VALUE", hint="for example --set hero='a red fox'"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            value = raw  # a scalar was asked for; keep the text as written
+        out[name] = value
+    return out
