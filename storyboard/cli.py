@@ -67,7 +67,9 @@ def _build_parser() -> _Parser:
 
     shot_opts = _Parser(add_help=False)
     shot_opts.add_argument("--live", action="store_true", help="use the real providers")
-    shot_opts.add_argument("--only", type=_csv, default=[], metavar="ID[,ID]", help="only these shots")
+    shot_opts.add_argument(
+        "--only", type=_csv, default=[], metavar="ID[,ID]", help="only these shots"
+    )
     shot_opts.add_argument(
         "--force", type=_csv, default=[], metavar="ID[,ID]", help="render these shots again"
     )
@@ -82,7 +84,9 @@ def _build_parser() -> _Parser:
         "render", parents=[common, shot_opts], help="render what is stale, then stitch the cut"
     )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--jobs", type=int, default=None, metavar="N", help="tasks in flight per provider")
+    p.add_argument(
+        "--jobs", type=int, default=None, metavar="N", help="tasks in flight per provider"
+    )
     p.add_argument("--budget", type=float, default=None, metavar="USD", help="spending cap")
     p.add_argument(
         "--keep-going", action="store_true", help="render everything possible despite failures"
@@ -129,7 +133,9 @@ def _cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             continue
         if not args.json and not args.quiet:
             models = sum(1 for s in board.shots if s.model and not s.skip)
-            print(f"{file}: valid ({len(board.shots)} shots, {models} rendered by a model)", file=out)
+            print(
+                f"{file}: valid ({len(board.shots)} shots, {models} rendered by a model)", file=out
+            )
     if args.json:
         print(json.dumps([p.to_json() for p in all_problems], indent=2), file=out)
     return EXIT_USAGE if all_problems else EXIT_OK
@@ -142,21 +148,157 @@ def _cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _load_plan(args: argparse.Namespace, *, output: str | None = None) -> tuple[Any, Any]:
+    from pathlib import Path
+
+    from storyboard.cache import Store
+    from storyboard.plan import make_plan
+    from storyboard.templating import parse_set
+    from storyboard.validate import load_storyboard
+
+    if getattr(args, "live", False):
+        raise UsageError(
+            "--live rendering is not available yet in this version",
+            hint="render without --live for the free preview; `plan --live`-style costs are in `plan`",
+        )
+    board = load_storyboard(args.file, overrides=parse_set(args.set))
+    store = Store.for_storyboard(board.path)
+    plan = make_plan(
+        board,
+        store,
+        backend="preview",
+        only=getattr(args, "only", []),
+        force=getattr(args, "force", []),
+        force_all=getattr(args, "force_all", False),
+        output=Path(output).absolute() if output else None,
+    )
+    return plan, store
+
+
+def _money(value: float) -> str:
+    return f"${value:.2f}"
+
+
+def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    plan, store = _load_plan(args)
+    store.save()
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2), file=out)
+        return EXIT_OK
+    rows = [("shot", "model", "status", "takes", "cost", "live $", "reason")]
+    for sp in plan.shots:
+        takes = f"{len(sp.stale_takes)}/{len(sp.takes)}" if sp.takes else "-"
+        rows.append(
+            (sp.id, sp.shot.model or "card", sp.status, takes, _money(sp.cost),
+             _money(sp.live_cost) if sp.takes else "-", sp.reason)
+        )  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
+        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
+    stale = sum(1 for sp in plan.shots if sp.status == "stale")
+    live_total = sum(sp.live_cost for sp in plan.shots)
+    print(
+        f"\n{stale} shot(s) to render ({plan.backend}); this run costs {_money(plan.cost)} "
+        f"(all takes live: {_money(live_total)}); cut {plan.stitch}: {plan.cut}",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from storyboard._progress import Reporter
+    from storyboard.errors import RenderFailed, StitchError
+    from storyboard.plan import make_plan
+    from storyboard.stitch import stitch
+
+    plan, store = _load_plan(args, output=args.output)
+    concurrency = dict(plan.board.render.concurrency)
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+        concurrency = {k: args.jobs for k in ("preview", "wavespeed", "qingbo")}
+    concurrency.setdefault("preview", 2)
+    store.clean_tmp(older_than=24 * 3600)
+    reporter = Reporter(err, quiet=args.quiet)
+    failed: RenderFailed | None = None
+    work = [
+        sp for sp in plan.shots if sp.stale_takes and (not plan.selected or sp.id in plan.selected)
+    ]
+    with reporter:
+        report = None
+        replanned = plan
+        if work:  # a no-op render starts no event loop and imports no media code
+            from storyboard.providers.preview import PreviewProvider
+            from storyboard.render import render_plan
+
+            provider = PreviewProvider(store.tmp_dir())
+            try:
+                report = render_plan(
+                    plan, store, provider, concurrency=concurrency, keep_going=args.keep_going,
+                    on_event=reporter,
+                )  # fmt: skip
+            except RenderFailed as exc:
+                failed = exc
+            replanned = make_plan(
+                plan.board, store, backend=plan.backend, output=plan.cut if args.output else None
+            )
+        missing = [sp.id for sp in replanned.shots if sp.kind == "model" and sp.output is None]
+        result = None
+        if not missing:
+            if replanned.stitch == "stale":
+                reporter.stitch("stitching")
+            try:
+                result = stitch(replanned, store)
+            except StitchError:
+                reporter.stitch("failed")
+                raise
+            reporter.stitch("reused" if result.reused else "written", f"{result.seconds:.1f}s")
+    store.save()
+    if failed is not None:
+        for failure in failed.failures:
+            take = f" take {failure.take}" if failure.take > 1 else ""
+            print(f"error: {failure.shot}{take}: {failure.message}", file=err)
+        print(f"error: {failed}", file=err)
+        hint = failed.hint()
+        if hint:
+            print(f"hint: {hint}", file=err)
+        return EXIT_FAILED
+    if not args.quiet:
+        rendered = len(report.rendered) if report else 0
+        cached = len(report.cached) if report else 0
+        print(f"rendered {rendered} clip(s), {cached} up to date", file=err)
+        if result is not None:
+            print(f"cut: {result.path} ({result.seconds:.1f} s)", file=out)
+        else:
+            print(f"cut not stitched: not rendered yet: {', '.join(missing)}", file=err)
+    return EXIT_OK
+
+
+def _cmd_stitch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from storyboard.stitch import stitch
+
+    plan, store = _load_plan(args, output=args.output)
+    result = stitch(plan, store)
+    store.save()
+    if not args.quiet:
+        state = "up to date" if result.reused else "written"
+        print(f"cut: {result.path} ({result.seconds:.1f} s, {state})", file=out)
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "validate": _cmd_validate,
     "schema": _cmd_schema,
+    "plan": _cmd_plan,
+    "render": _cmd_render,
+    "stitch": _cmd_stitch,
 }
 
 
-def _register(name: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
-    def deco(fn: Callable[..., int]) -> Callable[..., int]:
-        _COMMANDS[name] = fn
-        return fn
-
-    return deco
-
-
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Run the command line; returns the exit code (never raises for user errors)."""
     out = out or sys.stdout
     err = err or sys.stderr

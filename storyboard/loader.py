@@ -162,9 +162,7 @@ class _Builder:
     def _add(self, node: yaml.Node, path: JsonPath, message: str, hint: str | None = None) -> None:
         mark = node.start_mark
         self.problems.append(
-            Problem(
-                self.doc.file, mark.line + 1, mark.column + 1, json_path(path), message, hint
-            )
+            Problem(self.doc.file, mark.line + 1, mark.column + 1, json_path(path), message, hint)
         )
 
 
@@ -233,7 +231,9 @@ def load(file: str | Path) -> Document:
         hint = f"did you mean {shown.rstrip('/')}/storyboard.yaml?"
         raise InvalidStoryboard([Problem(shown, 0, 0, "$", "is a folder", hint)]) from None
     except OSError as exc:
-        raise InvalidStoryboard([Problem(shown, 0, 0, "$", f"cannot read: {exc.strerror}")]) from None
+        raise InvalidStoryboard(
+            [Problem(shown, 0, 0, "$", f"cannot read: {exc.strerror}")]
+        ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

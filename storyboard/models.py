@@ -90,7 +90,11 @@ MB = 1024 * 1024
 IMAGE_TYPES = MediaLimit("image", (".jpg", ".jpeg", ".png", ".webp"), 30 * MB)  # PROVIDERS §3.3
 VIDEO_TYPES = MediaLimit("video", (".mp4", ".mov"), 100 * MB)  # PROVIDERS §3.3 ref_videos
 AUDIO_TYPES = MediaLimit("audio", (".wav", ".mp3"), 15 * MB)  # PROVIDERS §3.3 audio
-MEDIA_LIMITS: dict[str, MediaLimit] = {"image": IMAGE_TYPES, "video": VIDEO_TYPES, "audio": AUDIO_TYPES}
+MEDIA_LIMITS: dict[str, MediaLimit] = {
+    "image": IMAGE_TYPES,
+    "video": VIDEO_TYPES,
+    "audio": AUDIO_TYPES,
+}
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class Price:
 
     def estimate(self, *, seconds: float, resolution: str | None, video_ref: bool) -> float:
         """The price of one run producing ``seconds`` of video."""
-        table = dict(self.video_ref_per_second if video_ref else self.per_second)
+        table = dict((video_ref and self.video_ref_per_second) or self.per_second)
         if not table:
             return round(self.per_run, 6)
         rate = table.get(resolution or "", max(table.values()))
@@ -172,8 +176,12 @@ class ModelSpec:
             return self.fixed_size
         table = dict(self.sizes)
         if table:
-            return table.get(aspect_ratio or self.default_aspect_ratio, table[self.default_aspect_ratio])
-        return frame_size(resolution or self.default_resolution, aspect_ratio or self.default_aspect_ratio)
+            return table.get(
+                aspect_ratio or self.default_aspect_ratio, table[self.default_aspect_ratio]
+            )
+        return frame_size(
+            resolution or self.default_resolution, aspect_ratio or self.default_aspect_ratio
+        )
 
 
 def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:

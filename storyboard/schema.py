@@ -85,7 +85,7 @@ def _leaf_errors(error: Any) -> Iterator[Any]:
 
     if error.validator in ("anyOf", "oneOf") and error.context:
         # Prefer branches whose type matched the instance: "unknown key" beats "not a string".
-        typed = [e for e in error.context if e.validator != "type" and e.validator != "required"]
+        typed = [e for e in error.context if e.validator not in {"type", "required"}]
         pool = typed or list(error.context)
         best = best_match(pool)
         if best is not None:

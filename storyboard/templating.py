@@ -95,7 +95,12 @@ class Templater:
             # Variables are in scope by name (`{{ hero }}`) and under `vars.`; the three
             # reserved names win over a variable of the same name.
             return template.render(
-                {**self.variables, "vars": self.variables, "shot": shot, "storyboard": self.storyboard}
+                {
+                    **self.variables,
+                    "vars": self.variables,
+                    "shot": shot,
+                    "storyboard": self.storyboard,
+                }
             )
         except jinja2.TemplateSyntaxError as exc:
             where = exc.name or None

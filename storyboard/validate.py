@@ -32,7 +32,7 @@ from storyboard.model import (
 )
 from storyboard.models import MODELS, ModelSpec
 from storyboard.schema import validate_schema
-from storyboard.templating import Templater, TemplateProblem
+from storyboard.templating import TemplateProblem, Templater
 
 __all__ = ["load_storyboard"]
 
@@ -82,9 +82,7 @@ class _Checker:
         line_offset: int = 0,
     ) -> None:
         self.problems.append(
-            self.doc.problem(
-                path, message, hint=hint, key=key, shot=shot, line_offset=line_offset
-            )
+            self.doc.problem(path, message, hint=hint, key=key, shot=shot, line_offset=line_offset)
         )
 
     # -- the stage -------------------------------------------------------------------------
@@ -117,8 +115,17 @@ class _Checker:
         bad_shots = {_shot_index(p.path) for p in schema_problems if _section(p.path) == "shots"}
         if "defaults" in broken:
             # Check the shots without the defaults fields that are themselves wrong.
-            bad_keys = {p.path.split(".")[2].split("[")[0] for p in schema_problems if p.path.startswith("$.defaults.")}
-            data = {**data, "defaults": {k: v for k, v in (data.get("defaults") or {}).items() if k not in bad_keys}}
+            bad_keys = {
+                p.path.split(".")[2].split("[")[0]
+                for p in schema_problems
+                if p.path.startswith("$.defaults.")
+            }
+            data = {
+                **data,
+                "defaults": {
+                    k: v for k, v in (data.get("defaults") or {}).items() if k not in bad_keys
+                },
+            }
             if not isinstance(data["defaults"], dict):
                 data["defaults"] = {}
         shots = self._shots(rendered, data, bad_shots)
@@ -171,9 +178,7 @@ class _Checker:
 
     # -- shots -----------------------------------------------------------------------------
 
-    def _shots(
-        self, rendered: dict[str, Any], raw: dict[str, Any], bad: set[int]
-    ) -> list[Shot]:
+    def _shots(self, rendered: dict[str, Any], raw: dict[str, Any], bad: set[int]) -> list[Shot]:
         shots_data: list[Any] = rendered.get("shots") or []
         raw_defaults = raw.get("defaults") or {}
         first_seen: dict[str, int] = {}
@@ -374,7 +379,14 @@ class _Checker:
             audio = tuple(
                 m
                 for i, item in enumerate(items)
-                if (m := self._file(item, path if not isinstance(f["audio"], list) else (*path, i), "audio", shot_id))
+                if (
+                    m := self._file(
+                        item,
+                        path if not isinstance(f["audio"], list) else (*path, i),
+                        "audio",
+                        shot_id,
+                    )
+                )
                 is not None
             )
 
@@ -461,7 +473,12 @@ class _Checker:
         if upstream is None:
             return  # the upstream shot has problems of its own, reported there
         if upstream.card is not None:
-            self.add(path, f"{rel} names {target!r}, a title card", hint="cards have no video", shot=shot_id)
+            self.add(
+                path,
+                f"{rel} names {target!r}, a title card",
+                hint="cards have no video",
+                shot=shot_id,
+            )
         elif upstream.skip:
             self.add(
                 path,
@@ -472,7 +489,8 @@ class _Checker:
 
     def _check_v4_mode(self, f: dict[str, Any], bad: Any) -> None:
         has_media = any(
-            k in f for k in ("first_frame", "refs", "reference_video", "audio", "extends", "continues")
+            k in f
+            for k in ("first_frame", "refs", "reference_video", "audio", "extends", "continues")
         )
         if not has_media and not f.get("prompt"):
             bad("prompt", "a text-to-video shot needs a prompt")
@@ -497,17 +515,26 @@ class _Checker:
     # -- fields ----------------------------------------------------------------------------
 
     def _media(
-        self, f: dict[str, Any], src: dict[str, JsonPath], field: str, kind: models.MediaKind, shot_id: str
+        self,
+        f: dict[str, Any],
+        src: dict[str, JsonPath],
+        field: str,
+        kind: models.MediaKind,
+        shot_id: str,
     ) -> Media | None:
         if field not in f:
             return None
         return self._file(f[field], src[field], kind, shot_id)
 
-    def _file(self, source: str, path: JsonPath, kind: models.MediaKind, shot_id: str | None) -> Media | None:
+    def _file(
+        self, source: str, path: JsonPath, kind: models.MediaKind, shot_id: str | None
+    ) -> Media | None:
         if source.startswith(("http://", "https://")):
             return Media(source=source, kind=kind)
         if "://" in source:
-            self.add(path, f"{source!r}: only http(s) URLs and local paths are supported", shot=shot_id)
+            self.add(
+                path, f"{source!r}: only http(s) URLs and local paths are supported", shot=shot_id
+            )
             return None
         limit = models.MEDIA_LIMITS[kind]
         target = self.root / source
@@ -552,12 +579,21 @@ class _Checker:
         return Media(source=source, kind=kind, path=real)
 
     def _keyframes(
-        self, f: dict[str, Any], src: dict[str, JsonPath], spec: ModelSpec, seconds: float, shot_id: str
+        self,
+        f: dict[str, Any],
+        src: dict[str, JsonPath],
+        spec: ModelSpec,
+        seconds: float,
+        shot_id: str,
     ) -> tuple[Keyframe, ...]:
         items = f.get("keyframes") or []
         path = src.get("keyframes", ())
         if len(items) > spec.max_keyframes:
-            self.add(path, f"{spec.id} takes at most {spec.max_keyframes} keyframes, not {len(items)}", shot=shot_id)
+            self.add(
+                path,
+                f"{spec.id} takes at most {spec.max_keyframes} keyframes, not {len(items)}",
+                shot=shot_id,
+            )
             return ()
         out: list[Keyframe] = []
         previous = 0.0
@@ -635,7 +671,11 @@ class _Checker:
         start = float(raw.get("start", 0.0))
         end = float(raw["end"]) if "end" in raw else None
         if end is not None and end > seconds + 1e-6:
-            self.add((*path, "end"), f"trim end {end:g} s is past the end of the {seconds:g} s clip", shot=shot_id)
+            self.add(
+                (*path, "end"),
+                f"trim end {end:g} s is past the end of the {seconds:g} s clip",
+                shot=shot_id,
+            )
         elif start >= (end if end is not None else seconds):
             self.add(
                 (*path, "start"),
@@ -665,7 +705,12 @@ class _Checker:
         )
         for key in ("background", "color"):
             if key in raw and not _is_colour(raw[key]):
-                self.add((*path, key), f"{raw[key]!r} is not a colour", hint="use #rrggbb or a CSS colour name", shot=shot_id)
+                self.add(
+                    (*path, key),
+                    f"{raw[key]!r} is not a colour",
+                    hint="use #rrggbb or a CSS colour name",
+                    shot=shot_id,
+                )
         return card
 
     # -- shared sections -------------------------------------------------------------------

@@ -1,0 +1,192 @@
+"""The content-addressed clip store under ``.storyboard/`` (or ``$STORYBOARD_CACHE``).
+
+Layout::
+
+    objects/ab/<sha256>.mp4         every clip once, named by its content
+    keys/ab/<generation key>.json   which clip a generation key produced
+    shots/<ns>/<backend>/<id>.json  what each shot was last rendered from (for "why stale")
+    cuts/<ns>/...                   the stitcher's work files and the cut's edit key
+    digests.json                    memo of input-file digests by (path, size, mtime)
+    tmp/                            renders in progress
+
+Every write goes to a temporary file and is renamed into place. A missing or corrupt object
+or entry is a cache miss, never a crash. ``<ns>`` separates storyboards sharing one
+``$STORYBOARD_CACHE``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storyboard.errors import StoreError
+from storyboard.hashing import DigestMemo, atomic_write, canonical_json, sha256_bytes, sha256_file
+
+__all__ = ["ClipEntry", "Store", "store_root"]
+
+
+def store_root(storyboard_path: Path) -> Path:
+    """Where the store of a storyboard lives."""
+    env = os.environ.get("STORYBOARD_CACHE")
+    if env:
+        return Path(env).expanduser().absolute()
+    return storyboard_path.parent / ".storyboard"
+
+
+@dataclass(frozen=True)
+class ClipEntry:
+    """A clip in the store and what is known about it."""
+
+    key: str
+    digest: str
+    path: Path
+    seconds: float
+    size: int
+    shot: str
+    take: int
+    info: dict[str, Any]
+
+
+class Store:
+    """The clip store of one storyboard."""
+
+    def __init__(self, root: Path, storyboard_path: Path) -> None:
+        self.root = root
+        self.namespace = sha256_bytes(str(storyboard_path).encode())[:16]
+        self.memo = DigestMemo(root / "digests.json")
+
+    @classmethod
+    def for_storyboard(cls, storyboard_path: Path) -> Store:
+        return cls(store_root(storyboard_path), storyboard_path)
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def object_path(self, digest: str) -> Path:
+        return self.root / "objects" / digest[:2] / f"{digest}.mp4"
+
+    def _entry_path(self, key: str) -> Path:
+        return self.root / "keys" / key[:2] / f"{key}.json"
+
+    def tmp_dir(self) -> Path:
+        path = self.root / "tmp"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        return path
+
+    def cuts_dir(self) -> Path:
+        return self.root / "cuts" / self.namespace
+
+    # -- clips -----------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> ClipEntry | None:
+        """The clip a generation key produced, if it is in the store and intact."""
+        try:
+            raw = json.loads(self._entry_path(key).read_text(encoding="utf-8"))
+            digest = str(raw["digest"])
+            path = self.object_path(digest)
+            # Stat-only unless the object changed since it was last verified.
+            if self.memo.digest(path) != digest:
+                return None
+            return ClipEntry(
+                key=key,
+                digest=digest,
+                path=path,
+                seconds=float(raw["seconds"]),
+                size=int(raw["size"]),
+                shot=str(raw["shot"]),
+                take=int(raw["take"]),
+                info=dict(raw.get("info") or {}),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(
+        self, key: str, clip: Path, *, seconds: float, shot: str, take: int, info: dict[str, Any]
+    ) -> ClipEntry:
+        """Move a finished clip into the store and record which key produced it."""
+        digest = sha256_file(clip)
+        target = self.object_path(digest)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() and self.memo.digest(target) == digest:
+                clip.unlink(missing_ok=True)
+            else:
+                os.replace(clip, target)
+            self.memo.digest(target)  # remember it verified
+            size = target.stat().st_size
+            record = {
+                "key": key,
+                "digest": digest,
+                "seconds": round(seconds, 6),
+                "size": size,
+                "shot": shot,
+                "take": take,
+                "info": info,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            atomic_write(self._entry_path(key), canonical_json(record))
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store at {self.root}: {exc.strerror}") from exc
+        return ClipEntry(key, digest, target, seconds, size, shot, take, info)
+
+    def import_clip(self, path: Path) -> str:
+        """Digest of a clip file (memoised)."""
+        return self.memo.digest(path)
+
+    # -- what each shot was rendered from ---------------------------------------------------
+
+    def _material_path(self, backend: str, shot: str) -> Path:
+        return self.root / "shots" / self.namespace / backend / f"{shot}.json"
+
+    def last_material(self, backend: str, shot: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self._material_path(backend, shot).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def record_material(self, backend: str, shot: str, material: dict[str, Any]) -> None:
+        try:
+            atomic_write(self._material_path(backend, shot), canonical_json(material))
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store at {self.root}: {exc.strerror}") from exc
+
+    # -- the cut ---------------------------------------------------------------------------
+
+    def cut_record(self, name: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.cuts_dir() / f"{name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_cut_record(self, name: str, record: dict[str, Any]) -> None:
+        atomic_write(self.cuts_dir() / f"{name}.json", canonical_json(record))
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def clean_tmp(self, older_than: float = 0.0) -> None:
+        """Remove leftovers of interrupted renders (they were never in the store)."""
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return
+        now = time.time()
+        for item in tmp.iterdir():
+            try:
+                if now - item.stat().st_mtime >= older_than:
+                    if item.is_dir():
+                        shutil.rmtree(item, ignore_errors=True)
+                    else:
+                        item.unlink(missing_ok=True)
+            except OSError:
+                continue
+
+    def save(self) -> None:
+        self.memo.save()

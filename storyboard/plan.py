@@ -1,0 +1,467 @@
+"""Stage 4, plan: the DAG of shots, their keys, what is stale and why, and what it costs.
+
+Two keys (ARCHITECTURE §1):
+
+* the *generation key* of a shot's take is the sha256 of canonical JSON of everything that
+  decides the pixels: format version, backend, provider, model, rendered prompt, every
+  generation parameter with its default filled in, the take's seed, the take index, the
+  sha256 of every input file, and the generation key of the upstream shot's selected take.
+  It decides paid work.
+* the *edit key* of the cut covers the output settings, each shot's selected clip digest,
+  trim and transition, and the cards: it decides only re-stitching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from storyboard.cache import ClipEntry, Store
+from storyboard.errors import PlanError, UsageError
+from storyboard.hashing import canonical_json, sha256_bytes
+from storyboard.model import Media, Shot, Storyboard
+from storyboard.models import PREVIEW_PROVIDER, ModelSpec
+
+__all__ = [
+    "KEY_FORMAT",
+    "Plan",
+    "ShotPlan",
+    "TakePlan",
+    "cut_path",
+    "generation_material",
+    "make_plan",
+]
+
+KEY_FORMAT = 1
+Backend = Literal["preview", "live"]
+
+
+@dataclass(frozen=True)
+class TakePlan:
+    """One take of one shot."""
+
+    take: int  # 1-based
+    key: str
+    seed: int | None
+    material: dict[str, Any] = field(compare=False, repr=False)
+    clip: ClipEntry | None = None  # in the store already
+
+    @property
+    def fresh(self) -> bool:
+        return self.clip is not None
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    """What render would do for one shot."""
+
+    shot: Shot
+    kind: Literal["model", "card", "skipped"]
+    status: Literal["fresh", "stale"]
+    reason: str
+    cost: float  # what this render would spend on the shot (0 for preview)
+    live_cost: float  # what rendering all its takes live costs
+    takes: tuple[TakePlan, ...] = ()
+    seconds: float = 0.0  # length of the new footage each take contributes
+
+    @property
+    def id(self) -> str:
+        return self.shot.id
+
+    @property
+    def selected(self) -> TakePlan | None:
+        if not self.takes:
+            return None
+        return self.takes[self.shot.select - 1]
+
+    @property
+    def output(self) -> Path | None:
+        """The clip the cut uses for this shot, when it is rendered."""
+        sel = self.selected
+        return sel.clip.path if sel is not None and sel.clip is not None else None
+
+    @property
+    def stale_takes(self) -> tuple[TakePlan, ...]:
+        return tuple(t for t in self.takes if not t.fresh)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole plan of a storyboard for one backend."""
+
+    board: Storyboard
+    backend: Backend
+    shots: tuple[ShotPlan, ...]
+    cut: Path
+    edit_key: str | None  # None while some clip of the cut is not rendered
+    stitch: Literal["fresh", "stale"]
+    selected: frozenset[str]  # shots this run is limited to (--only), empty = all
+
+    @property
+    def cost(self) -> float:
+        return round(sum(s.cost for s in self.shots), 6)
+
+    def shot(self, shot_id: str) -> ShotPlan:
+        for one in self.shots:
+            if one.id == shot_id:
+                return one
+        raise KeyError(shot_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``plan --json`` shape of CONTRACT/issue 3 (plus a few extra keys)."""
+        return {
+            "storyboard": str(self.board.path),
+            "backend": self.backend,
+            "shots": [
+                {
+                    "id": s.id,
+                    "model": s.shot.model,
+                    "kind": s.kind,
+                    "status": s.status,
+                    "reason": s.reason,
+                    "cost": s.cost,
+                    "live_cost": s.live_cost,
+                    "takes": len(s.takes),
+                    "select": s.shot.select if s.takes else None,
+                    "keys": [t.key for t in s.takes],
+                    "upstream": s.shot.upstream,
+                    "output": str(s.output) if s.output else None,
+                }
+                for s in self.shots
+            ],
+            "cost": self.cost,
+            "stitch": self.stitch,
+            "cut": str(self.cut),
+            "edit_key": self.edit_key,
+        }
+
+
+def cut_path(board: Storyboard, backend: Backend, override: Path | None = None) -> Path:
+    """Where the final cut goes: preview cuts add ``.preview`` before the suffix."""
+    path = override if override is not None else board.output.path
+    if backend == "preview" and override is None:
+        return path.with_name(f"{path.stem}.preview{path.suffix or '.mp4'}")
+    return path
+
+
+def _effective(shot: Shot, spec: ModelSpec) -> dict[str, Any]:
+    """Generation parameters with the model's defaults filled in."""
+    params: dict[str, Any] = {}
+    if spec.durations is not None:
+        params["duration"] = shot.duration if shot.duration is not None else spec.default_duration
+    if spec.aspect_ratios:
+        params["aspect_ratio"] = shot.aspect_ratio or spec.default_aspect_ratio
+    if spec.resolutions:
+        params["resolution"] = shot.resolution or spec.default_resolution
+    if spec.cut_types:
+        params["cut_type"] = shot.cut_type or spec.cut_types[0]
+    if spec.provider == "qingbo":
+        params["prompt_optimizer"] = (
+            True if shot.prompt_optimizer is None else shot.prompt_optimizer
+        )
+        params["action"] = shot.action
+    if shot.negative_prompt is not None:
+        params["negative_prompt"] = shot.negative_prompt
+    if shot.params:
+        params["params"] = dict(shot.params)
+    return params
+
+
+def take_seed(shot: Shot, take: int) -> int | None:
+    """The seed of a take: seed, seed+1, ...; ``None`` means random (resolved at submit)."""
+    if shot.seed is None or shot.seed == -1:
+        return None
+    return shot.seed + take - 1
+
+
+def generation_material(
+    shot: Shot,
+    spec: ModelSpec,
+    take: int,
+    backend: Backend,
+    digest: Any,
+    upstream_key: str | None,
+) -> dict[str, Any]:
+    """Everything that decides the pixels of one take, as plain data (hashed into the key).
+
+    ``digest`` maps a :class:`Media` to its sha256 (URLs are keyed by the URL itself).
+    """
+
+    def d(media: Media) -> str:
+        return str(digest(media))
+
+    inputs: dict[str, Any] = {}
+    if shot.first_frame is not None:
+        inputs["first_frame"] = d(shot.first_frame)
+    if shot.last_frame is not None:
+        inputs["last_frame"] = d(shot.last_frame)
+    if shot.keyframes:
+        inputs["keyframes"] = [[k.at, d(k.image)] for k in shot.keyframes]
+    if shot.refs:
+        inputs["refs"] = [
+            {
+                "tag": r.tag,
+                "grid": r.grid,
+                "images": [d(m) for m in r.images],
+                "audio": d(r.audio) if r.audio else None,
+            }
+            for r in shot.refs
+        ]
+    if shot.audio:
+        inputs["audio"] = [d(m) for m in shot.audio]
+    if shot.reference_video is not None:
+        inputs["reference_video"] = d(shot.reference_video)
+    # The preview backend draws the caption from the shot id, so the id is material there.
+    material: dict[str, Any] = {
+        "format": KEY_FORMAT,
+        "backend": backend,
+        "provider": PREVIEW_PROVIDER if backend == "preview" else spec.provider,
+        "model": spec.id,
+        "endpoint": spec.endpoint,
+        "prompt": shot.prompt,
+        "params": _effective(shot, spec),
+        "seed": take_seed(shot, take),
+        "take": take,
+        "inputs": inputs,
+        "upstream": {"mode": "extends" if shot.extends else "continues", "key": upstream_key}
+        if upstream_key
+        else None,
+    }
+    if backend == "preview":
+        material["caption"] = shot.id
+    return material
+
+
+def _key(material: dict[str, Any]) -> str:
+    return sha256_bytes(canonical_json(material))
+
+
+def _why(
+    previous: dict[str, Any] | None,
+    now: dict[str, Any],
+    shot: Shot,
+    sources: dict[str, str],
+) -> str:
+    """Say in a few words why a shot whose key is not in the store is stale."""
+    if previous is None:
+        return "not rendered yet"
+    if previous == now:
+        return "clip missing from the store"
+    changes: list[str] = []
+    for name in ("model", "prompt"):
+        if previous.get(name) != now.get(name):
+            changes.append(f"{name} changed")
+    old_params, new_params = previous.get("params") or {}, now.get("params") or {}
+    for name in sorted(set(old_params) | set(new_params)):
+        if old_params.get(name) != new_params.get(name):
+            changes.append(f"{name} changed")
+    if previous.get("seed") != now.get("seed"):
+        changes.append("seed changed")
+    old_in, new_in = previous.get("inputs") or {}, now.get("inputs") or {}
+    old_digests = set(_flatten(old_in))
+    for digest in _flatten(new_in):
+        if digest not in old_digests and digest in sources:
+            changes.append(f"{sources[digest]} changed")
+    if not changes and old_in != new_in:
+        changes.append("inputs changed")
+    if previous.get("upstream") != now.get("upstream"):
+        changes.append(f"upstream {shot.upstream} changed" if shot.upstream else "upstream removed")
+    if not changes:
+        changes.append("settings changed")
+    seen: list[str] = []
+    for c in changes:
+        if c not in seen:
+            seen.append(c)
+    return ", ".join(seen[:3]) + (f" (+{len(seen) - 3} more)" if len(seen) > 3 else "")
+
+
+def _flatten(value: Any) -> Iterable[str]:
+    if isinstance(value, str) and len(value) == 64:
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _flatten(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _flatten(v)
+
+
+def make_plan(
+    board: Storyboard,
+    store: Store,
+    *,
+    backend: Backend = "preview",
+    only: Iterable[str] = (),
+    force: Iterable[str] = (),
+    force_all: bool = False,
+    output: Path | None = None,
+) -> Plan:
+    """Plan a render: keys, staleness and cost of every shot, and the state of the cut.
+
+    Raises:
+        UsageError: ``--only`` or ``--force`` name a shot that does not exist.
+        PlanError: an input file changed or vanished since validation.
+    """
+    ids = {s.id for s in board.shots}
+    only_set, force_set = set(only), set(force)
+    for flag, names in (("--only", only_set), ("--force", force_set)):
+        unknown = sorted(names - ids)
+        if unknown:
+            raise UsageError(
+                f"{flag} names no shot {', '.join(map(repr, unknown))}",
+                hint="shots: " + ", ".join(s.id for s in board.shots),
+            )
+
+    sources: dict[str, str] = {}
+
+    def digest(media: Media) -> str:
+        if media.path is None:
+            return f"url:{media.source}"
+        try:
+            value = store.memo.digest(media.path)
+        except OSError as exc:
+            raise PlanError(
+                f"cannot read {media.source!r}: {exc.strerror}",
+                hint="run `storyboard validate` and fix the path",
+            ) from exc
+        sources[value] = media.source
+        return value
+
+    plans: dict[str, ShotPlan] = {}
+    for shot in board.shots:
+        spec = shot.spec
+        if shot.skip:
+            plans[shot.id] = ShotPlan(shot, "skipped", "fresh", "skipped", 0.0, 0.0)
+            continue
+        if shot.card is not None or spec is None:
+            plans[shot.id] = ShotPlan(shot, "card", "fresh", "title card (drawn locally)", 0.0, 0.0)
+            continue
+        upstream_key: str | None = None
+        upstream_stale = False
+        if shot.upstream:
+            up = plans[shot.upstream]
+            sel = up.selected
+            upstream_key = sel.key if sel is not None else None
+            upstream_stale = up.status == "stale"
+        forced = force_all or shot.id in force_set
+        takes: list[TakePlan] = []
+        for n in range(1, shot.takes + 1):
+            material = generation_material(shot, spec, n, backend, digest, upstream_key)
+            key = _key(material)
+            clip = None if forced else store.lookup(key)
+            takes.append(TakePlan(n, key, take_seed(shot, n), material, clip))
+        seconds = spec.clip_seconds(shot.duration)
+        video_ref = shot.extends is not None or shot.reference_video is not None
+        # Billed on the requested duration, not on the frame count the model writes.
+        billed = shot.duration if shot.duration is not None else spec.default_duration
+        per_take = spec.price.estimate(
+            seconds=billed,
+            resolution=shot.resolution or spec.default_resolution,
+            video_ref=video_ref,
+        )
+        stale = [t for t in takes if not t.fresh]
+        if forced:
+            reason = "forced"
+        elif not stale:
+            reason = "up to date"
+        elif upstream_stale and shot.upstream:
+            reason = f"upstream {shot.upstream} changed"
+            previous = store.last_material(backend, shot.id)
+            if previous is None:
+                reason = "not rendered yet"
+        else:
+            previous = store.last_material(backend, shot.id)
+            reason = _why(previous, stale[0].material, shot, sources)
+        cost = 0.0 if backend == "preview" else round(per_take * len(stale), 6)
+        plans[shot.id] = ShotPlan(
+            shot=shot,
+            kind="model",
+            status="stale" if stale else "fresh",
+            reason=reason,
+            cost=cost,
+            live_cost=round(per_take * shot.takes, 6),
+            takes=tuple(takes),
+            seconds=seconds,
+        )
+
+    selected: set[str] = set()
+    if only_set:
+        # --only renders the named shots and whatever they need upstream.
+        for name in only_set:
+            current: str | None = name
+            while current is not None and current not in selected:
+                selected.add(current)
+                current = board.shot(current).upstream
+        for shot_id, sp in list(plans.items()):
+            if shot_id not in selected and sp.kind == "model":
+                plans[shot_id] = ShotPlan(
+                    sp.shot, sp.kind, sp.status, sp.reason, 0.0, sp.live_cost, sp.takes, sp.seconds
+                )
+
+    shots = tuple(plans[s.id] for s in board.shots)
+    out = cut_path(board, backend, output)
+    edit_key = _edit_key(board, shots, out, store)
+    record = store.cut_record(_cut_name(out))
+    stitch: Literal["fresh", "stale"] = "stale"
+    if edit_key is not None and record is not None and record.get("edit_key") == edit_key:
+        try:
+            st = out.stat()
+            if [st.st_size, st.st_mtime_ns] == record.get("stat"):
+                stitch = "fresh"
+        except OSError:
+            pass
+    return Plan(board, backend, shots, out, edit_key, stitch, frozenset(selected))
+
+
+def _cut_name(out: Path) -> str:
+    return sha256_bytes(str(out).encode())[:16]
+
+
+def edit_material(
+    board: Storyboard, shots: Iterable[ShotPlan], out: Path, store: Store
+) -> dict[str, Any] | None:
+    """What decides the final cut, or ``None`` when a clip it needs is not rendered."""
+    o = board.output
+    entries: list[dict[str, Any]] = []
+    for sp in shots:
+        shot = sp.shot
+        if sp.kind == "skipped":
+            continue
+        transition = shot.transition or o.transition
+        entry: dict[str, Any] = {
+            "id": shot.id,
+            "transition": [transition.type, transition.duration],
+        }
+        if sp.kind == "card":
+            card = shot.card
+            if card is None:
+                continue
+            entry["card"] = [card.text, card.duration, card.background, card.color]
+        else:
+            sel = sp.selected
+            if sel is None or sel.clip is None:
+                return None
+            entry["clip"] = sel.clip.digest
+            entry["trim"] = [shot.trim.start, shot.trim.end] if shot.trim else None
+            entry["new_seconds"] = sp.seconds
+            if shot.extends and shot.spec is not None:
+                entry["extend_output"] = shot.spec.extend_output
+        entries.append(entry)
+    soundtrack = None
+    if o.audio is not None:
+        media = o.audio.media
+        source = store.memo.digest(media.path) if media.path else media.source
+        soundtrack = [source, o.audio.volume, o.audio.fade_out]
+    return {
+        "format": KEY_FORMAT,
+        "output": [str(out), o.fps, o.resolution, o.aspect_ratio, o.fit],
+        "shots": entries,
+        "soundtrack": soundtrack,
+    }
+
+
+def _edit_key(board: Storyboard, shots: Iterable[ShotPlan], out: Path, store: Store) -> str | None:
+    material = edit_material(board, shots, out, store)
+    return None if material is None else _key(material)

@@ -1,0 +1,101 @@
+"""The provider protocol: ``submit``, ``poll``, ``download`` — wire format in, typed status out.
+
+Providers hold no policy: polling cadence, deadlines, concurrency caps, retries of tasks and
+the journal live in ``storyboard.render`` so every backend behaves the same. Raw provider
+JSON never leaves a provider module; what crosses this boundary is the frozen data below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from storyboard.model import Shot
+from storyboard.models import ModelSpec
+
+__all__ = [
+    "Failed",
+    "Job",
+    "Provider",
+    "Queued",
+    "Running",
+    "Succeeded",
+    "TaskRef",
+    "TaskStatus",
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One take of one shot to render."""
+
+    shot: Shot
+    spec: ModelSpec
+    take: int  # 1-based
+    key: str  # generation key
+    seed: int | None
+    seconds: float  # length of the new footage
+    width: int
+    height: int
+    fps: int
+    upstream: Path | None = None  # the upstream shot's selected clip
+    upstream_mode: Literal["extends", "continues"] | None = None
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A submitted task: enough to poll it again after a crash."""
+
+    provider: str
+    task_id: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Queued:
+    position: int | None = None
+
+
+@dataclass(frozen=True)
+class Running:
+    progress: float | None = None  # 0..1 when the provider says
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    outputs: tuple[str, ...]  # URLs (or local paths for the preview backend)
+    cost: float | None = None  # USD, when the provider reports it
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    code: str | None = None
+    user_fixable: bool = False  # the storyboard must change (e.g. WaveSpeed 1xxx)
+
+
+TaskStatus = Queued | Running | Succeeded | Failed
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What every backend implements."""
+
+    name: str
+
+    async def submit(self, job: Job) -> TaskRef:
+        """Start the task. Never retried automatically by callers."""
+        ...
+
+    async def poll(self, task: TaskRef) -> TaskStatus:
+        """The task's current state."""
+        ...
+
+    async def download(self, task: TaskRef, status: Succeeded, dest: Path) -> None:
+        """Write the task's output video to ``dest``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and worker resources."""
+        ...

@@ -1,0 +1,137 @@
+"""The preview backend: a free, offline animatic of each shot (the embedded default).
+
+It honours the model's output geometry (fps, frame size, clip length) and the shot's inputs:
+first frame, keyframes and last frame reached at their timestamps, the first reference image
+when there is no frame, a camera move hinted by the prompt, and a caption with the shot id,
+take and prompt. ``continues`` starts from the upstream clip's last frame; ``extends``
+continues the upstream clip and, for models that return source + new footage, prepends the
+source. Same job, same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import anyio
+
+from storyboard.errors import StitchError
+from storyboard.providers.animatic import AnimaticSpec, motion_from_prompt, render_animatic
+from storyboard.providers.base import Failed, Job, Succeeded, TaskRef, TaskStatus
+
+__all__ = ["PreviewProvider", "animatic_spec"]
+
+_FFMPEG_TIMEOUT = 600.0
+
+
+def animatic_spec(job: Job) -> AnimaticSpec:
+    """The animatic that stands in for one take of a shot."""
+    shot = job.shot
+    stills: list[tuple[float, Path]] = []
+    if shot.first_frame is not None and shot.first_frame.path is not None:
+        stills.append((0.0, shot.first_frame.path))
+    for key in shot.keyframes:
+        if key.image.path is not None:
+            stills.append((key.at, key.image.path))
+    if shot.last_frame is not None and shot.last_frame.path is not None:
+        stills.append((job.seconds, shot.last_frame.path))
+    if not stills:
+        # No frames: the first local reference image sets the scene.
+        for ref in shot.refs:
+            local = [m.path for m in ref.images if m.path is not None]
+            if local:
+                stills.append((0.0, local[0]))
+                break
+    caption = f"{shot.id} · take {job.take}/{shot.takes} · {job.spec.id}\n{shot.prompt}"
+    return AnimaticSpec(
+        width=job.width,
+        height=job.height,
+        fps=job.fps,
+        seconds=job.seconds,
+        stills=tuple(sorted(stills, key=lambda s: s[0])),
+        motion=motion_from_prompt(shot.prompt),
+        caption=caption,
+        # The key decides the look, so takes differ and the same key gives the same bytes.
+        seed=int(job.key[:8], 16),
+        source_video=job.upstream,
+    )
+
+
+def _prepend_source(source: Path, new: Path, job: Job, out: Path) -> None:
+    """Write ``source`` (fitted to the job's geometry) followed by ``new`` to ``out``."""
+    import imageio_ffmpeg
+
+    w, h, fps = job.width, job.height, job.fps
+    graph = (
+        f"[0:v]scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
+        f"fps={fps},setsar=1,format=yuv420p[a];[1:v]setsar=1,format=yuv420p[b];"
+        "[a][b]concat=n=2:v=1:a=0[v]"
+    )
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-i", str(source), "-i", str(new), "-filter_complex", graph, "-map", "[v]",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+        "-threads", "2", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
+        "-movflags", "+faststart", "-an", "-f", "mp4", str(out),
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise StitchError(f"ffmpeg ran past {_FFMPEG_TIMEOUT:.0f} s joining {source.name}") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-400:]
+        raise StitchError(f"ffmpeg could not extend {source.name}: {tail}", shot=job.shot.id)
+
+
+def render_preview(job: Job, out: Path) -> None:
+    """Render the animatic of ``job`` to ``out`` (blocking; run it in a worker thread)."""
+    spec = animatic_spec(job)
+    if (
+        job.upstream_mode == "extends"
+        and job.upstream is not None
+        and job.spec.extend_output == "source+new"
+    ):
+        part = out.with_name(out.name + ".new.mp4")
+        try:
+            render_animatic(spec, part)
+            _prepend_source(job.upstream, part, job, out)
+        finally:
+            part.unlink(missing_ok=True)
+    else:
+        render_animatic(spec, out)
+
+
+class PreviewProvider:
+    """Renders each job locally; a task is done as soon as ``submit`` returns."""
+
+    name = "preview"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._done: dict[str, Path | str] = {}
+
+    async def submit(self, job: Job) -> TaskRef:
+        out = self.workdir / f"{job.key}.mp4"
+        try:
+            await anyio.to_thread.run_sync(render_preview, job, out)
+            self._done[job.key] = out
+        except StitchError as exc:
+            self._done[job.key] = str(exc)
+        return TaskRef(provider=self.name, task_id=job.key, key=job.key)
+
+    async def poll(self, task: TaskRef) -> TaskStatus:
+        result = self._done.get(task.task_id)
+        if isinstance(result, Path):
+            return Succeeded(outputs=(str(result),), cost=0.0)
+        return Failed(message=str(result or "the preview task is unknown"))
+
+    async def download(self, task: TaskRef, status: Succeeded, dest: Path) -> None:
+        os.replace(status.outputs[0], dest)
+        self._done.pop(task.task_id, None)
+
+    async def aclose(self) -> None:
+        for result in self._done.values():
+            if isinstance(result, Path):
+                result.unlink(missing_ok=True)
+        self._done.clear()
