@@ -1,0 +1,1 @@
+"""Test support for storyboard: the provider emulator (``storyboard.testing.emulator``)."""
