@@ -287,7 +287,21 @@ def _cmd_stitch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from storyboard.testing.emulator import run_forever
+
+    def ready(lines: list[str]) -> None:
+        print("\n".join(lines), file=out, flush=True)
+
+    try:
+        run_forever(args.port, on_ready=ready)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on port {args.port}: {exc.strerror}") from exc
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "emulate": _cmd_emulate,
     "validate": _cmd_validate,
     "schema": _cmd_schema,
     "plan": _cmd_plan,

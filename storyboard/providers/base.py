@@ -7,7 +7,8 @@ JSON never leaves a provider module; what crosses this boundary is the frozen da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -41,6 +42,9 @@ class Job:
     fps: int
     upstream: Path | None = None  # the upstream shot's selected clip
     upstream_mode: Literal["extends", "continues"] | None = None
+    # Live providers take URLs: every local input (by ``Media.source``) and, under the key
+    # "upstream", the upstream clip, already uploaded or still valid at the provider.
+    urls: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
