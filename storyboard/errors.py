@@ -18,7 +18,8 @@ next. Only ``storyboard.cli.main`` prints errors and turns them into exit codes.
     └── ProviderError                provider, task_id, status                 exit 1
         ├── MissingAPIKey            env var is not set
         ├── ProviderHTTPError        http_status, retryable
-        │   └── AuthenticationError  401/403: names the env var to fix
+        │   ├── AuthenticationError  401/403: names the env var to fix
+        │   └── ProviderBusy         429: no task created; retry_after seconds
         ├── SubmitOutcomeUnknown     the submit reply was lost; never retried blindly
         ├── TaskFailed               the provider's task ended failed (code, message)
         ├── ProviderTimeout          a wait ran past its deadline (also TimeoutError)
@@ -38,6 +39,7 @@ __all__ = [
     "MissingAPIKey",
     "PlanError",
     "Problem",
+    "ProviderBusy",
     "ProviderError",
     "ProviderHTTPError",
     "ProviderTimeout",
@@ -293,3 +295,33 @@ class ProviderTimeout(ProviderError, TimeoutError):
 
 class DownloadError(ProviderError):
     """The output could not be downloaded or is not a plausible video."""
+
+
+class ProviderBusy(ProviderHTTPError):
+    """The provider refused new work for now (HTTP 429); no task was created.
+
+    Rate limits, Qingbo's quota window and its cap of 5 queued tasks per account. Waiting
+    ``retry_after`` seconds and submitting again (with the same idempotency key, where the
+    provider has one) cannot bill twice, because the refused request created nothing.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        retry_after: float,
+        code: str | None = None,
+        shot: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            provider=provider,
+            http_status=429,
+            retryable=True,
+            code=code,
+            shot=shot,
+            hint=hint,
+        )
+        self.retry_after = retry_after

@@ -1,0 +1,687 @@
+"""HTTP plumbing shared by the live providers (stage 5, render; used only by providers).
+
+What lives here, and nowhere else:
+
+* :func:`make_client`: the one ``httpx.AsyncClient`` factory (timeouts, ``User-Agent``,
+  ``Authorization`` only when a key is given, the ``transport=`` seam tests swap).
+* The retry policy of *idempotent* requests (status GETs, output downloads, upload PUTs) as
+  pure functions — :func:`should_retry`, :func:`parse_retry_after`, :func:`retry_delay` — and
+  one loop, :func:`retry_idempotent`, that applies them with an injectable sleep and an
+  overall deadline. Submits that create billable work never go through it (STYLE §8.7).
+* :func:`translate_errors`: the single seam where httpx exceptions become storyboard errors
+  (``raise ... from exc``), and :func:`http_error` for error replies. Every message passes
+  through :meth:`ProviderContext.redact`, so an API key echoed by a provider or buried in an
+  exception text never reaches a message (CONTRACT §5).
+* :class:`ApiSession`: an API client (with the key) plus a separate *files* client without
+  it, because upload and download URLs live on other hosts (a bucket, a CDN) that must never
+  see the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+import httpx
+
+from storyboard import __version__
+from storyboard.errors import (
+    AuthenticationError,
+    DownloadError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderTimeout,
+    StoreError,
+    SubmitOutcomeUnknown,
+)
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "MAX_DOWNLOAD_BYTES",
+    "RETRY_STATUSES",
+    "USER_AGENT",
+    "ApiSession",
+    "Clock",
+    "ProviderContext",
+    "RetryPolicy",
+    "RetryableResponse",
+    "Sleep",
+    "Timeouts",
+    "excerpt",
+    "http_error",
+    "make_client",
+    "parse_retry_after",
+    "provider_message",
+    "retry_delay",
+    "retry_idempotent",
+    "should_retry",
+    "translate_errors",
+]
+
+_T = TypeVar("_T")
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+USER_AGENT = f"storyboard/{__version__}"
+# Statuses worth another try of an idempotent request: rate limits and gateway/server trouble
+# (the WaveSpeed SDK's set, PROVIDERS §1.9).
+RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+MAX_DOWNLOAD_BYTES = 2 * 1024**3  # far above any 15 s clip; stops a runaway or hostile reply
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-request timeouts in seconds (the WaveSpeed SDK's defaults, PROVIDERS §1.9).
+
+    ``connect`` applies to every request; the read (and write) timeout depends on the kind of
+    request: a status GET or a download chunk, a submit, or an upload.
+    """
+
+    connect: float = 10.0
+    get: float = 30.0
+    submit: float = 60.0
+    upload: float = 120.0
+
+    def for_kind(self, kind: Literal["get", "submit", "upload"]) -> httpx.Timeout:
+        """The ``httpx.Timeout`` for one kind of request."""
+        seconds = {"get": self.get, "submit": self.submit, "upload": self.upload}[kind]
+        # The pool wait is bounded too: a saturated pool must not hang a render forever.
+        return httpx.Timeout(seconds, connect=self.connect, pool=seconds)
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How idempotent requests are retried.
+
+    Attributes:
+        max_attempts: Tries in total, the first included.
+        base_delay: Backoff of the first retry before jitter, in seconds.
+        max_delay: Cap of the exponential backoff (not of a server's ``Retry-After``).
+        deadline: No retry wait may end later than this many seconds after the first try;
+            a ``Retry-After`` beyond it ends the retries at once.
+    """
+
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    deadline: float = 300.0
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+# --------------------------------------------------------------------------------------------
+# The retry policy, as pure functions
+# --------------------------------------------------------------------------------------------
+
+
+def should_retry(*, status: int | None = None, error: BaseException | None = None) -> bool:
+    """Whether an idempotent request that ended like this is worth another try.
+
+    Args:
+        status: The HTTP status of the reply, if one came.
+        error: The httpx exception raised instead of a reply, if any.
+
+    Returns:
+        ``True`` for 429/500/502/503/504, timeouts, network errors and replies cut short;
+        ``False`` for everything else (4xx, a malformed URL, a local protocol error).
+    """
+    if error is not None:
+        return isinstance(
+            error, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError
+        )
+    return status is not None and status in RETRY_STATUSES
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date).
+
+    Args:
+        value: The header value.
+        now: Unix time to measure an HTTP date against (default: ``time.time()``).
+
+    Returns:
+        Non-negative seconds (a date in the past gives 0), or ``None`` when the header is
+        missing or unreadable.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        # RFC 9110 allows only non-negative integers; tolerate fractions, refuse the absurd.
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None  # an HTTP date is always GMT; a zone-less one is not a valid header
+    reference = time.time() if now is None else now
+    return max(0.0, when.timestamp() - reference)
+
+
+def retry_delay(
+    attempt: int,
+    retry_after: float | None = None,
+    *,
+    base: float = DEFAULT_RETRY.base_delay,
+    cap: float = DEFAULT_RETRY.max_delay,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before retry number ``attempt`` (0 for the first retry).
+
+    A server's ``Retry-After`` is honoured as given: it knows when it will take work again,
+    and waiting less only earns another 429. Otherwise capped exponential backoff with full
+    jitter, ``uniform(0, min(cap, base * 2**attempt))``, so many clients hit by the same
+    outage do not come back in lockstep.
+
+    Args:
+        attempt: How many retries came before this one.
+        retry_after: Seconds from the reply's ``Retry-After``, if any.
+        base: Backoff before the first retry.
+        cap: Largest backoff.
+        rand: Source of uniform numbers in [0, 1) (injectable for tests).
+    """
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    ceiling = min(cap, base * math.pow(2, min(attempt, 62)))
+    return max(0.0, rand() * ceiling)
+
+
+class RetryableResponse(Exception):
+    """An error reply (429/5xx) to an idempotent request that may be retried.
+
+    Raised inside a retried operation; when the retries run out, :func:`translate_errors`
+    turns it into a :class:`~storyboard.errors.ProviderHTTPError` (or a
+    :class:`~storyboard.errors.DownloadError`).
+    """
+
+    def __init__(self, response: httpx.Response, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.retry_after = retry_after
+
+
+async def retry_idempotent(
+    operation: Callable[[], Awaitable[_T]],
+    *,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    sleep: Sleep = anyio.sleep,
+    clock: Clock = time.monotonic,
+    rand: Callable[[], float] = random.random,
+) -> _T:
+    """Run an idempotent operation, retrying it per ``policy``.
+
+    ``operation`` is retried when it raises :class:`RetryableResponse` or an httpx error
+    that :func:`should_retry` accepts; any other exception passes through at once. When the
+    attempts or the deadline run out, the last exception is re-raised.
+
+    Never use this for a request that creates billable work without an idempotency key.
+    """
+    started = clock()
+    attempt = 0
+    while True:
+        try:
+            return await operation()
+        except (RetryableResponse, httpx.HTTPError) as exc:
+            if isinstance(exc, httpx.HTTPError) and not should_retry(error=exc):
+                raise
+            retry_after = exc.retry_after if isinstance(exc, RetryableResponse) else None
+            delay = retry_delay(
+                attempt, retry_after, base=policy.base_delay, cap=policy.max_delay, rand=rand
+            )
+            attempt += 1
+            if attempt >= policy.max_attempts or clock() - started + delay > policy.deadline:
+                raise
+        await sleep(delay)
+
+
+# --------------------------------------------------------------------------------------------
+# Clients
+# --------------------------------------------------------------------------------------------
+
+
+def make_client(
+    base_url: str,
+    *,
+    api_key: str | None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    follow_redirects: bool = False,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` configured the storyboard way.
+
+    Args:
+        base_url: The API root (``""`` for a client that only fetches absolute URLs).
+        api_key: Sent as ``Authorization: Bearer`` on every request; ``None`` for the files
+            client that talks to upload and download hosts, which must never see the key.
+        transport: The network, or a test double (the emulator's ``mock_transport()``).
+        timeouts: Connect and per-kind read timeouts; the client default is the GET one,
+            callers pass ``timeout=timeouts.for_kind(...)`` for submits and uploads.
+        follow_redirects: Follow redirects (only for the key-less files client: CDNs and
+            presigned URLs redirect; an API client must not chase its key around).
+    """
+    headers = {"User-Agent": USER_AGENT}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+        headers["Accept"] = "application/json"
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        transport=transport,
+        timeout=timeouts.for_kind("get"),
+        follow_redirects=follow_redirects,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """Who we are talking to, for error messages: name, label, the env var, what to hide.
+
+    ``secrets`` (the API key) is kept out of ``repr`` and is replaced by ``***`` in every
+    text :meth:`redact` sees.
+    """
+
+    name: str
+    label: str
+    env_var: str
+    base_url_var: str
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret replaced by ``***``."""
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def excerpt(text: str, limit: int = 300) -> str:
+    """One line of at most ``limit`` characters (whitespace collapsed)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def provider_message(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The ``(message, code)`` a provider put in an error reply, if it put any.
+
+    Understands WaveSpeed's envelope ``{"code", "message", "data"}`` and Qingbo's
+    ``{"error": {"message", "code"}}``; anything else yields the body text as the message.
+    """
+    try:
+        payload: Any = response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            message, code = error.get("message"), error.get("code")
+            return (
+                str(message) if message not in (None, "") else None,
+                str(code) if code not in (None, "") else None,
+            )
+        if isinstance(error, str) and error:
+            return error, None
+        message, code = payload.get("message"), payload.get("code")
+        if message not in (None, "") or code not in (None, ""):
+            return (
+                str(message) if message not in (None, "") else None,
+                str(code) if code not in (None, "") else None,
+            )
+    text = response.text.strip() if response.content else ""
+    return (text or None), None
+
+
+def http_error(
+    ctx: ProviderContext,
+    response: httpx.Response,
+    *,
+    action: str,
+    shot: str | None = None,
+    task_id: str | None = None,
+) -> ProviderHTTPError:
+    """The error for a provider's HTTP error reply (the body must already be read).
+
+    401/403 become :class:`AuthenticationError` naming the environment variable to fix;
+    everything else a :class:`ProviderHTTPError` carrying the provider's own message and
+    code, ``retryable`` for 429/5xx.
+    """
+    status = response.status_code
+    message, code = provider_message(response)
+    said = f": {ctx.redact(excerpt(message))}" if message else ""
+    if status in (401, 403):
+        return AuthenticationError(
+            f"{ctx.label} rejected the API key in {ctx.env_var} (HTTP {status}{said})",
+            provider=ctx.name,
+            http_status=status,
+            retryable=False,
+            code=code,
+            shot=shot,
+            task_id=task_id,
+            hint=f"set {ctx.env_var} to a valid {ctx.label} API key",
+        )
+    return ProviderHTTPError(
+        f"{ctx.label} {action} failed with HTTP {status}{said}",
+        provider=ctx.name,
+        http_status=status,
+        retryable=status in RETRY_STATUSES,
+        code=code,
+        shot=shot,
+        task_id=task_id,
+    )
+
+
+# Errors raised before a byte of the request left this machine: a submit that hit them
+# created nothing, so it is an ordinary error, not an unknown outcome.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@contextlib.contextmanager
+def translate_errors(
+    ctx: ProviderContext,
+    *,
+    action: str,
+    mode: Literal["request", "submit", "download"] = "request",
+    shot: str | None = None,
+    task_id: str | None = None,
+    unknown_hint: str | None = None,
+) -> Iterator[None]:
+    """Turn httpx exceptions (and exhausted :class:`RetryableResponse`) into our errors.
+
+    Args:
+        ctx: The provider.
+        action: What was being done, for the message ("status check", "upload of a.png").
+        mode: ``request`` (idempotent call), ``submit`` (a lost reply after the request may
+            have been sent is :class:`SubmitOutcomeUnknown`), or ``download`` (every failure
+            is a :class:`DownloadError`).
+        shot: The shot concerned, if any.
+        task_id: The task concerned, if any.
+        unknown_hint: The hint of a :class:`SubmitOutcomeUnknown` (what the user can do).
+    """
+    try:
+        yield
+    except RetryableResponse as exc:
+        if mode == "download":
+            raise DownloadError(
+                f"{action} failed with HTTP {exc.response.status_code} after retries",
+                provider=ctx.name,
+                shot=shot,
+                task_id=task_id,
+            ) from exc
+        raise http_error(ctx, exc.response, action=action, shot=shot, task_id=task_id) from exc
+    except httpx.HTTPError as exc:
+        detail = ctx.redact(excerpt(f"{type(exc).__name__}: {exc}".rstrip(": ")))
+        if mode == "download":
+            raise DownloadError(
+                f"{action} failed: {detail}", provider=ctx.name, shot=shot, task_id=task_id
+            ) from exc
+        if mode == "submit" and not isinstance(exc, _NOT_SENT):
+            raise SubmitOutcomeUnknown(
+                f"{action} got no reply from {ctx.label} ({detail}); the task may exist and be "
+                "billed",
+                provider=ctx.name,
+                shot=shot,
+                status="unknown",
+                hint=unknown_hint,
+            ) from exc
+        if isinstance(exc, httpx.TimeoutException):
+            raise ProviderTimeout(
+                f"{ctx.label} did not answer the {action} in time ({detail})",
+                provider=ctx.name,
+                shot=shot,
+                task_id=task_id,
+                hint="check the network and run the same command again",
+            ) from exc
+        nothing = "; nothing was submitted" if mode == "submit" else ""
+        raise ProviderError(
+            f"could not reach {ctx.label} for the {action} ({detail}){nothing}",
+            provider=ctx.name,
+            shot=shot,
+            task_id=task_id,
+            hint=f"check the network (and {ctx.base_url_var}, if you set it)",
+        ) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# A session: API client + key-less files client + policy
+# --------------------------------------------------------------------------------------------
+
+
+class ApiSession:
+    """The HTTP side of one provider: its API client, a key-less files client and policy.
+
+    Args:
+        ctx: The provider (name, label, env var, the key to redact).
+        base_url: API root.
+        api_key: The key, sent only by the API client.
+        transport: Shared by both clients (tests pass the emulator's mock transport).
+        sleep: Awaited between retries (tests inject a recorder).
+        clock: Monotonic seconds, for retry deadlines.
+        wall_clock: Unix seconds, for ``Retry-After`` dates and expiry times.
+        policy: Retry policy of idempotent requests.
+        timeouts: Per-kind timeouts.
+        rand: Jitter source.
+    """
+
+    def __init__(
+        self,
+        ctx: ProviderContext,
+        *,
+        base_url: str,
+        api_key: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        policy: RetryPolicy = DEFAULT_RETRY,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.ctx = ctx
+        self.sleep = sleep
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.policy = policy
+        self.timeouts = timeouts
+        self.rand = rand
+        self.api = make_client(
+            base_url.rstrip("/"), api_key=api_key, transport=transport, timeouts=timeouts
+        )
+        self.files = make_client(
+            "", api_key=None, transport=transport, timeouts=timeouts, follow_redirects=True
+        )
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds from the reply's ``Retry-After`` header, if it has a readable one."""
+        return parse_retry_after(response.headers.get("Retry-After"), now=self.wall_clock())
+
+    async def retrying(
+        self, operation: Callable[[], Awaitable[_T]], *, policy: RetryPolicy | None = None
+    ) -> _T:
+        """:func:`retry_idempotent` with this session's sleep, clocks and policy."""
+        return await retry_idempotent(
+            operation,
+            policy=policy or self.policy,
+            sleep=self.sleep,
+            clock=self.clock,
+            rand=self.rand,
+        )
+
+    def check_retryable(self, response: httpx.Response) -> httpx.Response:
+        """Raise :class:`RetryableResponse` for a 429/5xx reply; return any other."""
+        if should_retry(status=response.status_code):
+            raise RetryableResponse(response, self.retry_after(response))
+        return response
+
+    async def get_json(
+        self, path: str, *, action: str, shot: str | None = None, task_id: str | None = None
+    ) -> Any:
+        """GET an API path (retried) and return the parsed JSON of a 2xx reply.
+
+        Raises:
+            ProviderHTTPError: An error reply (after retries for 429/5xx).
+            ProviderTimeout: No reply in time, after retries.
+            ProviderError: The network failed after retries, or the reply is not JSON.
+        """
+
+        async def once() -> httpx.Response:
+            return self.check_retryable(await self.api.get(path))
+
+        with translate_errors(self.ctx, action=action, shot=shot, task_id=task_id):
+            response = await self.retrying(once)
+        if not response.is_success:
+            raise http_error(self.ctx, response, action=action, shot=shot, task_id=task_id)
+        return self.parse_json(response, action=action, shot=shot, task_id=task_id)
+
+    def parse_json(
+        self,
+        response: httpx.Response,
+        *,
+        action: str,
+        shot: str | None = None,
+        task_id: str | None = None,
+    ) -> Any:
+        """The JSON body of a reply, or a :class:`ProviderError` saying it is unreadable."""
+        try:
+            return response.json()
+        except ValueError as exc:
+            body = self.ctx.redact(excerpt(response.text, 120))
+            raise ProviderError(
+                f"{self.ctx.label} answered the {action} with something that is not JSON "
+                f"(HTTP {response.status_code}: {body!r})",
+                provider=self.ctx.name,
+                shot=shot,
+                task_id=task_id,
+            ) from exc
+
+    async def put_bytes(
+        self, url: str, data: bytes, headers: Mapping[str, str], *, action: str
+    ) -> None:
+        """PUT raw bytes to a presigned URL with exactly ``headers`` (retried; no key).
+
+        Raises:
+            ProviderHTTPError: The storage refused the upload.
+            ProviderError: The network failed after retries.
+        """
+        _require_http_url(self.ctx, url, action=action)
+        clean = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+
+        async def once() -> httpx.Response:
+            response = await self.files.put(
+                url, content=data, headers=clean, timeout=self.timeouts.for_kind("upload")
+            )
+            return self.check_retryable(response)
+
+        with translate_errors(self.ctx, action=action):
+            response = await self.retrying(once)
+        if not response.is_success:
+            raise http_error(self.ctx, response, action=action)
+
+    async def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int = MAX_DOWNLOAD_BYTES,
+        task_id: str | None = None,
+        shot: str | None = None,
+    ) -> int:
+        """Stream ``url`` to ``dest`` (retried, size-capped, no key); the bytes written.
+
+        A failed download leaves no file at ``dest``.
+
+        Raises:
+            DownloadError: Not 2xx, larger than ``max_bytes``, or the transfer kept failing.
+            StoreError: ``dest`` cannot be written.
+        """
+        action = f"download of the output of task {task_id}" if task_id else "download"
+        if not url.lower().startswith(("http://", "https://")):
+            raise DownloadError(
+                f"{action}: the provider gave a URL that is not http(s): {url[:120]!r}",
+                provider=self.ctx.name,
+                shot=shot,
+                task_id=task_id,
+            )
+
+        def too_large(size: int) -> DownloadError:
+            return DownloadError(
+                f"{action}: the output is larger than the cap of {max_bytes} bytes "
+                f"({size} bytes or more)",
+                provider=self.ctx.name,
+                shot=shot,
+                task_id=task_id,
+            )
+
+        async def once() -> int:
+            async with self.files.stream("GET", url) as response:
+                if should_retry(status=response.status_code):
+                    await response.aread()
+                    raise RetryableResponse(response, self.retry_after(response))
+                if not response.is_success:
+                    raise DownloadError(
+                        f"{action} failed with HTTP {response.status_code}"
+                        + (" (the link may have expired)" if response.status_code == 403 else ""),
+                        provider=self.ctx.name,
+                        shot=shot,
+                        task_id=task_id,
+                    )
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise too_large(int(declared))
+                written = 0
+                # Each attempt starts the file afresh: a retried transfer must not append.
+                async with await anyio.open_file(dest, "wb") as out:
+                    async for chunk in response.aiter_bytes(_CHUNK):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise too_large(written)
+                        await out.write(chunk)
+                return written
+
+        try:
+            with translate_errors(
+                self.ctx, action=action, mode="download", shot=shot, task_id=task_id
+            ):
+                return await self.retrying(once)
+        except OSError as exc:
+            dest.unlink(missing_ok=True)
+            raise StoreError(f"cannot write the {action} to {dest}: {exc.strerror or exc}") from exc
+        except BaseException:
+            # Also on cancellation: a half-written file must never pass for a clip.
+            dest.unlink(missing_ok=True)
+            raise
+
+    async def aclose(self) -> None:
+        """Close both clients."""
+        await self.api.aclose()
+        await self.files.aclose()
+
+
+def _require_http_url(ctx: ProviderContext, url: str, *, action: str) -> None:
+    if not url.lower().startswith(("http://", "https://")):
+        raise ProviderError(
+            f"{ctx.label} gave a {action} URL that is not http(s): {url[:120]!r}",
+            provider=ctx.name,
+        )

@@ -1,0 +1,572 @@
+"""Qingbo task API backend (stage 5, render): SkyReels V4 fast and std.
+
+Wire format in, typed status out (PROVIDERS §3): submit ``POST /v1/tasks`` with one body
+covering every V4 action, poll ``GET /v1/tasks/{id}``, download ``result.videos[].url``.
+
+Unlike WaveSpeed, Qingbo de-duplicates submits by ``Idempotency-Key`` for 24 h: the same key
+returns the original task and is not billed again (PROVIDERS §3.1). Every submit carries
+``storyboard-<generation key>``, so a submit whose reply was lost is repeated here a bounded
+number of times, and a 429 (quota window, the 5-queued cap) becomes
+:class:`~storyboard.errors.ProviderBusy` for the scheduler to wait and resubmit with the same
+key. Qingbo has no upload endpoint; local files are hosted elsewhere (WaveSpeed's media API)
+before the submit and arrive here as URLs in ``job.urls``.
+
+Choices where PROVIDERS.md says UNCONFIRMED:
+
+* ``cost``: an integer is quota, converted at 500 000 quota = $1 (the vendor's agent skill;
+  not in the docs); a float below 1000 is taken as USD already.
+* ``created_at``/``completed_at``/``reset_at``/``expires_at``: seconds or milliseconds,
+  told apart by size (anything above 10^11 is milliseconds: 10^11 s is the year 5138).
+* ``result.videos[].url``: a list (current docs) or a plain string (older revision).
+* The 5-queued cap answers 429; its code (``too_many_queued_tasks`` in our emulator) and the
+  absence of a ``Retry-After`` are guesses: we wait :data:`QUEUED_CAP_WAIT` seconds then.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import anyio
+import httpx
+
+from storyboard.errors import (
+    DownloadError,
+    MissingAPIKey,
+    ProviderBusy,
+    ProviderError,
+    SubmitOutcomeUnknown,
+)
+from storyboard.model import Media
+from storyboard.providers._http import (
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    MAX_DOWNLOAD_BYTES,
+    ApiSession,
+    Clock,
+    ProviderContext,
+    RetryableResponse,
+    RetryPolicy,
+    Sleep,
+    Timeouts,
+    excerpt,
+    http_error,
+    translate_errors,
+)
+from storyboard.providers.base import (
+    Failed,
+    Job,
+    Queued,
+    Running,
+    Succeeded,
+    TaskRef,
+    TaskStatus,
+)
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "QUEUED_CAP_WAIT",
+    "QUOTA_PER_USD",
+    "QingboProvider",
+    "QingboTask",
+    "build_request",
+    "cost_usd",
+    "epoch_seconds",
+    "idempotency_key",
+    "parse_task",
+]
+
+NAME = "qingbo"
+API_KEY_ENV = "QINGBO_API_KEY"
+BASE_URL_ENV = "QINGBO_BASE_URL"
+DEFAULT_BASE_URL = "https://www.qingbo.dev"
+QUOTA_PER_USD = 500_000  # UNCONFIRMED: the vendor's agent skill, not the docs (PROVIDERS §3.5)
+# A 429 for the 5-queued cap carries no Retry-After (as far as we know): queued tasks start
+# within seconds to minutes, so look again soon. UNCONFIRMED.
+QUEUED_CAP_WAIT = 15.0
+_RATE_LIMIT_WAIT = 10.0  # any other 429 without Retry-After
+_QUOTA_WAIT = 60.0  # quota_window_exceeded without a readable reset_at
+# Submits whose reply was lost (or 5xx) are repeated with the same Idempotency-Key. Bounded:
+# a provider that keeps failing is reported, and a rerun resumes with the same key.
+_SUBMIT_POLICY = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0, deadline=60.0)
+_MS_THRESHOLD = 1e11  # larger epoch values are milliseconds (1e11 s is the year 5138)
+
+
+def _context(api_key: str) -> ProviderContext:
+    return ProviderContext(NAME, "Qingbo", API_KEY_ENV, BASE_URL_ENV, secrets=(api_key,))
+
+
+def idempotency_key(generation_key: str) -> str:
+    """The ``Idempotency-Key`` of a take: same generation key, same task, one charge."""
+    return f"storyboard-{generation_key}"
+
+
+# --------------------------------------------------------------------------------------------
+# Requests (pure)
+# --------------------------------------------------------------------------------------------
+
+
+def _media_url(job: Job, media: Media, field: str) -> str:
+    """The URL Qingbo fetches for one input: the source itself, or the hosted copy."""
+    if media.is_url:
+        return media.source
+    url = job.urls.get(media.source)
+    if not url:
+        raise ProviderError(
+            f"shot {job.shot.id}: {field} {media.source} is a local file with no hosted URL",
+            provider=NAME,
+            shot=job.shot.id,
+            hint=f"Qingbo has no upload API: write an https URL for {media.source} in the "
+            "storyboard, or set WAVESPEED_API_KEY so local files are hosted through WaveSpeed",
+        )
+    return url
+
+
+def _upstream_url(job: Job, name: str) -> str:
+    url = job.urls.get(name)
+    if not url:
+        what = "clip" if name == "upstream" else "last frame"
+        raise ProviderError(
+            f"shot {job.shot.id}: the upstream shot {job.shot.upstream}'s {what} has no URL",
+            provider=NAME,
+            shot=job.shot.id,
+            hint="set WAVESPEED_API_KEY so the upstream clip can be hosted for Qingbo",
+        )
+    return url
+
+
+def build_request(job: Job) -> dict[str, Any]:
+    """The JSON body of ``POST /v1/tasks`` for one take (no I/O).
+
+    Covers every V4 action from the shot's fields; ``action`` is sent only when the shot
+    sets it, otherwise Qingbo routes by the media fields present (PROVIDERS §3.3).
+    ``shot.params`` is merged last (the escape hatch).
+
+    Raises:
+        ProviderError: The model is not a Qingbo model, or a local input has no URL.
+    """
+    shot, spec = job.shot, job.spec
+    if spec.provider != NAME:
+        raise ProviderError(
+            f"shot {shot.id}: model {spec.id} is not served by Qingbo",
+            provider=NAME,
+            shot=shot.id,
+        )
+    duration = shot.duration if shot.duration is not None else spec.default_duration
+    body: dict[str, Any] = {"model": spec.id}
+    if shot.prompt:
+        body["prompt"] = shot.prompt  # optional for media modes; "" would be noise
+    body["duration"] = round(duration)
+    body["resolution"] = shot.resolution or spec.default_resolution
+    body["aspect_ratio"] = shot.aspect_ratio or spec.default_aspect_ratio
+    body["prompt_optimizer"] = True if shot.prompt_optimizer is None else shot.prompt_optimizer
+    if shot.action is not None:
+        body["action"] = shot.action
+    if shot.continues:
+        body["first_frame_image"] = _upstream_url(job, "upstream_frame")
+    elif shot.first_frame is not None:
+        body["first_frame_image"] = _media_url(job, shot.first_frame, "first_frame")
+    if shot.last_frame is not None:
+        body["last_frame_image"] = _media_url(job, shot.last_frame, "last_frame")
+    if shot.keyframes:
+        body["mid_frame_images"] = [
+            {
+                "tag": f"kf{i}",
+                "image_url": _media_url(job, key.image, "keyframes"),
+                "time_stamp": key.at,
+            }
+            for i, key in enumerate(shot.keyframes, start=1)
+        ]
+    if shot.refs:
+        refs: list[dict[str, Any]] = []
+        for i, ref in enumerate(shot.refs, start=1):
+            item: dict[str, Any] = {
+                "tag": ref.tag or f"ref{i}",
+                "type": "grid" if ref.grid else "image",
+                "image_urls": [_media_url(job, m, "refs") for m in ref.images],
+            }
+            if ref.audio is not None:
+                item["audio_url"] = _media_url(job, ref.audio, "refs audio")
+            refs.append(item)
+        body["ref_images"] = refs
+    videos: list[dict[str, Any]] = []
+    if shot.extends:
+        videos.append({"tag": "src", "type": "extend", "video_url": _upstream_url(job, "upstream")})
+    if shot.reference_video is not None:
+        videos.append(
+            {
+                "tag": "ref",
+                "type": "reference",
+                "video_url": _media_url(job, shot.reference_video, "reference_video"),
+            }
+        )
+    if videos:
+        body["ref_videos"] = videos
+    if shot.audio:
+        body["audio_urls"] = [_media_url(job, m, "audio") for m in shot.audio]
+    body.update(shot.params)
+    return body
+
+
+# --------------------------------------------------------------------------------------------
+# Replies (pure)
+# --------------------------------------------------------------------------------------------
+
+
+def epoch_seconds(value: object) -> float | None:
+    """Unix seconds from a Qingbo timestamp in seconds or milliseconds (``None`` if absent).
+
+    The docs say milliseconds while their generic examples show seconds (PROVIDERS §3.5);
+    values above 10^11 are taken as milliseconds.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value) / 1000.0 if value > _MS_THRESHOLD else float(value)
+
+
+def cost_usd(value: object) -> float | None:
+    """USD from a Qingbo ``cost``: integer quota (500 000 = $1, UNCONFIRMED) or USD.
+
+    An ``int`` (or an integral float of 1000 or more) is quota; a float below 1000 is
+    already USD (no single video task costs $1000).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    if isinstance(value, int) or value >= 1000:
+        return round(value / QUOTA_PER_USD, 6)
+    return float(value)
+
+
+def _urls(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str) and v]
+    return []
+
+
+@dataclass(frozen=True)
+class QingboTask:
+    """One ``GET /v1/tasks/{id}`` reply, parsed (times in Unix seconds, cost in USD)."""
+
+    task_id: str
+    status: str
+    progress: float | None
+    created_at: float | None
+    completed_at: float | None
+    outputs: tuple[str, ...]
+    expires_at: float | None
+    cost: float | None
+    error_message: str | None
+    error_code: str | None
+
+    def to_status(self) -> TaskStatus:
+        """The typed status: queued, processing, completed, failed/cancelled; else running."""
+        if self.status == "queued":
+            return Queued()
+        if self.status == "completed":
+            return Succeeded(outputs=self.outputs, cost=self.cost)
+        if self.status in ("failed", "cancelled"):
+            default = "the task was cancelled" if self.status == "cancelled" else "task failed"
+            code = self.error_code or ("cancelled" if self.status == "cancelled" else None)
+            return Failed(
+                message=self.error_message or default,
+                code=code,
+                # Qingbo's only "your request is wrong" code (PROVIDERS §3.5).
+                user_fixable=code == "upstream_bad_request",
+            )
+        return Running(progress=self.progress)
+
+
+def parse_task(data: Mapping[str, Any]) -> QingboTask:
+    """Parse a Qingbo task object (status reply or submit reply)."""
+    progress = data.get("progress")
+    fraction = (
+        min(1.0, max(0.0, float(progress) / 100.0))
+        if isinstance(progress, int | float) and not isinstance(progress, bool)
+        else None
+    )
+    outputs: list[str] = []
+    expiries: list[float] = []
+    result = data.get("result")
+    videos = result.get("videos") if isinstance(result, dict) else None
+    for video in videos if isinstance(videos, list) else []:
+        if isinstance(video, dict):
+            outputs += _urls(video.get("url"))
+            expiry = epoch_seconds(video.get("expires_at"))
+            if expiry is not None:
+                expiries.append(expiry)
+        else:
+            outputs += _urls(video)
+    error = data.get("error")
+    message = code = None
+    if isinstance(error, dict):
+        message = str(error["message"]) if error.get("message") else None
+        code = str(error["code"]) if error.get("code") else None
+    elif isinstance(error, str) and error:
+        message = error
+    return QingboTask(
+        task_id=str(data.get("task_id") or ""),
+        status=str(data.get("status") or ""),
+        progress=fraction,
+        created_at=epoch_seconds(data.get("created_at")),
+        completed_at=epoch_seconds(data.get("completed_at")),
+        outputs=tuple(outputs),
+        expires_at=min(expiries) if expiries else None,
+        cost=cost_usd(data.get("cost")),
+        error_message=message,
+        error_code=code,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The provider
+# --------------------------------------------------------------------------------------------
+
+
+class QingboProvider:
+    """Qingbo ``/v1/tasks`` client for SkyReels V4 (see the module docstring).
+
+    Args:
+        api_key: ``QINGBO_API_KEY``; sent only to the API host.
+        base_url: API root, without ``/v1`` (the emulator's address in tests).
+        transport: The network, or a test double.
+        sleep: Awaited between retries.
+        clock: Unix seconds, for ``reset_at`` and ``Retry-After`` dates.
+        retry: Retry policy of idempotent requests.
+        timeouts: Connect and per-kind read timeouts.
+        rand: Jitter source (tests pin it).
+
+    Raises:
+        MissingAPIKey: ``api_key`` is empty.
+    """
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+        clock: Clock = time.time,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        if not api_key:
+            raise MissingAPIKey(NAME, API_KEY_ENV)
+        # PROVIDERS §3.1 names the base ".../v1"; our paths carry /v1, so accept either.
+        root = base_url.rstrip("/")
+        root = root.removesuffix("/v1")
+        self._http = ApiSession(
+            _context(api_key),
+            base_url=root,
+            api_key=api_key,
+            transport=transport,
+            sleep=sleep,
+            wall_clock=clock,
+            policy=retry,
+            timeouts=timeouts,
+            rand=rand,
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        environ: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+    ) -> Self:
+        """A provider configured from ``QINGBO_API_KEY`` and ``QINGBO_BASE_URL``.
+
+        Raises:
+            MissingAPIKey: ``QINGBO_API_KEY`` is unset or empty.
+        """
+        env = os.environ if environ is None else environ
+        key = env.get(API_KEY_ENV, "").strip()
+        if not key:
+            raise MissingAPIKey(NAME, API_KEY_ENV)
+        base = env.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+        return cls(api_key=key, base_url=base, transport=transport, sleep=sleep)
+
+    # ---- the protocol -------------------------------------------------------------------------
+
+    async def submit(self, job: Job) -> TaskRef:
+        """POST the take with ``Idempotency-Key: storyboard-<generation key>``.
+
+        A lost reply, a timeout or a 5xx is retried a few times with the same key: Qingbo
+        answers a repeated key with the original task and does not bill it again (PROVIDERS
+        §3.1), so the repeat is safe where WaveSpeed's would not be.
+
+        Raises:
+            ProviderBusy: 429 (quota window, the 5-queued cap, a rate limit); nothing was
+                created: wait ``retry_after`` seconds and submit again (same key).
+            AuthenticationError: The key was refused.
+            ProviderHTTPError: Any other error reply, with Qingbo's message and code.
+            SubmitOutcomeUnknown: No reply even after the retries; a later submit with the
+                same key (within 24 h) still cannot bill twice.
+            ProviderError: The API could not be reached (nothing was sent).
+        """
+        body = build_request(job)
+        shot = job.shot.id
+        ctx = self._http.ctx
+        action = f"submit of shot {shot}"
+        headers = {"Idempotency-Key": idempotency_key(job.key)}
+
+        async def once() -> httpx.Response:
+            response = await self._http.api.post(
+                "/v1/tasks",
+                json=body,
+                headers=headers,
+                timeout=self._http.timeouts.for_kind("submit"),
+            )
+            # 429 is not retried here: the wait can be minutes (a quota window), which is
+            # the scheduler's business (ProviderBusy), not a request's.
+            if response.status_code in (500, 502, 503, 504):
+                raise RetryableResponse(response, self._http.retry_after(response))
+            return response
+
+        unknown_hint = (
+            "run the same command again: the resubmit carries the same Idempotency-Key, so "
+            "Qingbo returns the original task (if there is one) instead of billing twice"
+        )
+        with translate_errors(
+            ctx, action=action, mode="submit", shot=shot, unknown_hint=unknown_hint
+        ):
+            response = await self._http.retrying(once, policy=_SUBMIT_POLICY)
+        if response.status_code == 429:
+            raise self._busy(response, shot)
+        if not response.is_success:
+            raise http_error(ctx, response, action=action, shot=shot)
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise self._unknown(action, shot, unknown_hint, "a reply that is not JSON") from exc
+        task_id = payload.get("task_id") if isinstance(payload, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise self._unknown(action, shot, unknown_hint, "a reply without a task_id")
+        return TaskRef(provider=NAME, task_id=task_id, key=job.key)
+
+    async def poll(self, task: TaskRef) -> TaskStatus:
+        """The task's state from ``GET /v1/tasks/{id}`` (retried).
+
+        Raises:
+            ProviderHTTPError: An error reply (404 ``task_not_found`` for an unknown task).
+            ProviderTimeout: No reply in time, after retries.
+            ProviderError: The network failed after retries, or the reply is unreadable.
+        """
+        action = f"status check of task {task.task_id}"
+        payload = await self._http.get_json(
+            f"/v1/tasks/{task.task_id}", action=action, task_id=task.task_id
+        )
+        if not isinstance(payload, dict):
+            raise ProviderError(
+                f"Qingbo answered the {action} with an unexpected reply",
+                provider=NAME,
+                task_id=task.task_id,
+            )
+        return parse_task(payload).to_status()
+
+    async def download(
+        self,
+        task: TaskRef,
+        status: Succeeded,
+        dest: Path,
+        *,
+        max_bytes: int = MAX_DOWNLOAD_BYTES,
+    ) -> None:
+        """Stream the first output to ``dest`` without the API key (retried, size-capped).
+
+        Qingbo's links expire after 24 h (PROVIDERS §3.3): download as soon as a task ends.
+
+        Raises:
+            DownloadError: No output URL, not 2xx, over ``max_bytes``, or the transfer failed.
+        """
+        if not status.outputs:
+            raise DownloadError(
+                f"Qingbo task {task.task_id} completed without an output URL",
+                provider=NAME,
+                task_id=task.task_id,
+            )
+        await self._http.download(
+            status.outputs[0], dest, max_bytes=max_bytes, task_id=task.task_id
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        await self._http.aclose()
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _busy(self, response: httpx.Response, shot: str) -> ProviderBusy:
+        """A 429 as :class:`ProviderBusy`, with the wait the reply implies."""
+        try:
+            payload: Any = response.json()
+        except ValueError:
+            payload = None
+        error = payload.get("error") if isinstance(payload, dict) else None
+        fields: Mapping[str, Any] = error if isinstance(error, dict) else {}
+        # The docs list window/used/cap/reset_at as "extra fields" without saying where they
+        # sit: look inside ``error`` first, then at the top level.
+        top: Mapping[str, Any] = payload if isinstance(payload, dict) else {}
+        code = str(fields.get("code") or top.get("code") or "") or None
+        message = self._http.ctx.redact(excerpt(str(fields.get("message") or "")))
+        header_wait = self._http.retry_after(response)
+        kind: Literal["quota", "queue", "rate"]
+        if code == "quota_window_exceeded":
+            kind = "quota"
+            reset = epoch_seconds(fields.get("reset_at", top.get("reset_at")))
+            if reset is not None:
+                wait = reset - self._http.wall_clock()
+            else:
+                wait = header_wait if header_wait is not None else _QUOTA_WAIT
+        elif code == "too_many_queued_tasks" or "queued" in message.lower():
+            kind = "queue"
+            wait = header_wait if header_wait is not None else QUEUED_CAP_WAIT
+        else:
+            kind = "rate"
+            wait = header_wait if header_wait is not None else _RATE_LIMIT_WAIT
+        what = {
+            "quota": "the account's quota window is used up",
+            "queue": "the account already has 5 queued tasks",
+            "rate": "Qingbo is rate limiting submits",
+        }[kind]
+        return ProviderBusy(
+            f"{what} (HTTP 429" + (f": {message})" if message else ")"),
+            provider=NAME,
+            # At least a second: a reset time in the past must not become a busy loop.
+            retry_after=max(1.0, wait),
+            code=code,
+            shot=shot,
+            hint="storyboard waits and submits again with the same Idempotency-Key",
+        )
+
+    @staticmethod
+    def _unknown(action: str, shot: str, hint: str, what: str) -> SubmitOutcomeUnknown:
+        return SubmitOutcomeUnknown(
+            f"{action} got {what} from Qingbo; the task may exist",
+            provider=NAME,
+            shot=shot,
+            status="unknown",
+            hint=hint,
+        )
