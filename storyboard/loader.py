@@ -43,6 +43,7 @@ class Document:
     data: Any
     values: dict[JsonPath, Mark] = field(default_factory=dict)
     keys: dict[JsonPath, Mark] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
 
     def mark(self, path: JsonPath, *, key: bool = False) -> Mark:
         """Position of the value (or with ``key=True`` its key) at ``path``.
@@ -57,6 +58,10 @@ class Document:
             if path[:end] in self.values:
                 return self.values[path[:end]]
         return Mark(1, 1)
+
+    def _indent(self, line: int) -> int:
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        return len(text) - len(text.lstrip()) + 1
 
     def problem(
         self,
@@ -73,7 +78,7 @@ class Document:
         return Problem(
             file=self.file,
             line=mark.line + line_offset,
-            col=1 if line_offset else mark.col,
+            col=self._indent(mark.line + line_offset) if line_offset else mark.col,
             path=json_path(path),
             message=message,
             hint=hint,
@@ -104,8 +109,20 @@ class _Builder:
         self.doc = doc
         self.problems: list[Problem] = []
         self.constructor = yaml.constructor.SafeConstructor()
+        self._active: set[int] = set()
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
+        # An alias may point at one of its own ancestors (`a: &x [*x]`): refuse the loop.
+        if id(node) in self._active:
+            self._add(node, path, "recursive alias: this value contains itself", "remove the alias")
+            return None
+        self._active.add(id(node))
+        try:
+            return self._build(node, path)
+        finally:
+            self._active.discard(id(node))
+
+    def _build(self, node: yaml.Node, path: JsonPath) -> Any:
         mark = node.start_mark
         style = node.style if isinstance(node, yaml.ScalarNode) else None
         self.doc.values[path] = Mark(mark.line + 1, mark.column + 1, style)
@@ -117,14 +134,25 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        return self._scalar(node, path)
 
-    def _scalar(self, node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node, path: JsonPath) -> Any:
         if node.tag == "tag:yaml.org,2002:timestamp":
-            # Dates stay text: a storyboard has no use for datetime objects, and text keeps
-            # hashing and templating simple.
             return node.value
-        return self.constructor.construct_object(node, deep=True)
+        if node.tag not in self.constructor.yaml_constructors:
+            self._add(node, path, f"unsupported YAML tag {node.tag!r}", "remove the tag")
+            return None
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, IndexError, OverflowError):
+            kind = node.tag.rsplit(":", 1)[-1]
+            self._add(
+                node,
+                path,
+                f"{node.value!r} is not a valid !!{kind}",
+                "remove the tag or fix the value",
+            )
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
         seen: dict[str, yaml.Node] = {}
@@ -196,7 +224,7 @@ def load_text(text: str, *, file: str, path: Path) -> Document:
         InvalidStoryboard: the text is not well-formed YAML, has duplicate keys or unsafe
             tags, or is empty.
     """
-    doc = Document(file=file, path=path, data=None)
+    doc = Document(file=file, path=path, data=None, lines=text.splitlines())
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:

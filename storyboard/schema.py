@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from storyboard.errors import Problem
-from storyboard.loader import Document, JsonPath
+from storyboard.loader import Document, JsonPath, walk
 
 __all__ = ["schema_path", "schema_text", "validate_schema"]
 
@@ -84,6 +85,17 @@ def _leaf_errors(error: Any) -> Iterator[Any]:
     from jsonschema.exceptions import best_match
 
     if error.validator in ("anyOf", "oneOf") and error.context:
+        misfits = {
+            e.relative_schema_path[0]
+            for e in error.context
+            if not e.relative_path and e.validator in ("type", "required")
+        }
+        fitting = [e for e in error.context if e.relative_schema_path[0] not in misfits]
+        if fitting:
+            best = best_match(fitting)
+            if best is not None:
+                yield from _leaf_errors(best)
+                return
         # Prefer branches whose type matched the instance: "unknown key" beats "not a string".
         typed = [e for e in error.context if e.validator not in {"type", "required"}]
         pool = typed or list(error.context)
@@ -111,6 +123,14 @@ def _problems_for(doc: Document, error: Any) -> Iterator[Problem]:
             yield doc.problem(path, f"missing required key {name!r}")
         return
     hint: str | None = None
+    if "propertyNames" in error.schema_path:
+        yield doc.problem(
+            (*path, value),
+            f"{value!r} is not a valid variable name",
+            hint="use letters, digits and _, not starting with a digit",
+            key=True,
+        )
+        return
     if kind == "enum":
         choices = error.validator_value
         message = f"{_describe(value)} is not one of: {', '.join(map(str, choices))}"
@@ -138,6 +158,9 @@ def _problems_for(doc: Document, error: Any) -> Iterator[Problem]:
             hint = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
         else:
             message = f"{value!r} does not match {error.validator_value!r}"
+    elif kind in ("minItems", "maxItems"):
+        word = "least" if kind == "minItems" else "most"
+        message = f"takes at {word} {error.validator_value} items, not {len(value)}"
     elif kind == "propertyNames":
         message = f"{value!r} is not a valid variable name"
         hint = "use letters, digits and _, not starting with a digit"
@@ -153,6 +176,9 @@ def validate_schema(doc: Document, data: Any | None = None) -> list[Problem]:
     # A value of the wrong type also fails its enum/pattern/range: say only the first thing.
     mistyped = {tuple(e.absolute_path) for e in leaves if e.validator == "type"}
     problems: list[Problem] = []
+    for where, value in walk(instance):
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(doc.problem(where, f"expected a finite number, got {value}"))
     for leaf in leaves:
         if leaf.validator != "type" and tuple(leaf.absolute_path) in mistyped:
             continue

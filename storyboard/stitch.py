@@ -44,9 +44,9 @@ def new_footage_offset(
         return 0.0
     with_source = upstream_seconds + new_seconds
     looks_with_source = abs(actual - with_source) < abs(actual - new_seconds)
-    if extend_output == "source+new" or looks_with_source:
-        if looks_with_source or actual > new_seconds + _TOLERANCE:
-            return max(0.0, actual - new_seconds)
+    registry_says_source = extend_output == "source+new" and actual > new_seconds + _TOLERANCE
+    if looks_with_source or registry_says_source:
+        return max(0.0, actual - new_seconds)
     return 0.0
 
 

@@ -85,6 +85,29 @@ class TemplateProblem(Exception):
         self.hint = hint
 
 
+_MAX_TEXT = 100_000  # characters a single `*` may produce; prompts are capped at 5000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus limits on the two operators that can exhaust memory/CPU.
+
+    ``{{ 'x' * 10**10 }}`` or ``{{ 9**9**9 }}`` in a storyboard should be an error, not a
+    machine brought to its knees.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 100:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
+                    if len(seq) * n > _MAX_TEXT:
+                        raise SecurityError(f"result longer than {_MAX_TEXT} characters")
+        return super().call_binop(context, operator, left, right)
+
+
 class _FolderLoader(jinja2.FileSystemLoader):
     """A loader confined to one folder tree, symlinks included.
 
@@ -113,7 +136,7 @@ class Templater:
     """Renders the templates of one storyboard."""
 
     def __init__(self, root: Path, variables: Mapping[str, Any], title: str | None) -> None:
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = _Sandbox(
             loader=_FolderLoader(root),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -173,6 +196,8 @@ class Templater:
                 f"cannot include {exc.name!r}: no such file in the storyboard's folder",
                 hint="includes are read relative to the storyboard file and must stay inside its folder",
             )
+        except jinja2.TemplateError as exc:  # filter argument errors, runtime errors
+            return _raise(f"template error: {exc.message or exc}")
         except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             # Errors raised by filters and operators on user data (e.g. `{{ 1 / 0 }}`).
             return _raise(f"template error: {exc}")

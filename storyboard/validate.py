@@ -106,6 +106,16 @@ class _Checker:
                 self._render_own(shot, ("shots", i)) if isinstance(shot, dict) else shot
                 for i, shot in enumerate(raw_shots)
             ]
+        if isinstance(data.get("defaults"), dict):
+            shown: dict[str, Any] = {}
+            for key, value in data["defaults"].items():
+                try:
+                    shown[key] = (
+                        self.templater.render(value, {}) if isinstance(value, str) else value
+                    )
+                except TemplateProblem:
+                    shown[key] = value
+            rendered["defaults"] = shown
         schema_problems = validate_schema(self.doc, rendered)
         self.problems.extend(schema_problems)
         broken = {_section(p.path) for p in schema_problems}
@@ -120,14 +130,9 @@ class _Checker:
                 for p in schema_problems
                 if p.path.startswith("$.defaults.")
             }
-            data = {
-                **data,
-                "defaults": {
-                    k: v for k, v in (data.get("defaults") or {}).items() if k not in bad_keys
-                },
-            }
-            if not isinstance(data["defaults"], dict):
-                data["defaults"] = {}
+            defaults = data.get("defaults")
+            defaults = defaults if isinstance(defaults, dict) else {}
+            data = {**data, "defaults": {k: v for k, v in defaults.items() if k not in bad_keys}}
         shots = self._shots(rendered, data, bad_shots)
         output = self._output(data) if "output" not in broken else OutputSettings(path=self.root)
         render = self._render_settings(data) if "render" not in broken else RenderSettings()
@@ -508,9 +513,9 @@ class _Checker:
         if action in needs and not any(k in f for k in needs[action]):
             wanted = " or ".join(needs[action])
             bad("action", f"action {action!r} needs {wanted}")
-        if action == "reference_audio" and "audio" not in f:
-            if not any(isinstance(r, dict) and "audio" in r for r in f.get("refs", [])):
-                bad("action", "action 'reference_audio' needs audio, or a ref with audio")
+        ref_audio = any(isinstance(r, dict) and "audio" in r for r in f.get("refs", []))
+        if action == "reference_audio" and "audio" not in f and not ref_audio:
+            bad("action", "action 'reference_audio' needs audio, or a ref with audio")
 
     # -- fields ----------------------------------------------------------------------------
 
@@ -537,6 +542,9 @@ class _Checker:
             )
             return None
         limit = models.MEDIA_LIMITS[kind]
+        if "\0" in source:
+            self.add(path, f"{source!r} contains a NUL character", shot=shot_id)
+            return None
         target = self.root / source
         lexical = Path(os.path.normpath(target))
         if not lexical.is_relative_to(self.root):

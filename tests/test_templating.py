@@ -80,3 +80,12 @@ def test_parse_set_reads_yaml_scalars() -> None:
         parse_set(["no-equals"])
     with pytest.raises(UsageError):
         parse_set(["1bad=x"])
+
+
+def test_sandbox_limits_runaway_operators(tmp_path: Path) -> None:
+    t = Templater(tmp_path, {}, None)
+    with pytest.raises(TemplateProblem, match="sandbox"):
+        t.render("{{ 9 ** (9 ** 9) }}", {})
+    with pytest.raises(TemplateProblem, match="sandbox"):
+        t.render("{{ 'x' * 10 ** 10 }}", {})
+    assert t.render("{{ 'ab' * 3 }} {{ 2 ** 10 }}", {}) == "ababab 1024"

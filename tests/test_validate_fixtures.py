@@ -1,0 +1,355 @@
+"""Every failure mode of `storyboard validate`, one fixture file each, at its exact place.
+
+Each file under ``tests/fixtures/invalid/`` is a small storyboard that is valid except for
+one mistake. It opens with one or more lines::
+
+    # expect: LINE:COL $.json.path :: message substring
+    # expect: LINE:COL $.json.path :: message substring :: hint substring
+
+and the problems reported for it must be exactly those places (the set of
+``(line, col, path)``), each message containing its substring (and its hint, when one is
+given). Files under ``tests/fixtures/valid/`` must validate.
+
+Cases that need files made at run time (symlinks, files too large to commit) are separate
+test functions below.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from storyboard.cli import main
+from storyboard.errors import InvalidStoryboard, Problem
+from storyboard.templating import parse_set
+from storyboard.validate import load_storyboard
+
+FIXTURES = Path(__file__).parent / "fixtures"
+INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
+VALID = sorted((FIXTURES / "valid").glob("*.yaml"))
+REFS = FIXTURES / "invalid" / "refs"
+
+_EXPECT = re.compile(
+    r"^# expect: (?P<line>\d+):(?P<col>\d+) (?P<path>\S+) :: (?P<message>.*?)"
+    r"(?: :: (?P<hint>.*))?$"
+)
+
+
+@dataclass(frozen=True)
+class Expected:
+    line: int
+    col: int
+    path: str
+    message: str
+    hint: str | None
+
+    @property
+    def place(self) -> tuple[int, int, str]:
+        return (self.line, self.col, self.path)
+
+
+def expectations(file: Path) -> list[Expected]:
+    """The ``# expect:`` lines at the top of a fixture."""
+    out: list[Expected] = []
+    for raw in file.read_text(encoding="utf-8").splitlines():
+        if not raw.startswith("# expect:"):
+            break
+        match = _EXPECT.match(raw)
+        assert match, f"{file.name}: malformed expect line {raw!r}"
+        out.append(
+            Expected(
+                int(match["line"]),
+                int(match["col"]),
+                match["path"],
+                match["message"],
+                match["hint"],
+            )
+        )
+    return out
+
+
+def problems_of(file: Path | str) -> tuple[Problem, ...]:
+    """The problems reported for a file (empty when it is valid)."""
+    try:
+        load_storyboard(file)
+    except InvalidStoryboard as exc:
+        return exc.problems
+    return ()
+
+
+def assert_reported(problems: tuple[Problem, ...], expected: list[Expected]) -> None:
+    shown = "\n".join(str(p) for p in problems) or "(no problems: the file is valid)"
+    got = {(p.line, p.col, p.path) for p in problems}
+    assert got == {e.place for e in expected}, f"reported:\n{shown}"
+    for e in expected:
+        here = [p for p in problems if (p.line, p.col, p.path) == e.place]
+        assert any(e.message in p.message for p in here), (
+            f"no message at {e.place} contains {e.message!r}:\n{shown}"
+        )
+        if e.hint is not None:
+            assert any(p.hint and e.hint in p.hint for p in here), (
+                f"no hint at {e.place} contains {e.hint!r}:\n{shown}"
+            )
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    assert isinstance(code, int)
+    return code, out.getvalue(), err.getvalue()
+
+
+# -- the fixture files ---------------------------------------------------------------------
+
+
+def test_there_is_a_fixture_per_failure_mode() -> None:
+    assert len(INVALID) >= 30
+    assert VALID
+    for file in INVALID:
+        assert expectations(file), f"{file.name} has no `# expect:` line"
+
+
+@pytest.mark.parametrize("file", INVALID, ids=[f.stem for f in INVALID])
+def test_invalid_fixture(file: Path) -> None:
+    assert_reported(problems_of(file), expectations(file))
+
+
+@pytest.mark.parametrize("file", VALID, ids=[f.stem for f in VALID])
+def test_valid_fixture(file: Path) -> None:
+    problems = problems_of(file)
+    assert not problems, "\n".join(map(str, problems))
+
+
+@pytest.mark.parametrize("file", INVALID, ids=[f.stem for f in INVALID])
+def test_problem_strings_name_the_place(file: Path) -> None:
+    problems = problems_of(file)
+    assert problems
+    for p in problems:
+        first = str(p).splitlines()[0]
+        if p.line > 0:
+            assert first == f"{file}:{p.line}:{p.col}: {p.path}: {p.message}"
+            assert p.col > 0
+        else:  # about the whole file (e.g. empty): no position to name
+            assert first == f"{file}: {p.path}: {p.message}"
+        assert p.path.startswith("$")
+        if p.hint:
+            assert str(p).splitlines()[1:] == [f"    hint: {p.hint}"]
+
+
+@pytest.mark.parametrize("file", INVALID, ids=[f.stem for f in INVALID])
+def test_cli_json_lists_the_same_problems(file: Path) -> None:
+    problems = problems_of(str(file))
+    code, out, err = run_cli("validate", "--json", str(file))
+    assert code == 2
+    listed = json.loads(out)
+    assert isinstance(listed, list)
+    assert listed == [p.to_json() for p in problems]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("file", INVALID, ids=[f.stem for f in INVALID])
+def test_cli_human_output_exit_2_no_traceback(file: Path) -> None:
+    code, out, err = run_cli("validate", str(file))
+    assert code == 2
+    assert "Traceback" not in out + err
+    for p in problems_of(str(file)):
+        assert str(p) in err
+
+
+@pytest.mark.parametrize("file", VALID, ids=[f.stem for f in VALID])
+def test_cli_valid_exit_0(file: Path) -> None:
+    code, out, err = run_cli("validate", str(file))
+    assert (code, err) == (0, "")
+    assert "valid" in out
+    code, out, err = run_cli("validate", "--json", str(file))
+    assert code == 0
+    assert json.loads(out) == []
+
+
+def test_cli_many_files_reports_them_all() -> None:
+    invalid = FIXTURES / "invalid"
+    files = [
+        str(invalid / "unknown_shot_key.yaml"),
+        str(FIXTURES / "valid" / "defaults_ignored.yaml"),
+        str(invalid / "wrong_format_version.yaml"),
+    ]
+    code, out, _ = run_cli("validate", "--json", *files)
+    assert code == 2
+    listed = json.loads(out)
+    assert {p["file"] for p in listed} == {files[0], files[2]}
+
+
+def test_valid_defaults_not_accepted_by_a_model_are_ignored() -> None:
+    board = load_storyboard(FIXTURES / "valid" / "defaults_ignored.yaml")
+    still, refs, wide = board.shots
+    assert still.model == "skyreels-v1"
+    assert (still.resolution, still.aspect_ratio, still.duration) == (None, None, None)
+    assert still.seed == 42
+    assert refs.resolution is None
+    assert (refs.aspect_ratio, refs.duration) == ("9:16", 8)
+    assert (wide.model, wide.resolution, wide.aspect_ratio) == ("skyreels-v4-fast", "1080p", "9:16")
+
+
+# -- templating and --set ------------------------------------------------------------------
+
+
+def test_templates_render_in_scope() -> None:
+    board = load_storyboard(FIXTURES / "valid" / "templated.yaml")
+    opening, detail, title = board.shots
+    assert opening.prompt == "a red fox in snow, take 1 of shot opening"
+    assert opening.aspect_ratio == "16:9"
+    assert detail.prompt.startswith("A RED FOX,\n")
+    assert "golden dawn light" in detail.prompt
+    assert title.card is not None
+    assert title.card.text == "Snow"
+
+
+def test_set_overrides_vars() -> None:
+    file = FIXTURES / "valid" / "templated.yaml"
+    overrides = parse_set(["hero=fox", "n=3"])
+    assert overrides == {"hero": "fox", "n": 3}
+    board = load_storyboard(file, overrides=overrides)
+    assert board.vars["hero"] == "fox"
+    assert board.vars["n"] == 3
+    assert type(board.vars["n"]) is int
+    assert board.shots[0].prompt == "fox in snow, take 3 of shot opening"
+
+
+def test_cli_set_makes_an_undefined_variable_defined(tmp_path: Path) -> None:
+    file = tmp_path / "needs-hero.yaml"
+    file.write_text(
+        "storyboard: 1\nshots:\n  - id: a\n    model: skyreels-v4-fast\n"
+        "    prompt: '{{ hero }} x{{ n + 1 }}'\n",
+        encoding="utf-8",
+    )
+    code, _, err = run_cli("validate", str(file))
+    assert code == 2
+    assert f"{file}:5:13: $.shots[0].prompt: template error: 'hero' is undefined" in err
+    code, out, err = run_cli("validate", "--set", "hero=fox", "--set", "n=3", str(file))
+    assert (code, err) == (0, "")
+    assert "valid" in out
+    board = load_storyboard(file, overrides=parse_set(["hero=fox", "n=3"]))
+    assert board.shots[0].prompt == "fox x4"
+
+
+def test_cli_bad_set_is_a_usage_error() -> None:
+    file = FIXTURES / "valid" / "templated.yaml"
+    code, _, err = run_cli("validate", "--set", "no-equals", str(file))
+    assert code == 2
+    assert "NAME=VALUE" in err
+    assert "Traceback" not in err
+
+
+# -- cases built at run time ---------------------------------------------------------------
+
+
+def _board(root: Path, first_frame: str) -> Path:
+    """A one-shot storyboard in ``root`` whose V1 first frame is ``first_frame`` (line 6)."""
+    root.mkdir(parents=True, exist_ok=True)
+    file = root / "storyboard.yaml"
+    file.write_text(
+        "storyboard: 1\n"
+        "shots:\n"
+        "  - id: fox\n"
+        "    model: skyreels-v1\n"
+        "    prompt: a red fox\n"
+        f"    first_frame: {first_frame}\n",
+        encoding="utf-8",
+    )
+    return file
+
+
+def test_symlink_pointing_outside_is_an_error(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.jpg"
+    shutil.copy(REFS / "a.jpg", outside)
+    root = tmp_path / "board"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "link.jpg").symlink_to(outside)
+    file = _board(root, "refs/link.jpg")
+    problems = problems_of(file)
+    assert_reported(
+        problems,
+        [Expected(6, 18, "$.shots[0].first_frame", "outside the storyboard's folder", None)],
+    )
+
+
+def test_symlinked_folder_pointing_outside_is_an_error(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(REFS / "a.jpg", elsewhere / "a.jpg")
+    root = tmp_path / "board"
+    root.mkdir()
+    (root / "refs").symlink_to(elsewhere, target_is_directory=True)
+    file = _board(root, "refs/a.jpg")
+    assert_reported(
+        problems_of(file),
+        [Expected(6, 18, "$.shots[0].first_frame", "outside the storyboard's folder", None)],
+    )
+
+
+def test_symlink_inside_the_folder_is_fine(tmp_path: Path) -> None:
+    root = tmp_path / "board"
+    (root / "refs").mkdir(parents=True)
+    shutil.copy(REFS / "a.jpg", root / "refs" / "a.jpg")
+    (root / "refs" / "alias.jpg").symlink_to(root / "refs" / "a.jpg")
+    file = _board(root, "refs/alias.jpg")
+    assert problems_of(file) == ()
+
+
+def test_file_too_large(tmp_path: Path) -> None:
+    root = tmp_path / "board"
+    (root / "refs").mkdir(parents=True)
+    big = root / "refs" / "big.jpg"
+    with big.open("wb") as fh:  # sparse: takes no disk space
+        fh.truncate(31 * 1024 * 1024)
+    file = _board(root, "refs/big.jpg")
+    assert_reported(
+        problems_of(file),
+        [Expected(6, 18, "$.shots[0].first_frame", "at most 30 MB", None)],
+    )
+
+
+def test_soundtrack_too_large(tmp_path: Path) -> None:
+    root = tmp_path / "board"
+    (root / "music").mkdir(parents=True)
+    with (root / "music" / "long.wav").open("wb") as fh:
+        fh.truncate(16 * 1024 * 1024)
+    shutil.copy(REFS / "a.jpg", root / "a.jpg")
+    file = root / "storyboard.yaml"
+    file.write_text(
+        "storyboard: 1\n"
+        "output:\n"
+        "  audio:\n"
+        "    path: music/long.wav\n"
+        "shots:\n"
+        "  - id: fox\n"
+        "    model: skyreels-v1\n"
+        "    first_frame: a.jpg\n"
+        "    prompt: a red fox\n",
+        encoding="utf-8",
+    )
+    assert_reported(
+        problems_of(file),
+        [Expected(4, 11, "$.output.audio.path", "at most 15 MB", None)],
+    )
+
+
+def test_missing_storyboard_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    code, _, err = run_cli("validate", str(missing))
+    assert code == 2
+    assert f"{missing}: $: no such file" in err
+
+
+def test_storyboard_not_utf8(tmp_path: Path) -> None:
+    file = tmp_path / "latin1.yaml"
+    file.write_bytes(b"storyboard: 1\ntitle: caf\xe9\nshots: []\n")
+    problems = problems_of(file)
+    assert [(p.line, p.path) for p in problems] == [(2, "$")]
+    assert "UTF-8" in problems[0].message
