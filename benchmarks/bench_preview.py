@@ -1,0 +1,161 @@
+"""Benchmark: one preview animatic clip against ffmpeg encoding a test pattern.
+
+Renders a 5 s, 1280x720, 24 fps animatic (two stills crossfaded, a caption, a push-in) with
+the preview backend's renderer, and in the same run has the ffmpeg binary of imageio-ffmpeg
+encode its ``testsrc2`` pattern of the same size, length and rate with the same encoder
+settings (libx264, same preset, CRF, thread count, yuv420p). The second figure is the floor:
+encoding alone, with frames drawn in C inside ffmpeg. Goal: the animatic within 3x of it.
+
+Usage (from the project root)::
+
+    python benchmarks/bench_preview.py [--repeat N] [--width W --height H --fps F --seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Runnable as a plain script from a checkout, without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from storyboard.providers import animatic
+
+GOAL_RATIO = 3.0
+FFMPEG_TIMEOUT = 300.0
+
+
+def _make_still(path: Path, size: tuple[int, int], seed: int) -> Path:
+    """A photo-like reference image: sky gradient, overlapping shapes, slight blur and grain.
+
+    Saved as JPEG, as most reference images are. (Pure noise would be a worst case for the
+    encoder rather than a preview of a storyboard.)
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    sky = np.array([90, 140, 230], np.float32) + np.array([120, 60, -80], np.float32) * rows
+    image = Image.fromarray(np.broadcast_to(sky, (height, width, 3)).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(25):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        r = int(rng.integers(20, min(size) // 4))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+    for _ in range(10):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = int(rng.integers(20, 300)), int(rng.integers(20, 300))
+        draw.rectangle((x, y, x + w, y + h), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    softened = np.asarray(image.filter(ImageFilter.GaussianBlur(1.5)), dtype=np.float32)
+    grain = rng.normal(0.0, 4.0, softened.shape)
+    Image.fromarray(np.clip(softened + grain, 0, 255).astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its finished children (e.g. ffmpeg)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _measure(action: Callable[[], None]) -> tuple[float, float]:
+    """Wall and CPU seconds of one call."""
+    wall, cpu = time.perf_counter(), _cpu()
+    action()
+    return time.perf_counter() - wall, _cpu() - cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the medians and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each (default 3)")
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--fps", type=int, default=24)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    with tempfile.TemporaryDirectory(prefix="bench-preview-") as tmp:
+        folder = Path(tmp)
+        # Stills larger than the frame and of another aspect, as reference images usually are.
+        first = _make_still(folder / "first.jpg", (1600, 1000), 1)
+        last = _make_still(folder / "last.jpg", (1200, 1200), 2)
+        spec = animatic.AnimaticSpec(
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            seconds=args.seconds,
+            stills=((0.0, first), (args.seconds, last)),
+            motion="push-in",
+            caption="hover · take 1\nA hummingbird hovers at a red flower, slow push-in, "
+            "golden hour, shallow depth of field, 35 mm film look",
+            seed=1,
+        )
+        clip = folder / "animatic.mp4"
+        pattern = folder / "testsrc2.mp4"
+        frames = spec.frames
+        testsrc = [
+            ffmpeg,
+            *("-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"),
+            f"testsrc2=size={args.width}x{args.height}:rate={args.fps}",
+            *("-frames:v", str(frames), "-c:v", "libx264"),
+            # The animatic's encoder settings, so only frame drawing differs.
+            *("-preset", animatic._X264_PRESET, "-crf", str(animatic._X264_CRF)),
+            *("-g", str(animatic._GOP_SECONDS * args.fps)),
+            *("-threads", str(animatic._X264_THREADS), "-pix_fmt", "yuv420p"),
+            *("-movflags", "+faststart", "-f", "mp4", "-y", str(pattern)),
+        ]
+
+        def render() -> None:
+            animatic.render_animatic(spec, clip)
+
+        def encode_pattern() -> None:
+            subprocess.run(testsrc, check=True, timeout=FFMPEG_TIMEOUT)
+
+        # One untimed run of each warms the page cache and Pillow's font loading.
+        render()
+        encode_pattern()
+        # Interleaved, so that a change in machine load affects both the same way.
+        ours: list[tuple[float, float]] = []
+        theirs: list[tuple[float, float]] = []
+        for _ in range(args.repeat):
+            ours.append(_measure(render))
+            theirs.append(_measure(encode_pattern))
+        size_kib = clip.stat().st_size / 1024
+
+    ours_wall = statistics.median(wall for wall, _ in ours)
+    theirs_wall = statistics.median(wall for wall, _ in theirs)
+    ours_cpu = statistics.median(cpu for _, cpu in ours)
+    theirs_cpu = statistics.median(cpu for _, cpu in theirs)
+    ratio = ours_wall / theirs_wall
+    geometry = f"{args.width}x{args.height} {args.fps} fps {args.seconds:g} s ({frames} frames)"
+    print(f"preview clip, {geometry}, {args.repeat} runs each, medians")
+    print(f"  animatic (2 stills, caption, push-in): {ours_wall:6.3f} s  (CPU {ours_cpu:.3f} s)")
+    print(
+        f"  ffmpeg testsrc2, same encoder:          {theirs_wall:6.3f} s  (CPU {theirs_cpu:.3f} s)"
+    )
+    verdict = "ok" if ratio <= GOAL_RATIO else "over the goal"
+    print(
+        f"  ratio {ratio:.2f}x wall, {ours_cpu / theirs_cpu:.2f}x CPU (goal <= {GOAL_RATIO:g}x: {verdict})"
+    )
+    print(f"  animatic file size {size_kib:.0f} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
