@@ -102,10 +102,36 @@ class Store:
                 size=int(raw["size"]),
                 shot=str(raw["shot"]),
                 take=int(raw["take"]),
-                info=dict(raw.get("info") or {}),
+                info={**dict(raw.get("info") or {}), "time": raw.get("time")},
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def link(
+        self, key: str, digest: str, *, seconds: float, shot: str, take: int, info: dict[str, Any]
+    ) -> ClipEntry | None:
+        """Record that ``key`` produced the stored object ``digest`` (from a lock file).
+
+        Returns ``None`` when the object is not in the store or is corrupt.
+        """
+        path = self.object_path(digest)
+        try:
+            if self.memo.digest(path) != digest:
+                return None
+            record = {
+                "key": key,
+                "digest": digest,
+                "seconds": round(seconds, 6),
+                "size": path.stat().st_size,
+                "shot": shot,
+                "take": take,
+                "info": info,
+                "time": info.get("time"),
+            }
+            atomic_write(self._entry_path(key), canonical_json(record))
+        except OSError:
+            return None
+        return self.lookup(key)
 
     def put(
         self, key: str, clip: Path, *, seconds: float, shot: str, take: int, info: dict[str, Any]

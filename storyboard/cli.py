@@ -156,17 +156,12 @@ def _load_plan(args: argparse.Namespace, *, output: str | None = None) -> tuple[
     from storyboard.templating import parse_set
     from storyboard.validate import load_storyboard
 
-    if getattr(args, "live", False):
-        raise UsageError(
-            "--live rendering is not available yet in this version",
-            hint="render without --live for the free preview; `plan --live`-style costs are in `plan`",
-        )
     board = load_storyboard(args.file, overrides=parse_set(args.set))
     store = Store.for_storyboard(board.path)
     plan = make_plan(
         board,
         store,
-        backend="preview",
+        backend="live" if getattr(args, "live", False) else "preview",
         only=getattr(args, "only", []),
         force=getattr(args, "force", []),
         force_all=getattr(args, "force_all", False),
@@ -206,59 +201,130 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _budget_check(plan: Any, journal: Any, budget: float | None) -> None:
+    """Refuse (exit 3) before any submit when the estimate of new work is over budget."""
+    from storyboard.errors import BudgetExceeded
+
+    per_shot: list[tuple[str, float]] = []
+    for sp in plan.shots:
+        if not sp.stale_takes or (plan.selected and sp.id not in plan.selected):
+            continue
+        spec = sp.shot.spec
+        if spec is None:
+            continue
+        # Takes already submitted (being resumed) were paid for by an earlier run.
+        new = [t for t in sp.stale_takes if journal.get(t.key) is None]
+        per_take = sp.live_cost / max(len(sp.takes), 1)
+        if new:
+            per_shot.append((sp.id, round(per_take * len(new), 6)))
+    estimate = round(sum(c for _, c in per_shot), 6)
+    if budget is not None and estimate > budget + 1e-9:
+        raise BudgetExceeded(estimate, budget, per_shot)
+
+
 def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard._progress import Reporter
-    from storyboard.errors import RenderFailed, StitchError
+    from storyboard.errors import BudgetExceeded, RenderFailed, StitchError
     from storyboard.plan import make_plan
     from storyboard.stitch import stitch
 
     plan, store = _load_plan(args, output=args.output)
-    concurrency = dict(plan.board.render.concurrency)
+    board = plan.board
+    concurrency = dict(board.render.concurrency)
     if args.jobs is not None:
         if args.jobs < 1:
             raise UsageError("--jobs must be at least 1")
         concurrency = {k: args.jobs for k in ("preview", "wavespeed", "qingbo")}
-    concurrency.setdefault("preview", 2)
     store.clean_tmp(older_than=24 * 3600)
-    reporter = Reporter(err, quiet=args.quiet)
-    failed: RenderFailed | None = None
     work = [
         sp for sp in plan.shots if sp.stale_takes and (not plan.selected or sp.id in plan.selected)
     ]
-    with reporter:
-        report = None
-        replanned = plan
+    reporter = Reporter(err, quiet=args.quiet)
+    failed: RenderFailed | None = None
+    report = None
+    journal = None
+    try:
         if work:  # a no-op render starts no event loop and imports no media code
-            from storyboard.providers.preview import PreviewProvider
             from storyboard.render import render_plan
 
-            provider = PreviewProvider(store.tmp_dir())
-            try:
-                report = render_plan(
-                    plan, store, provider, concurrency=concurrency, keep_going=args.keep_going,
-                    on_event=reporter,
-                )  # fmt: skip
-            except RenderFailed as exc:
-                failed = exc
-            replanned = make_plan(
-                plan.board, store, backend=plan.backend, output=plan.cut if args.output else None
+            runner: Any
+            seeds = None
+            on_shot_done = None
+            if args.live:
+                from storyboard.journal import Journal
+                from storyboard.live import LiveRunner, LiveSession, resolve_seed
+                from storyboard.lockfile import write_lock
+
+                journal = Journal(store.root / "journal.sqlite")
+                forced = {sp.id for sp in plan.shots if args.force_all or sp.id in args.force}
+                for sp in plan.shots:
+                    if sp.id in forced:
+                        for take in sp.takes:
+                            journal.forget(take.key)
+                budget = args.budget if args.budget is not None else board.render.budget
+                try:
+                    _budget_check(plan, journal, budget)
+                except BudgetExceeded as exc:
+                    for shot_id, cost in exc.per_shot:
+                        print(f"  {shot_id}: {_money(cost)}", file=err)
+                    raise
+                session = LiveSession(store, journal)
+                session.check_keys({sp.shot.spec.provider for sp in work if sp.shot.spec})
+                runner = LiveRunner(session)
+
+                def seeds(job: Any) -> Any:
+                    return resolve_seed(job.seed, job.spec.seed_range is not None)
+
+                def on_shot_done(_shot: str) -> None:
+                    write_lock(plan, store, journal)
+
+            else:
+                from storyboard.providers.preview import PreviewProvider
+                from storyboard.render import ProviderRunner
+
+                runner = ProviderRunner(PreviewProvider(store.tmp_dir()), store)
+            with reporter:
+                try:
+                    report = render_plan(
+                        plan, store, runner, concurrency=concurrency,
+                        keep_going=args.keep_going, on_event=reporter,
+                        on_shot_done=on_shot_done, seeds=seeds,
+                    )  # fmt: skip
+                except RenderFailed as exc:
+                    failed = exc
+                finally:
+                    if args.live:
+                        anyio_close = getattr(runner, "session", None)
+                        if anyio_close is not None:
+                            import anyio
+
+                            anyio.run(anyio_close.aclose)
+                        write_lock(plan, store, journal)
+            plan = make_plan(
+                board, store, backend=plan.backend, output=plan.cut if args.output else None
             )
-        missing = [sp.id for sp in replanned.shots if sp.kind == "model" and sp.output is None]
+        missing = [sp.id for sp in plan.shots if sp.kind == "model" and sp.output is None]
         result = None
         if not missing:
-            if replanned.stitch == "stale":
+            if plan.stitch == "stale":
                 reporter.stitch("stitching")
             try:
-                result = stitch(replanned, store)
+                result = stitch(plan, store)
             except StitchError:
                 reporter.stitch("failed")
                 raise
             reporter.stitch("reused" if result.reused else "written", f"{result.seconds:.1f}s")
-    store.save()
+    finally:
+        store.save()
+        if journal is not None:
+            journal.close()
     if failed is not None:
         for failure in failed.failures:
             take = f" take {failure.take}" if failure.take > 1 else ""
             print(f"error: {failure.shot}{take}: {failure.message}", file=err)
+            hint = failure.error.hint() if failure.error is not None else None
+            if hint:
+                print(f"    hint: {hint}", file=err)
         print(f"error: {failed}", file=err)
         hint = failed.hint()
         if hint:

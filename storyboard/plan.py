@@ -329,6 +329,29 @@ def make_plan(
         sources[value] = media.source
         return value
 
+    # A live render's lock names the clip of every take: with the object in the store, a
+    # take is fresh even when the store's own index does not know the key (another checkout).
+    locked: dict[str, dict[str, Any]] = {}
+    if backend == "live":
+        from storyboard.lockfile import lock_index
+
+        locked = lock_index(board.path)
+
+    def lookup(key: str, shot_id: str, take: int) -> ClipEntry | None:
+        entry = store.lookup(key)
+        record = locked.get(key)
+        if entry is None and record is not None and isinstance(record.get("output"), str):
+            info = {k: record.get(k) for k in ("provider", "task_id", "cost", "seed", "time")}
+            entry = store.link(
+                key,
+                record["output"],
+                seconds=float(record.get("duration") or 0.0),
+                shot=shot_id,
+                take=take,
+                info=info,
+            )
+        return entry
+
     plans: dict[str, ShotPlan] = {}
     for shot in board.shots:
         spec = shot.spec
@@ -350,7 +373,7 @@ def make_plan(
         for n in range(1, shot.takes + 1):
             material = generation_material(shot, spec, n, backend, digest, upstream_key)
             key = _key(material)
-            clip = None if forced else store.lookup(key)
+            clip = None if forced else lookup(key, shot.id, n)
             takes.append(TakePlan(n, key, take_seed(shot, n), material, clip))
         seconds = spec.clip_seconds(shot.duration)
         video_ref = shot.extends is not None or shot.reference_video is not None

@@ -13,12 +13,13 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 
-from storyboard.cache import Store
+from storyboard.cache import ClipEntry, Store
 from storyboard.errors import (
     DownloadError,
     ProviderTimeout,
@@ -31,7 +32,15 @@ from storyboard.events import Event
 from storyboard.plan import Plan, ShotPlan, TakePlan
 from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskRef
 
-__all__ = ["Event", "RenderReport", "render_plan"]
+__all__ = [
+    "Event",
+    "ProviderRunner",
+    "RenderReport",
+    "TakeRunner",
+    "Timing",
+    "render_plan",
+    "verify_clip",
+]
 
 
 @dataclass(frozen=True)
@@ -59,63 +68,77 @@ def _backoff(attempt: int, first: float, cap: float) -> float:
     return random.uniform(0, min(cap, first * math.pow(2, attempt)))
 
 
-async def _render_take(
-    provider: Provider,
-    job: Job,
-    store: Store,
-    tmp: Path,
-    timing: Timing,
-    emit: Callable[[Event], None],
-) -> None:
-    shot = job.shot
-    emit(Event(shot.id, job.take, shot.takes, "rendering", 0.0))
-    task: TaskRef = await provider.submit(job)
-    deadline = time.monotonic() + timing.task_deadline
-    attempt = 0
-    while True:
-        status = await provider.poll(task)
-        if isinstance(status, Succeeded):
-            break
-        if isinstance(status, Failed):
-            raise TaskFailed(
-                status.message,
-                provider=provider.name,
-                task_id=task.task_id,
-                code=status.code,
-                user_fixable=status.user_fixable,
-                shot=shot.id,
-            )
-        if time.monotonic() > deadline:
-            raise ProviderTimeout(
-                f"task {task.task_id} did not finish within {timing.task_deadline:.0f} s",
-                provider=provider.name,
-                shot=shot.id,
-                task_id=task.task_id,
-                hint="run the same command again: the task is resumed, not resubmitted",
-            )
-        progress = getattr(status, "progress", None)
-        emit(Event(shot.id, job.take, shot.takes, "rendering", progress))
-        await anyio.sleep(_backoff(attempt, timing.poll_first, timing.poll_max))
-        attempt += 1
-    part = tmp / f"{job.key}.part.mp4"
-    await provider.download(task, status, part)
-    seconds = await anyio.to_thread.run_sync(_verify, part, job)
-    store.put(
-        job.key,
-        part,
-        seconds=seconds,
-        shot=shot.id,
-        take=job.take,
-        info={
-            "provider": provider.name,
-            "model": job.spec.id,
-            "task_id": task.task_id,
-            "cost": status.cost,
-        },
-    )
+class TakeRunner(Protocol):
+    """Renders one take and puts its clip in the store (preview or live)."""
+
+    def provider_name(self, job: Job) -> str: ...
+
+    async def run(
+        self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]
+    ) -> ClipEntry: ...
 
 
-def _verify(path: Path, job: Job) -> float:
+class ProviderRunner:
+    """Runs takes through a provider with no journal: submit, poll, download, verify, store.
+
+    Used for the preview backend, whose work is free and local.
+    """
+
+    def __init__(self, provider: Provider, store: Store, timing: Timing | None = None) -> None:
+        self.provider = provider
+        self.store = store
+        self.timing = timing or Timing()
+
+    def provider_name(self, job: Job) -> str:
+        return self.provider.name
+
+    async def run(
+        self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]
+    ) -> ClipEntry:
+        provider, timing, shot = self.provider, self.timing, job.shot
+        emit(Event(shot.id, job.take, shot.takes, "rendering", 0.0))
+        task: TaskRef = await provider.submit(job)
+        deadline = time.monotonic() + timing.task_deadline
+        attempt = 0
+        while True:
+            status = await provider.poll(task)
+            if isinstance(status, Succeeded):
+                break
+            if isinstance(status, Failed):
+                raise TaskFailed(
+                    status.message,
+                    provider=provider.name,
+                    task_id=task.task_id,
+                    code=status.code,
+                    user_fixable=status.user_fixable,
+                    shot=shot.id,
+                )
+            if time.monotonic() > deadline:
+                raise ProviderTimeout(
+                    f"task {task.task_id} did not finish within {timing.task_deadline:.0f} s",
+                    provider=provider.name,
+                    shot=shot.id,
+                    task_id=task.task_id,
+                )
+            emit(
+                Event(shot.id, job.take, shot.takes, "rendering", getattr(status, "progress", None))
+            )
+            await anyio.sleep(_backoff(attempt, timing.poll_first, timing.poll_max))
+            attempt += 1
+        part = tmp / f"{job.key}.part.mp4"
+        await provider.download(task, status, part)
+        seconds = await anyio.to_thread.run_sync(verify_clip, part, job)
+        return self.store.put(
+            job.key,
+            part,
+            seconds=seconds,
+            shot=shot.id,
+            take=job.take,
+            info={"provider": provider.name, "model": job.spec.id, "task_id": task.task_id},
+        )
+
+
+def verify_clip(path: Path, job: Job) -> float:
     """Check that a downloaded clip is a video of plausible length; its duration."""
     from storyboard.cutter import probe
 
@@ -124,14 +147,14 @@ def _verify(path: Path, job: Job) -> float:
     except StoryboardError as exc:
         raise DownloadError(
             f"the output of {job.shot.id} take {job.take} is not a readable video: {exc}",
-            provider="preview",
+            provider=job.spec.provider,
             shot=job.shot.id,
         ) from exc
     if info.duration < min(0.5, job.seconds / 2):
         raise DownloadError(
             f"the output of {job.shot.id} take {job.take} is {info.duration:.2f} s long; "
             f"expected about {job.seconds:.2f} s",
-            provider="preview",
+            provider=job.spec.provider,
             shot=job.shot.id,
         )
     return info.duration
@@ -140,36 +163,57 @@ def _verify(path: Path, job: Job) -> float:
 def render_plan(
     plan: Plan,
     store: Store,
-    provider: Provider,
+    runner: TakeRunner,
     *,
     concurrency: Mapping[str, int] | None = None,
     keep_going: bool = False,
     on_event: Callable[[Event], None] | None = None,
-    timing: Timing | None = None,
+    on_shot_done: Callable[[str], None] | None = None,
+    seeds: Callable[[Job], int | None] | None = None,
 ) -> RenderReport:
     """Render every stale take of ``plan`` (blocking; runs its own event loop).
+
+    Args:
+        plan: what to render (stale takes of the shots in scope).
+        store: where finished clips go.
+        runner: renders one take (preview or live).
+        concurrency: tasks in flight per provider name.
+        keep_going: render everything possible despite failures.
+        on_event: receives progress events.
+        on_shot_done: called with a shot id once all its takes are rendered.
+        seeds: resolves the seed of a take before it is submitted.
 
     Raises:
         RenderFailed: some takes failed; finished ones are in the store.
         KeyboardInterrupt: the user interrupted; finished clips are kept.
     """
     return anyio.run(
-        _render_async, plan, store, provider, dict(concurrency or {}), keep_going,
-        on_event or (lambda e: None), timing or Timing(),
+        _render_async, plan, store, runner, dict(concurrency or {}), keep_going,
+        on_event or (lambda e: None), on_shot_done or (lambda s: None), seeds,
     )  # fmt: skip
+
+
+_DEFAULT_CONCURRENCY = {"preview": 2, "wavespeed": 2, "qingbo": 5}
 
 
 async def _render_async(
     plan: Plan,
     store: Store,
-    provider: Provider,
+    runner: TakeRunner,
     concurrency: dict[str, int],
     keep_going: bool,
     emit: Callable[[Event], None],
-    timing: Timing,
+    shot_done: Callable[[str], None],
+    seeds: Callable[[Job], int | None] | None,
 ) -> RenderReport:
-    limit = concurrency.get(provider.name) or 2
-    limiter = anyio.CapacityLimiter(limit)
+    limiters: dict[str, anyio.CapacityLimiter] = {}
+
+    def limiter_for(name: str) -> anyio.CapacityLimiter:
+        if name not in limiters:
+            cap = concurrency.get(name) or _DEFAULT_CONCURRENCY.get(name, 2)
+            limiters[name] = anyio.CapacityLimiter(cap)
+        return limiters[name]
+
     done: dict[str, anyio.Event] = {sp.id: anyio.Event() for sp in plan.shots}
     ok: dict[str, bool] = {}
     failures: list[ShotFailure] = []
@@ -182,7 +226,9 @@ async def _render_async(
     def in_scope(sp: ShotPlan) -> bool:
         return not plan.selected or sp.id in plan.selected
 
-    async def take_job(sp: ShotPlan, take: TakePlan, upstream: Path | None) -> bool:
+    async def take_job(
+        sp: ShotPlan, take: TakePlan, upstream: Path | None, upstream_key: str | None
+    ) -> bool:
         nonlocal stopping
         shot = sp.shot
         spec = shot.spec
@@ -202,8 +248,10 @@ async def _render_async(
             upstream=upstream,
             upstream_mode="extends" if shot.extends else ("continues" if shot.continues else None),
         )
+        if seeds is not None:
+            job = replace(job, seed=seeds(job))
         emit(Event(shot.id, take.take, shot.takes, "queued"))
-        async with limiter:
+        async with limiter_for(runner.provider_name(job)):
             if stopping:
                 emit(
                     Event(
@@ -212,7 +260,7 @@ async def _render_async(
                 )
                 return False
             try:
-                await _render_take(provider, job, store, tmp, timing, emit)
+                await runner.run(job, tmp=tmp, upstream_key=upstream_key, emit=emit)
             except StoryboardError as exc:
                 failures.append(ShotFailure(shot.id, take.take, exc, str(exc)))
                 emit(Event(shot.id, take.take, shot.takes, "failed", message=str(exc)))
@@ -229,6 +277,7 @@ async def _render_async(
                 ok[sp.id] = sp.kind != "model" or sp.status == "fresh"
                 return
             upstream_clip: Path | None = None
+            upstream_key: str | None = None
             shot = sp.shot
             if shot.upstream:
                 for take in sp.stale_takes:
@@ -267,6 +316,7 @@ async def _render_async(
                 up = plan.shot(shot.upstream).selected
                 entry = store.lookup(up.key) if up is not None else None
                 upstream_clip = entry.path if entry is not None else None
+                upstream_key = up.key if up is not None else None
             for take in sp.takes:
                 if take.fresh:
                     cached.append((shot.id, take.take))
@@ -274,7 +324,7 @@ async def _render_async(
             results: dict[int, bool] = {}
 
             async def one(take: TakePlan) -> None:
-                results[take.take] = await take_job(sp, take, upstream_clip)
+                results[take.take] = await take_job(sp, take, upstream_clip, upstream_key)
 
             async with anyio.create_task_group() as tg:
                 for take in sp.stale_takes:
@@ -282,6 +332,7 @@ async def _render_async(
             ok[sp.id] = all(results.values())
             if ok[sp.id] and sp.stale_takes:
                 store.record_material(plan.backend, shot.id, sp.takes[0].material)
+                shot_done(shot.id)
         finally:
             done[sp.id].set()
 
