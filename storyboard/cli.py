@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -268,7 +269,13 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     for shot_id, cost in exc.per_shot:
                         print(f"  {shot_id}: {_money(cost)}", file=err)
                     raise
-                session = LiveSession(store, journal)
+                # STORYBOARD_POLL_INTERVAL: seconds between status checks (default 5, as the
+                # providers advise for video); the emulator and tests use a small value.
+                try:
+                    interval = float(os.environ.get("STORYBOARD_POLL_INTERVAL", "5"))
+                except ValueError:
+                    raise UsageError("STORYBOARD_POLL_INTERVAL must be a number of seconds") from None
+                session = LiveSession(store, journal, poll_interval=max(interval, 0.0))
                 session.check_keys({sp.shot.spec.provider for sp in work if sp.shot.spec})
                 runner = LiveRunner(session)
 
@@ -294,11 +301,6 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     failed = exc
                 finally:
                     if args.live:
-                        anyio_close = getattr(runner, "session", None)
-                        if anyio_close is not None:
-                            import anyio
-
-                            anyio.run(anyio_close.aclose)
                         write_lock(plan, store, journal)
             plan = make_plan(
                 board, store, backend=plan.backend, output=plan.cut if args.output else None

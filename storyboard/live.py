@@ -324,3 +324,6 @@ class LiveRunner:
         return await self.session.run_take(
             job, tmp=tmp, upstream_key=upstream_key, emit=emit, verify=verify_clip
         )
+
+    async def aclose(self) -> None:
+        await self.session.aclose()

@@ -77,6 +77,10 @@ class TakeRunner(Protocol):
         self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]
     ) -> ClipEntry: ...
 
+    async def aclose(self) -> None:
+        """Release clients; called inside the render's event loop when it ends."""
+        ...
+
 
 class ProviderRunner:
     """Runs takes through a provider with no journal: submit, poll, download, verify, store.
@@ -91,6 +95,9 @@ class ProviderRunner:
 
     def provider_name(self, job: Job) -> str:
         return self.provider.name
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
 
     async def run(
         self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]
@@ -341,6 +348,8 @@ async def _render_async(
             for sp in plan.shots:
                 tg.start_soon(run_shot, sp)
     finally:
+        with anyio.CancelScope(shield=True):
+            await runner.aclose()
         shutil.rmtree(tmp, ignore_errors=True)
         store.save()
     if failures:
