@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import ROOT, python, time_command  # noqa: E402
+from _util import ROOT, python, time_command
 
 
 def _board(folder: Path, shots: int) -> Path:
@@ -69,10 +69,15 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{'what':<44} {'median s':>9}")
-    rows = [('python -c "import yaml"', t_base), (f"no-op storyboard render ({args.shots} shots)", t_noop)]
+    rows = [
+        ('python -c "import yaml"', t_base),
+        (f"no-op storyboard render ({args.shots} shots)", t_noop),
+    ]
     for name, seconds in rows:
         print(f"{name:<44} {seconds:9.3f}")
-    print(f"ratio: {t_noop / t_base:.2f}x; goal: under 0.5 s -> {'met' if t_noop < 0.5 else 'NOT met'}")
+    print(
+        f"ratio: {t_noop / t_base:.2f}x; goal: under 0.5 s -> {'met' if t_noop < 0.5 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import ROOT, python, time_command  # noqa: E402
-from make_board import make_board  # noqa: E402
+from _util import ROOT, python, time_command
+from make_board import make_board
 
 
 def main() -> None:
@@ -30,11 +30,17 @@ def main() -> None:
         t_base = time_command(baseline, repeat=args.repeat, cwd=ROOT)
         t_val = time_command(validate, repeat=args.repeat, cwd=ROOT)
         probe = subprocess.run(
-            [python(), "-c",
-             "import sys, json; from storyboard.cli import main; main(['validate', '-q', sys.argv[1]]);"
-             "print(json.dumps({m: m in sys.modules for m in ('moviepy', 'httpx', 'numpy')}))",
-             str(board)],
-            check=True, capture_output=True, text=True, cwd=ROOT,
+            [
+                python(),
+                "-c",
+                "import sys, json; from storyboard.cli import main; main(['validate', '-q', sys.argv[1]]);"
+                "print(json.dumps({m: m in sys.modules for m in ('moviepy', 'httpx', 'numpy')}))",
+                str(board),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
         )
         imported = json.loads(probe.stdout.strip().splitlines()[-1])
     print(f"{'what':<48} {'median s':>9}")
@@ -44,7 +50,9 @@ def main() -> None:
     ]
     for name, seconds in rows:
         print(f"{name:<48} {seconds:9.3f}")
-    print(f"ratio validate / imports: {t_val / t_base:.2f}x; validate beyond imports: {t_val - t_base:.3f} s")
+    print(
+        f"ratio validate / imports: {t_val / t_base:.2f}x; validate beyond imports: {t_val - t_base:.3f} s"
+    )
     print(f"modules imported by validate: {imported}")
 
 

@@ -27,7 +27,9 @@ def make_board(folder: Path, shots: int = 200) -> Path:
         model = MODELS[i % len(MODELS)]
         lines.append(f"  - id: s{i:03d}")
         lines.append(f"    model: {model}")
-        lines.append(f'    prompt: "{{{{ hero }}}} in {{{{ light }}}}, beat {i}, {{{{ mood }}}} mood, push-in"')
+        lines.append(
+            f'    prompt: "{{{{ hero }}}} in {{{{ light }}}}, beat {i}, {{{{ mood }}}} mood, push-in"'
+        )
         if model == "skyreels-v1":
             lines.append(f"    first_frame: refs/r{i % 4}.png")
         elif model == "skyreels-v3-reference":

@@ -274,7 +274,9 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 try:
                     interval = float(os.environ.get("STORYBOARD_POLL_INTERVAL", "5"))
                 except ValueError:
-                    raise UsageError("STORYBOARD_POLL_INTERVAL must be a number of seconds") from None
+                    raise UsageError(
+                        "STORYBOARD_POLL_INTERVAL must be a number of seconds"
+                    ) from None
                 session = LiveSession(store, journal, poll_interval=max(interval, 0.0))
                 session.check_keys({sp.shot.spec.provider for sp in work if sp.shot.spec})
                 runner = LiveRunner(session)

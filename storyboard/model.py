@@ -17,6 +17,7 @@ __all__ = [
     "Card",
     "Keyframe",
     "Media",
+    "MediaKind",
     "OutputSettings",
     "Ref",
     "RenderSettings",

@@ -192,12 +192,12 @@ def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     """
     short = int(resolution.rstrip("p"))
     w_ratio, h_ratio = (int(x) for x in aspect_ratio.split(":"))
+    width: float
+    height: float
     if w_ratio >= h_ratio:
-        height = short
-        width = short * w_ratio / h_ratio
+        height, width = short, short * w_ratio / h_ratio
     else:
-        width = short
-        height = short * h_ratio / w_ratio
+        width, height = short, short * h_ratio / w_ratio
     return (2 * math.ceil(width / 2 - 1e-9), 2 * math.ceil(height / 2 - 1e-9))
 
 

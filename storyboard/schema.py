@@ -114,8 +114,8 @@ def _problems_for(doc: Document, error: Any) -> Iterator[Problem]:
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(schema.get("properties", {}))
         for extra in sorted(set(value) - set(allowed)):
-            hint = _suggest(extra, allowed) or "allowed keys: " + ", ".join(allowed)
-            yield doc.problem((*path, extra), f"unknown key {extra!r}", hint=hint, key=True)
+            suggestion = _suggest(extra, allowed) or "allowed keys: " + ", ".join(allowed)
+            yield doc.problem((*path, extra), f"unknown key {extra!r}", hint=suggestion, key=True)
         return
     if kind == "required":
         missing = [k for k in error.validator_value if k not in value]

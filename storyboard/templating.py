@@ -18,7 +18,8 @@ from typing import Any
 
 import jinja2
 import yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from storyboard.errors import UsageError
 
@@ -102,9 +103,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             raise SecurityError("exponent too large")
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
-                    if len(seq) * n > _MAX_TEXT:
-                        raise SecurityError(f"result longer than {_MAX_TEXT} characters")
+                sized = isinstance(seq, (str, list, tuple)) and isinstance(n, int)
+                if sized and len(seq) * n > _MAX_TEXT:
+                    raise SecurityError(f"result longer than {_MAX_TEXT} characters")
         return super().call_binop(context, operator, left, right)
 
 
@@ -121,14 +122,11 @@ class _FolderLoader(jinja2.FileSystemLoader):
 
     def get_source(
         self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+    ) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
-        if filename is not None:
-            real = Path(os.path.realpath(filename))
-            if not real.is_relative_to(self.root):
-                raise jinja2.TemplateNotFound(
-                    f"{template} (it points outside the storyboard's folder)"
-                )
+        real = Path(os.path.realpath(filename))
+        if not real.is_relative_to(self.root):
+            raise jinja2.TemplateNotFound(f"{template} (it points outside the storyboard's folder)")
         return source, filename, uptodate
 
 

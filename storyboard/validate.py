@@ -21,6 +21,7 @@ from storyboard.model import (
     Card,
     Keyframe,
     Media,
+    MediaKind,
     OutputSettings,
     Ref,
     RenderSettings,
@@ -92,8 +93,9 @@ class _Checker:
         if not isinstance(data, dict):
             self.add((), "a storyboard is a mapping with `storyboard: 1` and `shots:`")
             raise InvalidStoryboard(self.problems)
-        variables = data.get("vars") if isinstance(data.get("vars"), dict) else {}
-        variables = {**variables, **self.overrides}
+        raw_vars = data.get("vars")
+        variables: dict[str, Any] = dict(raw_vars) if isinstance(raw_vars, dict) else {}
+        variables.update(self.overrides)
         title = data.get("title") if isinstance(data.get("title"), str) else None
         self.templater = Templater(self.root, variables, title)
 
@@ -524,7 +526,7 @@ class _Checker:
         f: dict[str, Any],
         src: dict[str, JsonPath],
         field: str,
-        kind: models.MediaKind,
+        kind: MediaKind,
         shot_id: str,
     ) -> Media | None:
         if field not in f:
@@ -532,7 +534,7 @@ class _Checker:
         return self._file(f[field], src[field], kind, shot_id)
 
     def _file(
-        self, source: str, path: JsonPath, kind: models.MediaKind, shot_id: str | None
+        self, source: str, path: JsonPath, kind: MediaKind, shot_id: str | None
     ) -> Media | None:
         if source.startswith(("http://", "https://")):
             return Media(source=source, kind=kind)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import write_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import write_image
 from storyboard.cache import Store
 from storyboard.plan import make_plan
 from storyboard.validate import load_storyboard

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLES, Project, run_cli, write_image
 
 from storyboard.cutter import probe
 from storyboard.models import frame_size
-
-from conftest import EXAMPLES, Project, run_cli, write_image
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +116,10 @@ def test_edit_only_changes_restitch_without_rendering(project: Project) -> None:
     before = _cut_seconds(project)
     for old, new in [
         ("    takes: 2\n", "    takes: 2\n    select: 2\n"),
-        ("    prompt: the kite climbs higher\n", "    prompt: the kite climbs higher\n    trim: {start: 1}\n"),
+        (
+            "    prompt: the kite climbs higher\n",
+            "    prompt: the kite climbs higher\n    trim: {start: 1}\n",
+        ),
         ("output:\n", "output:\n  transition: {type: crossfade, duration: 0.5}\n"),
         ('card: {text: "The end", duration: 1.0}', 'card: {text: "Fin", duration: 2.0}'),
     ]:
@@ -203,7 +205,9 @@ def test_interrupt_keeps_finished_clips(project: Project) -> None:
 @pytest.mark.parametrize("name", ["minimal", "templated", "dawn"])
 def test_examples_render_end_to_end(tmp_path: Path, name: str) -> None:
     folder = tmp_path / name
-    shutil.copytree(EXAMPLES / name, folder, ignore=shutil.ignore_patterns(".storyboard", "renders"))
+    shutil.copytree(
+        EXAMPLES / name, folder, ignore=shutil.ignore_patterns(".storyboard", "renders")
+    )
     board = folder / "storyboard.yaml"
     result = run_cli("render", "-q", str(board))
     assert result.code == 0, result.err

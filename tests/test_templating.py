@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from storyboard.errors import UsageError
-from storyboard.templating import Templater, TemplateProblem, parse_set, render_simple
+from storyboard.templating import TemplateProblem, Templater, parse_set, render_simple
 
 _ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
