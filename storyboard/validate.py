@@ -732,6 +732,13 @@ class _Checker:
         soundtrack = None
         if "audio" in raw:
             media = self._file(raw["audio"]["path"], ("output", "audio", "path"), "audio", None)
+            if media is not None and media.path is None:
+                self.add(
+                    ("output", "audio", "path"),
+                    "the soundtrack must be a local file",
+                    hint="download it into the storyboard's folder and give its path",
+                )
+                media = None
             if media is not None:
                 soundtrack = Soundtrack(
                     media=media,
