@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from storyboard.errors import StitchError
+from storyboard.models import TRANSITIONS as _REGISTRY_TRANSITIONS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,22 +88,8 @@ __all__ = [
     "probe",
 ]
 
-#: Every value ``Segment.transition`` may take.
-TRANSITIONS: frozenset[str] = frozenset(
-    {
-        "cut",
-        "crossfade",
-        "fade",
-        "wipe-left",
-        "wipe-right",
-        "wipe-up",
-        "wipe-down",
-        "slide-left",
-        "slide-right",
-        "slide-up",
-        "slide-down",
-    }
-)
+#: Every value ``Segment.transition`` may take (the registry's list of transitions).
+TRANSITIONS: frozenset[str] = frozenset(_REGISTRY_TRANSITIONS)
 
 # Bump when anything that changes the bytes of a cached piece changes (encoder settings,
 # filter graphs): old cache entries then simply stop being found.

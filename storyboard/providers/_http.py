@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -36,6 +37,7 @@ from storyboard import __version__
 from storyboard.errors import (
     AuthenticationError,
     DownloadError,
+    MissingAPIKey,
     ProviderError,
     ProviderHTTPError,
     ProviderTimeout,
@@ -56,6 +58,7 @@ __all__ = [
     "RetryableResponse",
     "Sleep",
     "Timeouts",
+    "credentials_from_env",
     "excerpt",
     "http_error",
     "make_client",
@@ -685,3 +688,23 @@ def _require_http_url(ctx: ProviderContext, url: str, *, action: str) -> None:
             f"{ctx.label} gave a {action} URL that is not http(s): {url[:120]!r}",
             provider=ctx.name,
         )
+
+
+def credentials_from_env(
+    environ: Mapping[str, str] | None,
+    *,
+    provider: str,
+    key_var: str,
+    base_var: str,
+    default_base: str,
+) -> tuple[str, str]:
+    """The API key and base URL of a provider from its environment variables.
+
+    Raises:
+        MissingAPIKey: the key variable is unset or empty.
+    """
+    env = os.environ if environ is None else environ
+    key = env.get(key_var, "").strip()
+    if not key:
+        raise MissingAPIKey(provider, key_var)
+    return key, env.get(base_var, "").strip() or default_base

@@ -25,7 +25,6 @@ Choices where PROVIDERS.md says UNCONFIRMED:
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +54,7 @@ from storyboard.providers._http import (
     RetryPolicy,
     Sleep,
     Timeouts,
+    credentials_from_env,
     excerpt,
     http_error,
     translate_errors,
@@ -402,11 +402,13 @@ class QingboProvider:
         Raises:
             MissingAPIKey: ``QINGBO_API_KEY`` is unset or empty.
         """
-        env = os.environ if environ is None else environ
-        key = env.get(API_KEY_ENV, "").strip()
-        if not key:
-            raise MissingAPIKey(NAME, API_KEY_ENV)
-        base = env.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+        key, base = credentials_from_env(
+            environ,
+            provider=NAME,
+            key_var=API_KEY_ENV,
+            base_var=BASE_URL_ENV,
+            default_base=DEFAULT_BASE_URL,
+        )
         return cls(api_key=key, base_url=base, transport=transport, sleep=sleep)
 
     # ---- the protocol -------------------------------------------------------------------------
