@@ -202,7 +202,7 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _budget_check(plan: Any, journal: Any, budget: float | None) -> None:
+def _budget_check(plan: Any, journal: Any, budget: float | None, forced: set[str]) -> None:
     """Refuse (exit 3) before any submit when the estimate of new work is over budget."""
     from storyboard.errors import BudgetExceeded
 
@@ -214,7 +214,7 @@ def _budget_check(plan: Any, journal: Any, budget: float | None) -> None:
         if spec is None:
             continue
         # Takes already submitted (being resumed) were paid for by an earlier run.
-        new = [t for t in sp.stale_takes if journal.get(t.key) is None]
+        new = [t for t in sp.stale_takes if sp.id in forced or journal.get(t.key) is None]
         per_take = sp.live_cost / max(len(sp.takes), 1)
         if new:
             per_shot.append((sp.id, round(per_take * len(new), 6)))
@@ -258,13 +258,9 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
                 journal = Journal(store.root / "journal.sqlite")
                 forced = {sp.id for sp in plan.shots if args.force_all or sp.id in args.force}
-                for sp in plan.shots:
-                    if sp.id in forced:
-                        for take in sp.takes:
-                            journal.forget(take.key)
                 budget = args.budget if args.budget is not None else board.render.budget
                 try:
-                    _budget_check(plan, journal, budget)
+                    _budget_check(plan, journal, budget, forced)
                 except BudgetExceeded as exc:
                     for shot_id, cost in exc.per_shot:
                         print(f"  {shot_id}: {_money(cost)}", file=err)
@@ -279,6 +275,12 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     ) from None
                 session = LiveSession(store, journal, poll_interval=max(interval, 0.0))
                 session.check_keys({sp.shot.spec.provider for sp in work if sp.shot.spec})
+                # Only now, with the budget and the keys checked, does --force let go of
+                # what the journal knows (a refused run must not lose an "unknown" entry).
+                for sp in plan.shots:
+                    if sp.id in forced:
+                        for take in sp.takes:
+                            journal.forget(take.key)
                 runner = LiveRunner(session)
 
                 def seeds(job: Any) -> Any:

@@ -196,6 +196,8 @@ class RenderFailed(StoryboardError):
         super().__init__(f"{len(self.failures)} shot(s) did not render: {names}")
 
     def hint(self) -> str | None:
+        if any(isinstance(f.error, SubmitOutcomeUnknown) for f in self.failures):
+            return "check the provider's dashboard, then --force ID for each 'outcome unknown' shot"
         return "fix the cause and run the same command again: finished shots are not redone"
 
 

@@ -72,6 +72,9 @@ class LiveSession:
         self.task_deadline = task_deadline
         self.sleep = sleep
         self._providers: dict[str, Provider] = {}
+        # One lock per content digest: takes running at once that share an input upload it
+        # once (the second waits and then finds the URL in the journal).
+        self._upload_locks: dict[str, anyio.Lock] = {}
 
     # -- providers -------------------------------------------------------------------------
 
@@ -108,6 +111,11 @@ class LiveSession:
 
     async def _upload(self, path: Path, shot: str, what: str) -> str:
         digest = self.store.memo.digest(path)
+        lock = self._upload_locks.setdefault(digest, anyio.Lock())
+        async with lock:
+            return await self._upload_once(path, digest, shot, what)
+
+    async def _upload_once(self, path: Path, digest: str, shot: str, what: str) -> str:
         url = self.journal.upload_url(digest, "wavespeed")
         if url is not None:
             return url
@@ -129,8 +137,13 @@ class LiveSession:
         self.journal.record_upload(digest, "wavespeed", url, expires)
         return str(url)
 
-    async def prepare(self, job: Job, upstream_key: str | None) -> Job:
-        """The job with a URL for every local input and for the upstream clip or frame."""
+    async def prepare(self, job: Job, upstream_key: str | None, tmp: Path | None = None) -> Job:
+        """The job with a URL for every local input and for the upstream clip or frame.
+
+        The upstream's last frame (``continues``) is extracted into ``tmp`` (the run's work
+        folder), under a name of this take's own: never beside the clip in the store, whose
+        ``objects/`` hold only clips, and never a file another take may be rewriting.
+        """
         urls: dict[str, str] = dict(job.urls)
         shot = job.shot
         for media in shot.media():
@@ -143,7 +156,8 @@ class LiveSession:
         elif job.upstream is not None and job.upstream_mode == "continues":
             from storyboard.providers.animatic import last_frame
 
-            frame = job.upstream.with_name(f"{job.upstream.stem}.last.png")
+            folder = tmp if tmp is not None else self.store.tmp_dir()
+            frame = folder / f"{job.key}.last.png"
             await anyio.to_thread.run_sync(last_frame, job.upstream, frame)
             urls["upstream_frame"] = await self._upload(frame, shot.id, "upstream last frame")
         return replace(job, urls=urls)
@@ -199,9 +213,9 @@ class LiveSession:
         job = replace(job, seed=seed)
         if task is None:
             emit(Event(shot.id, job.take, shot.takes, "rendering", 0.0, "uploading inputs"))
-            job = await self.prepare(job, upstream_key)
+            job = await self.prepare(job, upstream_key, tmp)
             if known is None:
-                journal.claim(
+                claimed, created = journal.claim(
                     job.key,
                     shot=shot.id,
                     take=job.take,
@@ -209,6 +223,16 @@ class LiveSession:
                     model=job.spec.id,
                     seed=job.seed,
                 )
+                if not created:
+                    # Another render process claimed the key while this one uploaded: that
+                    # process submits it; submitting here too could pay twice.
+                    raise ProviderError(
+                        f"shot {shot.id} take {job.take} is being rendered by another "
+                        f"storyboard process ({claimed.owner})",
+                        provider=provider.name,
+                        shot=shot.id,
+                        hint="wait for it to finish, then run again",
+                    )
             task = await self._submit(provider, job, emit)
         status = await self._wait(provider, task, job, emit)
         part = tmp / f"{job.key}.part.mp4"
@@ -247,8 +271,15 @@ class LiveSession:
                 continue
             except SubmitOutcomeUnknown as exc:
                 self.journal.unknown(job.key, str(exc))
-                exc.shot = exc.shot or shot.id
-                raise
+                # Said in the same words as on a rerun, which finds the key still unknown.
+                raise SubmitOutcomeUnknown(
+                    f"shot {shot.id} take {job.take}: outcome unknown — {exc}",
+                    provider=exc.provider,
+                    shot=exc.shot or shot.id,
+                    task_id=exc.task_id,
+                    status=exc.status,
+                    hint=exc.hint(),
+                ) from exc
             except StoryboardError:
                 # A definite refusal (bad request, auth): nothing was created, so the key is
                 # free to be submitted again once the cause is fixed.
