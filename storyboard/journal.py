@@ -17,6 +17,7 @@ States of a key::
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from storyboard.errors import StoreError
 
 __all__ = ["Journal", "JournalEntry"]
 
+_OPEN_DEADLINE = 30.0
 JournalState = Literal["intent", "submitted", "unknown", "done", "failed"]
 
 _SCHEMA = """
@@ -106,16 +108,27 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit mode: every transaction below is explicit.
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a committed intent survives power loss
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the task journal {path}: {exc}") from exc
         self.owner = _owner()
+        # Switching to WAL and creating the tables take locks that SQLite's busy timeout
+        # does not always wait for; two renders starting together retry until a deadline.
+        deadline = time.monotonic() + _OPEN_DEADLINE
+        while True:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Autocommit mode: every transaction below is explicit.
+                self._db = sqlite3.connect(path, timeout=_OPEN_DEADLINE, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(
+                    "PRAGMA synchronous=FULL"
+                )  # a committed intent survives power loss
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open the task journal {path}: {exc}") from exc
+                time.sleep(0.05 + random.random() * 0.1)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(f"cannot open the task journal {path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
