@@ -24,14 +24,14 @@ from storyboard.errors import (
     MissingAPIKey,
     ProviderBusy,
     ProviderError,
-    ProviderTimeout,
     StoryboardError,
     SubmitOutcomeUnknown,
     TaskFailed,
 )
 from storyboard.events import Event
 from storyboard.journal import Journal
-from storyboard.providers.base import Failed, Job, Provider, Queued, Succeeded, TaskRef
+from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskRef
+from storyboard.render import Timing, fetch_to_store, wait_for_task
 
 __all__ = ["LiveRunner", "LiveSession", "resolve_seed"]
 
@@ -67,9 +67,7 @@ class LiveSession:
         self.journal = journal
         self.environ = dict(os.environ if environ is None else environ)
         self.transport = transport
-        self.poll_interval = poll_interval
-        self.poll_max = poll_max
-        self.task_deadline = task_deadline
+        self.timing = Timing(poll_interval, poll_max, task_deadline)
         self.sleep = sleep
         self._providers: dict[str, Provider] = {}
         # One lock per content digest: takes running at once that share an input upload it
@@ -171,7 +169,6 @@ class LiveSession:
         tmp: Path,
         upstream_key: str | None,
         emit: Callable[[Event], None],
-        verify: Callable[[Path, Job], float],
     ) -> ClipEntry:
         """Render one take live, resuming whatever the journal knows about its key."""
         shot = job.shot
@@ -235,23 +232,14 @@ class LiveSession:
                     )
             task = await self._submit(provider, job, emit)
         status = await self._wait(provider, task, job, emit)
-        part = tmp / f"{job.key}.part.mp4"
-        await provider.download(task, status, part)
-        seconds = await anyio.to_thread.run_sync(verify, part, job)
-        entry = self.store.put(
-            job.key,
-            part,
-            seconds=seconds,
-            shot=shot.id,
-            take=job.take,
-            info={
-                "provider": provider.name,
-                "model": job.spec.id,
-                "task_id": task.task_id,
-                "cost": status.cost,
-                "seed": job.seed,
-            },
-        )
+        info: dict[str, object] = {
+            "provider": provider.name,
+            "model": job.spec.id,
+            "task_id": task.task_id,
+            "cost": status.cost,
+            "seed": job.seed,
+        }
+        entry = await fetch_to_store(provider, task, status, job, self.store, tmp, info)
         journal.done(job.key, entry.digest, status.cost)
         if status.outputs:
             journal.record_output(
@@ -299,43 +287,25 @@ class LiveSession:
         self, provider: Provider, task: TaskRef, job: Job, emit: Callable[[Event], None]
     ) -> Succeeded:
         shot = job.shot
-        deadline = time.monotonic() + self.task_deadline
-        attempt = 0
-        while True:
-            status = await provider.poll(task)
-            if isinstance(status, Succeeded):
-                return status
-            if isinstance(status, Failed):
-                message = f"{provider.name} task {task.task_id} failed: {status.message}"
-                self.journal.failed(job.key, message)
-                hint = (
-                    "change the storyboard as the message says, then run again"
-                    if status.user_fixable
-                    else f"provider trouble: --force {shot.id} submits it again (and pays again)"
-                )
-                raise TaskFailed(
-                    message,
-                    provider=provider.name,
-                    task_id=task.task_id,
-                    code=status.code,
-                    user_fixable=status.user_fixable,
-                    shot=shot.id,
-                    hint=hint,
-                )
-            if time.monotonic() > deadline:
-                raise ProviderTimeout(
-                    f"task {task.task_id} did not finish within {self.task_deadline:.0f} s",
-                    provider=provider.name,
-                    shot=shot.id,
-                    task_id=task.task_id,
-                    hint="run the same command again: the task is resumed, not resubmitted",
-                )
-            progress = None if isinstance(status, Queued) else status.progress
-            state_msg = "queued at the provider" if isinstance(status, Queued) else ""
-            emit(Event(shot.id, job.take, shot.takes, "rendering", progress, state_msg))
-            delay = min(self.poll_max, self.poll_interval * (1.5**attempt))
-            await self.sleep(random.uniform(0.5 * delay, delay) if delay > 0 else 0.0)
-            attempt += 1
+        status = await wait_for_task(provider, task, job, emit, self.timing, self.sleep)
+        if isinstance(status, Failed):
+            message = f"{provider.name} task {task.task_id} failed: {status.message}"
+            self.journal.failed(job.key, message)
+            hint = (
+                "change the storyboard as the message says, then run again"
+                if status.user_fixable
+                else f"provider trouble: --force {shot.id} submits it again (and pays again)"
+            )
+            raise TaskFailed(
+                message,
+                provider=provider.name,
+                task_id=task.task_id,
+                code=status.code,
+                user_fixable=status.user_fixable,
+                shot=shot.id,
+                hint=hint,
+            )
+        return status
 
 
 class LiveRunner:
@@ -350,11 +320,7 @@ class LiveRunner:
     async def run(
         self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]
     ) -> ClipEntry:
-        from storyboard.render import verify_clip
-
-        return await self.session.run_take(
-            job, tmp=tmp, upstream_key=upstream_key, emit=emit, verify=verify_clip
-        )
+        return await self.session.run_take(job, tmp=tmp, upstream_key=upstream_key, emit=emit)
 
     async def aclose(self) -> None:
         await self.session.aclose()

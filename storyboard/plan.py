@@ -426,7 +426,7 @@ def make_plan(
     shots = tuple(plans[s.id] for s in board.shots)
     out = cut_path(board, backend, output)
     edit_key = _edit_key(board, shots, out, store)
-    record = store.cut_record(_cut_name(out))
+    record = store.cut_record(cut_record_name(out))
     stitch: Literal["fresh", "stale"] = "stale"
     if edit_key is not None and record is not None and record.get("edit_key") == edit_key:
         try:
@@ -438,7 +438,7 @@ def make_plan(
     return Plan(board, backend, shots, out, edit_key, stitch, frozenset(selected))
 
 
-def _cut_name(out: Path) -> str:
+def cut_record_name(out: Path) -> str:
     return sha256_bytes(str(out).encode())[:16]
 
 

@@ -8,11 +8,10 @@ are moved into the store as they complete, so an interruption loses only work in
 
 from __future__ import annotations
 
-import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +29,7 @@ from storyboard.errors import (
 )
 from storyboard.events import Event
 from storyboard.plan import Plan, ShotPlan, TakePlan
-from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskRef
+from storyboard.providers.base import Failed, Job, Provider, Queued, Succeeded, TaskRef
 
 __all__ = [
     "Event",
@@ -38,34 +37,81 @@ __all__ = [
     "RenderReport",
     "TakeRunner",
     "Timing",
+    "fetch_to_store",
     "render_plan",
     "verify_clip",
+    "wait_for_task",
 ]
 
 
 @dataclass(frozen=True)
 class RenderReport:
-    """What a render did."""
+    """What a render did (failures are raised as :class:`RenderFailed`)."""
 
     rendered: tuple[tuple[str, int], ...]
     cached: tuple[tuple[str, int], ...]
-    failures: tuple[ShotFailure, ...]
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Waits of the render loop; every one has a deadline."""
+    """How a task is waited for; every wait has a deadline."""
 
-    poll_first: float = 0.0
-    poll_max: float = 15.0
+    poll_interval: float = 0.0  # first wait between polls; it grows 1.5x per poll
+    poll_max: float = 30.0
     task_deadline: float = 3 * 3600.0  # a video task that runs longer has gone wrong
 
 
-def _backoff(attempt: int, first: float, cap: float) -> float:
-    """Capped exponential backoff with full jitter."""
-    if first <= 0:
-        return 0.0
-    return random.uniform(0, min(cap, first * math.pow(2, attempt)))
+async def wait_for_task(
+    provider: Provider,
+    task: TaskRef,
+    job: Job,
+    emit: Callable[[Event], None],
+    timing: Timing,
+    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+) -> Succeeded | Failed:
+    """Poll ``task`` until it ends, with growing jittered waits and a deadline.
+
+    Raises:
+        ProviderTimeout: the task did not end before ``timing.task_deadline``.
+    """
+    shot = job.shot
+    deadline = time.monotonic() + timing.task_deadline
+    attempt = 0
+    while True:
+        status = await provider.poll(task)
+        if isinstance(status, (Succeeded, Failed)):
+            return status
+        if time.monotonic() > deadline:
+            raise ProviderTimeout(
+                f"task {task.task_id} did not finish within {timing.task_deadline:.0f} s",
+                provider=provider.name,
+                shot=shot.id,
+                task_id=task.task_id,
+                hint="run the same command again: the task is resumed, not resubmitted",
+            )
+        if isinstance(status, Queued):
+            emit(Event(shot.id, job.take, shot.takes, "rendering", None, "queued at the provider"))
+        else:
+            emit(Event(shot.id, job.take, shot.takes, "rendering", status.progress))
+        delay = min(timing.poll_max, timing.poll_interval * (1.5**attempt))
+        await sleep(random.uniform(0.5 * delay, delay) if delay > 0 else 0.0)
+        attempt += 1
+
+
+async def fetch_to_store(
+    provider: Provider,
+    task: TaskRef,
+    status: Succeeded,
+    job: Job,
+    store: Store,
+    tmp: Path,
+    info: dict[str, object],
+) -> ClipEntry:
+    """Download a finished task's output, verify it is a plausible video, and store it."""
+    part = tmp / f"{job.key}.part.mp4"
+    await provider.download(task, status, part)
+    seconds = await anyio.to_thread.run_sync(verify_clip, part, job)
+    return store.put(job.key, part, seconds=seconds, shot=job.shot.id, take=job.take, info=info)
 
 
 class TakeRunner(Protocol):
@@ -102,47 +148,25 @@ class ProviderRunner:
     async def run(
         self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]
     ) -> ClipEntry:
-        provider, timing, shot = self.provider, self.timing, job.shot
+        provider, shot = self.provider, job.shot
         emit(Event(shot.id, job.take, shot.takes, "rendering", 0.0))
-        task: TaskRef = await provider.submit(job)
-        deadline = time.monotonic() + timing.task_deadline
-        attempt = 0
-        while True:
-            status = await provider.poll(task)
-            if isinstance(status, Succeeded):
-                break
-            if isinstance(status, Failed):
-                raise TaskFailed(
-                    status.message,
-                    provider=provider.name,
-                    task_id=task.task_id,
-                    code=status.code,
-                    user_fixable=status.user_fixable,
-                    shot=shot.id,
-                )
-            if time.monotonic() > deadline:
-                raise ProviderTimeout(
-                    f"task {task.task_id} did not finish within {timing.task_deadline:.0f} s",
-                    provider=provider.name,
-                    shot=shot.id,
-                    task_id=task.task_id,
-                )
-            emit(
-                Event(shot.id, job.take, shot.takes, "rendering", getattr(status, "progress", None))
+        task = await provider.submit(job)
+        status = await wait_for_task(provider, task, job, emit, self.timing)
+        if isinstance(status, Failed):
+            raise TaskFailed(
+                status.message,
+                provider=provider.name,
+                task_id=task.task_id,
+                code=status.code,
+                user_fixable=status.user_fixable,
+                shot=shot.id,
             )
-            await anyio.sleep(_backoff(attempt, timing.poll_first, timing.poll_max))
-            attempt += 1
-        part = tmp / f"{job.key}.part.mp4"
-        await provider.download(task, status, part)
-        seconds = await anyio.to_thread.run_sync(verify_clip, part, job)
-        return self.store.put(
-            job.key,
-            part,
-            seconds=seconds,
-            shot=shot.id,
-            take=job.take,
-            info={"provider": provider.name, "model": job.spec.id, "task_id": task.task_id},
-        )
+        info: dict[str, object] = {
+            "provider": provider.name,
+            "model": job.spec.id,
+            "task_id": task.task_id,
+        }
+        return await fetch_to_store(provider, task, status, job, self.store, tmp, info)
 
 
 def verify_clip(path: Path, job: Job) -> float:
@@ -354,4 +378,4 @@ async def _render_async(
         store.save()
     if failures:
         raise RenderFailed(failures)
-    return RenderReport(tuple(rendered), tuple(cached), ())
+    return RenderReport(tuple(rendered), tuple(cached))

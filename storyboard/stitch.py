@@ -12,12 +12,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storyboard.cache import Store
 from storyboard.errors import StitchError
 from storyboard.hashing import canonical_json, sha256_bytes
 from storyboard.models import frame_size
-from storyboard.plan import Plan, ShotPlan, _cut_name
+from storyboard.plan import Plan, cut_record_name
+
+if TYPE_CHECKING:  # the cutter pulls in media code: imported only when a cut is made
+    from storyboard.cutter import Segment
 
 __all__ = ["StitchResult", "new_footage_offset", "stitch"]
 
@@ -50,24 +54,22 @@ def new_footage_offset(
     return 0.0
 
 
-def _segments(plan: Plan, store: Store) -> list[object]:
-    from storyboard.cutter import CardSpec, Segment, probe
+def _segments(plan: Plan) -> list[Segment]:
+    """The pieces of the cut, in order; clip lengths come from the store (verified on entry)."""
+    from storyboard.cutter import CardSpec, Segment
 
-    board = plan.board
-    out = board.output
+    out = plan.board.output
     shots = [sp for sp in plan.shots if sp.kind != "skipped"]
     durations: dict[str, float] = {}
-    segments: list[object] = []
+    segments: list[Segment] = []
     for i, sp in enumerate(shots):
         shot = sp.shot
         transition = shot.transition or out.transition
         kind, seconds = (transition.type, transition.duration)
         if i == len(shots) - 1:
             kind, seconds = "cut", 0.0
-        if sp.kind == "card":
-            card = shot.card
-            if card is None:
-                continue
+        card = shot.card
+        if card is not None:
             key = sha256_bytes(
                 canonical_json(["card", card.text, card.duration, card.background, card.color])
             )
@@ -81,21 +83,23 @@ def _segments(plan: Plan, store: Store) -> list[object]:
                 )
             )
             continue
-        clip = _clip_of(sp)
-        info = probe(clip.path)
-        durations[shot.id] = info.duration
+        sel = sp.selected
+        if sel is None or sel.clip is None:
+            raise StitchError(f"shot {sp.id} is not rendered", shot=sp.id)
+        clip = sel.clip
+        durations[shot.id] = clip.seconds
         offset = 0.0
         if shot.extends and shot.spec is not None:
             offset = new_footage_offset(
-                info.duration, sp.seconds, durations.get(shot.extends), shot.spec.extend_output
+                clip.seconds, sp.seconds, durations.get(shot.extends), shot.spec.extend_output
             )
         start = offset + (shot.trim.start if shot.trim else 0.0)
         end = None
         if shot.trim and shot.trim.end is not None:
-            end = min(offset + shot.trim.end, info.duration)
-        if start >= (end if end is not None else info.duration) - 1e-3:
+            end = min(offset + shot.trim.end, clip.seconds)
+        if start >= (end if end is not None else clip.seconds) - 1e-3:
             raise StitchError(
-                f"shot {shot.id}: trim leaves nothing of its {info.duration - offset:.2f} s clip",
+                f"shot {shot.id}: trim leaves nothing of its {clip.seconds - offset:.2f} s clip",
                 shot=shot.id,
             )
         segments.append(
@@ -110,13 +114,6 @@ def _segments(plan: Plan, store: Store) -> list[object]:
             )
         )
     return segments
-
-
-def _clip_of(sp: ShotPlan):  # type: ignore[no-untyped-def]
-    sel = sp.selected
-    if sel is None or sel.clip is None:
-        raise StitchError(f"shot {sp.id} is not rendered", shot=sp.id)
-    return sel.clip
 
 
 def stitch(
@@ -138,7 +135,7 @@ def stitch(
             shot=missing[0] if missing else None,
         )
     if plan.stitch == "fresh" and not force:
-        record = store.cut_record(_cut_name(plan.cut)) or {}
+        record = store.cut_record(cut_record_name(plan.cut)) or {}
         return StitchResult(plan.cut, float(record.get("seconds", 0.0)), reused=True)
     from storyboard.cutter import CutSpec, cut
 
@@ -154,12 +151,12 @@ def stitch(
         volume=o.audio.volume if o.audio is not None else 1.0,
         fade_out=o.audio.fade_out if o.audio is not None else 0.0,
     )
-    segments = _segments(plan, store)
+    segments = _segments(plan)
     plan.cut.parent.mkdir(parents=True, exist_ok=True)
-    seconds = cut(segments, spec, plan.cut, store.cuts_dir() / "work", progress)  # type: ignore[arg-type]
+    seconds = cut(segments, spec, plan.cut, store.cuts_dir() / "work", progress)
     st = os.stat(plan.cut)
     store.save_cut_record(
-        _cut_name(plan.cut),
+        cut_record_name(plan.cut),
         {"edit_key": plan.edit_key, "stat": [st.st_size, st.st_mtime_ns], "seconds": seconds},
     )
     return StitchResult(plan.cut, seconds, reused=False)
