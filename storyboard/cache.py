@@ -162,10 +162,6 @@ class Store:
             raise StoreError(f"cannot write to the store at {self.root}: {exc.strerror}") from exc
         return ClipEntry(key, digest, target, seconds, size, shot, take, info)
 
-    def import_clip(self, path: Path) -> str:
-        """Digest of a clip file (memoised)."""
-        return self.memo.digest(path)
-
     # -- what each shot was rendered from ---------------------------------------------------
 
     def _material_path(self, backend: str, shot: str) -> Path:

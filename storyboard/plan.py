@@ -14,7 +14,7 @@ Two keys (ARCHITECTURE §1):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -362,12 +362,9 @@ def make_plan(
             plans[shot.id] = ShotPlan(shot, "card", "fresh", "title card (drawn locally)", 0.0, 0.0)
             continue
         upstream_key: str | None = None
-        upstream_stale = False
         if shot.upstream:
-            up = plans[shot.upstream]
-            sel = up.selected
+            sel = plans[shot.upstream].selected
             upstream_key = sel.key if sel is not None else None
-            upstream_stale = up.status == "stale"
         forced = force_all or shot.id in force_set
         takes: list[TakePlan] = []
         for n in range(1, shot.takes + 1):
@@ -389,11 +386,6 @@ def make_plan(
             reason = "forced"
         elif not stale:
             reason = "up to date"
-        elif upstream_stale and shot.upstream:
-            reason = f"upstream {shot.upstream} changed"
-            previous = store.last_material(backend, shot.id)
-            if previous is None:
-                reason = "not rendered yet"
         else:
             previous = store.last_material(backend, shot.id)
             reason = _why(previous, stale[0].material, shot, sources)
@@ -419,9 +411,7 @@ def make_plan(
                 current = board.shot(current).upstream
         for shot_id, sp in list(plans.items()):
             if shot_id not in selected and sp.kind == "model":
-                plans[shot_id] = ShotPlan(
-                    sp.shot, sp.kind, sp.status, sp.reason, 0.0, sp.live_cost, sp.takes, sp.seconds
-                )
+                plans[shot_id] = replace(sp, cost=0.0)  # not rendered by this run
 
     shots = tuple(plans[s.id] for s in board.shots)
     out = cut_path(board, backend, output)
