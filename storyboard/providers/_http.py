@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import anyio
 import httpx
@@ -44,6 +44,7 @@ from storyboard.errors import (
     StoreError,
     SubmitOutcomeUnknown,
 )
+from storyboard.providers.base import Succeeded, TaskRef
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -53,12 +54,12 @@ __all__ = [
     "USER_AGENT",
     "ApiSession",
     "Clock",
+    "HostedProvider",
     "ProviderContext",
     "RetryPolicy",
     "RetryableResponse",
     "Sleep",
     "Timeouts",
-    "credentials_from_env",
     "excerpt",
     "http_error",
     "make_client",
@@ -690,21 +691,110 @@ def _require_http_url(ctx: ProviderContext, url: str, *, action: str) -> None:
         )
 
 
-def credentials_from_env(
-    environ: Mapping[str, str] | None,
-    *,
-    provider: str,
-    key_var: str,
-    base_var: str,
-    default_base: str,
-) -> tuple[str, str]:
-    """The API key and base URL of a provider from its environment variables.
+class HostedProvider:
+    """What the hosted clients share: construction from a key or the environment, the
+    HTTP session (the key goes only to the API host), downloading outputs, closing.
+
+    Subclasses set the class attributes and implement ``submit`` and ``poll``.
+
+    Args:
+        api_key: The provider's key; sent only to the API host.
+        base_url: API root (the emulator's address in tests).
+        transport: The network, or a test double.
+        sleep: Awaited between retries of idempotent requests.
+        clock: Unix seconds, for expiries and ``Retry-After`` dates.
+        retry: Retry policy of idempotent requests.
+        timeouts: Connect and per-kind read timeouts.
+        rand: Jitter source (tests pin it).
 
     Raises:
-        MissingAPIKey: the key variable is unset or empty.
+        MissingAPIKey: ``api_key`` is empty.
     """
-    env = os.environ if environ is None else environ
-    key = env.get(key_var, "").strip()
-    if not key:
-        raise MissingAPIKey(provider, key_var)
-    return key, env.get(base_var, "").strip() or default_base
+
+    name: str  # an instance attribute to the Provider protocol; set per class
+    label: ClassVar[str]
+    key_var: ClassVar[str]
+    base_var: ClassVar[str]
+    default_base: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+        clock: Clock = time.time,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        if not api_key:
+            raise MissingAPIKey(self.name, self.key_var)
+        context = ProviderContext(
+            self.name, self.label, self.key_var, self.base_var, secrets=(api_key,)
+        )
+        self._http = ApiSession(
+            context,
+            base_url=self._api_root(base_url or self.default_base),
+            api_key=api_key,
+            transport=transport,
+            sleep=sleep,
+            wall_clock=clock,
+            policy=retry,
+            timeouts=timeouts,
+            rand=rand,
+        )
+
+    def _api_root(self, base_url: str) -> str:
+        """The root the request paths are appended to."""
+        return base_url
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        environ: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+    ) -> Self:
+        """A client configured from the provider's ``*_API_KEY`` and ``*_BASE_URL``.
+
+        Raises:
+            MissingAPIKey: the key variable is unset or empty.
+        """
+        env = os.environ if environ is None else environ
+        key = env.get(cls.key_var, "").strip()
+        if not key:
+            raise MissingAPIKey(cls.name, cls.key_var)
+        base = env.get(cls.base_var, "").strip() or cls.default_base
+        return cls(api_key=key, base_url=base, transport=transport, sleep=sleep)
+
+    async def download(
+        self,
+        task: TaskRef,
+        status: Succeeded,
+        dest: Path,
+        *,
+        max_bytes: int = MAX_DOWNLOAD_BYTES,
+    ) -> None:
+        """Stream the first output to ``dest`` without the API key (retried, size-capped).
+
+        Output links expire (Qingbo's after 24 h): callers download as soon as a task ends.
+
+        Raises:
+            DownloadError: No output URL, not 2xx, over ``max_bytes``, or the transfer failed.
+        """
+        if not status.outputs:
+            raise DownloadError(
+                f"{self.label} task {task.task_id} completed without an output URL",
+                provider=self.name,
+                task_id=task.task_id,
+            )
+        await self._http.download(
+            status.outputs[0], dest, max_bytes=max_bytes, task_id=task.task_id
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        await self._http.aclose()

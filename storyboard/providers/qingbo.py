@@ -25,36 +25,22 @@ Choices where PROVIDERS.md says UNCONFIRMED:
 from __future__ import annotations
 
 import math
-import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
-import anyio
 import httpx
 
 from storyboard.errors import (
-    DownloadError,
-    MissingAPIKey,
     ProviderBusy,
     ProviderError,
     SubmitOutcomeUnknown,
 )
 from storyboard.model import Media
 from storyboard.providers._http import (
-    DEFAULT_RETRY,
-    DEFAULT_TIMEOUTS,
-    MAX_DOWNLOAD_BYTES,
-    ApiSession,
-    Clock,
-    ProviderContext,
+    HostedProvider,
     RetryableResponse,
     RetryPolicy,
-    Sleep,
-    Timeouts,
-    credentials_from_env,
     excerpt,
     http_error,
     translate_errors,
@@ -98,10 +84,6 @@ _QUOTA_WAIT = 60.0  # quota_window_exceeded without a readable reset_at
 # a provider that keeps failing is reported, and a rerun resumes with the same key.
 _SUBMIT_POLICY = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0, deadline=60.0)
 _MS_THRESHOLD = 1e11  # larger epoch values are milliseconds (1e11 s is the year 5138)
-
-
-def _context(api_key: str) -> ProviderContext:
-    return ProviderContext(NAME, "Qingbo", API_KEY_ENV, BASE_URL_ENV, secrets=(api_key,))
 
 
 def idempotency_key(generation_key: str) -> str:
@@ -341,75 +323,22 @@ def parse_task(data: Mapping[str, Any]) -> QingboTask:
 # --------------------------------------------------------------------------------------------
 
 
-class QingboProvider:
+class QingboProvider(HostedProvider):
     """Qingbo ``/v1/tasks`` client for SkyReels V4 (see the module docstring).
 
-    Args:
-        api_key: ``QINGBO_API_KEY``; sent only to the API host.
-        base_url: API root, without ``/v1`` (the emulator's address in tests).
-        transport: The network, or a test double.
-        sleep: Awaited between retries.
-        clock: Unix seconds, for ``reset_at`` and ``Retry-After`` dates.
-        retry: Retry policy of idempotent requests.
-        timeouts: Connect and per-kind read timeouts.
-        rand: Jitter source (tests pin it).
-
-    Raises:
-        MissingAPIKey: ``api_key`` is empty.
+    Construction, ``from_env``, ``download`` and ``aclose`` come from
+    :class:`~storyboard.providers._http.HostedProvider`.
     """
 
     name = NAME
+    label = "Qingbo"
+    key_var = API_KEY_ENV
+    base_var = BASE_URL_ENV
+    default_base = DEFAULT_BASE_URL
 
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep = anyio.sleep,
-        clock: Clock = time.time,
-        retry: RetryPolicy = DEFAULT_RETRY,
-        timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        if not api_key:
-            raise MissingAPIKey(NAME, API_KEY_ENV)
+    def _api_root(self, base_url: str) -> str:
         # PROVIDERS §3.1 names the base ".../v1"; our paths carry /v1, so accept either.
-        root = base_url.rstrip("/")
-        root = root.removesuffix("/v1")
-        self._http = ApiSession(
-            _context(api_key),
-            base_url=root,
-            api_key=api_key,
-            transport=transport,
-            sleep=sleep,
-            wall_clock=clock,
-            policy=retry,
-            timeouts=timeouts,
-            rand=rand,
-        )
-
-    @classmethod
-    def from_env(
-        cls,
-        *,
-        environ: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep = anyio.sleep,
-    ) -> Self:
-        """A provider configured from ``QINGBO_API_KEY`` and ``QINGBO_BASE_URL``.
-
-        Raises:
-            MissingAPIKey: ``QINGBO_API_KEY`` is unset or empty.
-        """
-        key, base = credentials_from_env(
-            environ,
-            provider=NAME,
-            key_var=API_KEY_ENV,
-            base_var=BASE_URL_ENV,
-            default_base=DEFAULT_BASE_URL,
-        )
-        return cls(api_key=key, base_url=base, transport=transport, sleep=sleep)
+        return base_url.rstrip("/").removesuffix("/v1")
 
     # ---- the protocol -------------------------------------------------------------------------
 
@@ -488,35 +417,6 @@ class QingboProvider:
                 task_id=task.task_id,
             )
         return parse_task(payload).to_status()
-
-    async def download(
-        self,
-        task: TaskRef,
-        status: Succeeded,
-        dest: Path,
-        *,
-        max_bytes: int = MAX_DOWNLOAD_BYTES,
-    ) -> None:
-        """Stream the first output to ``dest`` without the API key (retried, size-capped).
-
-        Qingbo's links expire after 24 h (PROVIDERS §3.3): download as soon as a task ends.
-
-        Raises:
-            DownloadError: No output URL, not 2xx, over ``max_bytes``, or the transfer failed.
-        """
-        if not status.outputs:
-            raise DownloadError(
-                f"Qingbo task {task.task_id} completed without an output URL",
-                provider=NAME,
-                task_id=task.task_id,
-            )
-        await self._http.download(
-            status.outputs[0], dest, max_bytes=max_bytes, task_id=task.task_id
-        )
-
-    async def aclose(self) -> None:
-        """Close the HTTP clients."""
-        await self._http.aclose()
 
     # ---- helpers ------------------------------------------------------------------------------
 

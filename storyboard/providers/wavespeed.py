@@ -14,18 +14,14 @@ Status GETs, downloads and upload PUTs are retried (``_http``).
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import httpx
 
 from storyboard.errors import (
-    DownloadError,
-    MissingAPIKey,
     ProviderBusy,
     ProviderError,
     ProviderHTTPError,
@@ -33,17 +29,9 @@ from storyboard.errors import (
 )
 from storyboard.model import Media
 from storyboard.providers._http import (
-    DEFAULT_RETRY,
-    DEFAULT_TIMEOUTS,
-    MAX_DOWNLOAD_BYTES,
     RETRY_STATUSES,
-    ApiSession,
-    Clock,
+    HostedProvider,
     ProviderContext,
-    RetryPolicy,
-    Sleep,
-    Timeouts,
-    credentials_from_env,
     excerpt,
     http_error,
     provider_message,
@@ -82,10 +70,6 @@ _DEFAULT_BUSY_WAIT = 30.0
 
 _FAILED = frozenset({"failed", "cancelled", "timeout", "deleted"})  # the SDK's terminal set
 _GATEWAY_ERRORS = frozenset({502, 504})
-
-
-def _context(api_key: str) -> ProviderContext:
-    return ProviderContext(NAME, "WaveSpeed", API_KEY_ENV, BASE_URL_ENV, secrets=(api_key,))
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,72 +208,18 @@ def status_from_prediction(data: Mapping[str, Any]) -> TaskStatus:
 # --------------------------------------------------------------------------------------------
 
 
-class WaveSpeedProvider:
+class WaveSpeedProvider(HostedProvider):
     """WaveSpeed v3 client for the SkyReels models (see the module docstring).
 
-    Args:
-        api_key: ``WAVESPEED_API_KEY``; sent only to the API host.
-        base_url: API root (the emulator's address in tests).
-        transport: The network, or a test double.
-        sleep: Awaited between retries of idempotent requests.
-        clock: Unix seconds, for upload expiry and ``Retry-After`` dates.
-        retry: Retry policy of idempotent requests.
-        timeouts: Connect and per-kind read timeouts.
-        rand: Jitter source (tests pin it).
-
-    Raises:
-        MissingAPIKey: ``api_key`` is empty.
+    Construction, ``from_env``, ``download`` and ``aclose`` come from
+    :class:`~storyboard.providers._http.HostedProvider`.
     """
 
     name = NAME
-
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep = anyio.sleep,
-        clock: Clock = time.time,
-        retry: RetryPolicy = DEFAULT_RETRY,
-        timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        if not api_key:
-            raise MissingAPIKey(NAME, API_KEY_ENV)
-        self._http = ApiSession(
-            _context(api_key),
-            base_url=base_url,
-            api_key=api_key,
-            transport=transport,
-            sleep=sleep,
-            wall_clock=clock,
-            policy=retry,
-            timeouts=timeouts,
-            rand=rand,
-        )
-
-    @classmethod
-    def from_env(
-        cls,
-        *,
-        environ: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep = anyio.sleep,
-    ) -> Self:
-        """A provider configured from ``WAVESPEED_API_KEY`` and ``WAVESPEED_BASE_URL``.
-
-        Raises:
-            MissingAPIKey: ``WAVESPEED_API_KEY`` is unset or empty.
-        """
-        key, base = credentials_from_env(
-            environ,
-            provider=NAME,
-            key_var=API_KEY_ENV,
-            base_var=BASE_URL_ENV,
-            default_base=DEFAULT_BASE_URL,
-        )
-        return cls(api_key=key, base_url=base, transport=transport, sleep=sleep)
+    label = "WaveSpeed"
+    key_var = API_KEY_ENV
+    base_var = BASE_URL_ENV
+    default_base = DEFAULT_BASE_URL
 
     # ---- the protocol -------------------------------------------------------------------------
 
@@ -350,29 +280,6 @@ class WaveSpeedProvider:
             f"/api/v3/predictions/{task.task_id}/result", action=action, task_id=task.task_id
         )
         return status_from_prediction(self._envelope(payload, None, action=action))
-
-    async def download(
-        self,
-        task: TaskRef,
-        status: Succeeded,
-        dest: Path,
-        *,
-        max_bytes: int = MAX_DOWNLOAD_BYTES,
-    ) -> None:
-        """Stream the first output to ``dest`` without the API key (retried, size-capped).
-
-        Raises:
-            DownloadError: No output URL, not 2xx, over ``max_bytes``, or the transfer failed.
-        """
-        if not status.outputs:
-            raise DownloadError(
-                f"WaveSpeed task {task.task_id} completed without an output URL",
-                provider=NAME,
-                task_id=task.task_id,
-            )
-        await self._http.download(
-            status.outputs[0], dest, max_bytes=max_bytes, task_id=task.task_id
-        )
 
     async def upload(self, path: Path, content_type: str) -> tuple[str, float]:
         """Host a local file through the media API; its URL and expiry (Unix seconds).
@@ -444,10 +351,6 @@ class WaveSpeedProvider:
         )
         await self._http.put_bytes(upload["url"], data, headers, action=action)
         return download_url, expires_at
-
-    async def aclose(self) -> None:
-        """Close the HTTP clients."""
-        await self._http.aclose()
 
     # ---- helpers ------------------------------------------------------------------------------
 
