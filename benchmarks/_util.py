@@ -25,3 +25,11 @@ def time_command(argv: Sequence[str], *, repeat: int, cwd: Path | None = None) -
 
 def python() -> str:
     return sys.executable
+
+
+def print_table(rows: Sequence[tuple[str, float]]) -> None:
+    """Print ``(what, seconds)`` rows under a header, names padded to one width."""
+    width = max(len(name) for name, _ in rows) + 2
+    print(f"{'what':<{width}} {'median s':>9}")
+    for name, seconds in rows:
+        print(f"{name:<{width}} {seconds:9.3f}")

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import ROOT, python, time_command
+from _util import ROOT, print_table, python, time_command
 
 
 def _board(folder: Path, shots: int) -> Path:
@@ -68,13 +68,12 @@ def main() -> None:
         t_noop = time_command(noop, repeat=args.repeat, cwd=ROOT)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{'what':<44} {'median s':>9}")
-    rows = [
-        ('python -c "import yaml"', t_base),
-        (f"no-op storyboard render ({args.shots} shots)", t_noop),
-    ]
-    for name, seconds in rows:
-        print(f"{name:<44} {seconds:9.3f}")
+    print_table(
+        [
+            ('python -c "import yaml"', t_base),
+            (f"no-op storyboard render ({args.shots} shots)", t_noop),
+        ]
+    )
     print(
         f"ratio: {t_noop / t_base:.2f}x; goal: under 0.5 s -> {'met' if t_noop < 0.5 else 'NOT met'}"
     )

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import ROOT, python, time_command
+from _util import ROOT, print_table, python, time_command
 from make_board import make_board
 
 
@@ -43,13 +43,12 @@ def main() -> None:
             cwd=ROOT,
         )
         imported = json.loads(probe.stdout.strip().splitlines()[-1])
-    print(f"{'what':<48} {'median s':>9}")
-    rows = [
-        ('python -c "import yaml, jsonschema, jinja2"', t_base),
-        (f"storyboard validate ({args.shots} shots)", t_val),
-    ]
-    for name, seconds in rows:
-        print(f"{name:<48} {seconds:9.3f}")
+    print_table(
+        [
+            ('python -c "import yaml, jsonschema, jinja2"', t_base),
+            (f"storyboard validate ({args.shots} shots)", t_val),
+        ]
+    )
     print(
         f"ratio validate / imports: {t_val / t_base:.2f}x; validate beyond imports: {t_val - t_base:.3f} s"
     )
