@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from storyboard import __version__
-from storyboard.errors import InvalidStoryboard, Problem, StoryboardError, UsageError
+from storyboard.errors import (
+    BudgetExceeded,
+    InvalidStoryboard,
+    Problem,
+    StoryboardError,
+    UsageError,
+)
 
 __all__ = ["main", "main_entry"]
 
@@ -202,30 +207,9 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _budget_check(plan: Any, journal: Any, budget: float | None, forced: set[str]) -> None:
-    """Refuse (exit 3) before any submit when the estimate of new work is over budget."""
-    from storyboard.errors import BudgetExceeded
-
-    per_shot: list[tuple[str, float]] = []
-    for sp in plan.shots:
-        if not sp.stale_takes or (plan.selected and sp.id not in plan.selected):
-            continue
-        spec = sp.shot.spec
-        if spec is None:
-            continue
-        # Takes already submitted (being resumed) were paid for by an earlier run.
-        new = [t for t in sp.stale_takes if sp.id in forced or journal.get(t.key) is None]
-        per_take = sp.live_cost / max(len(sp.takes), 1)
-        if new:
-            per_shot.append((sp.id, round(per_take * len(new), 6)))
-    estimate = round(sum(c for _, c in per_shot), 6)
-    if budget is not None and estimate > budget + 1e-9:
-        raise BudgetExceeded(estimate, budget, per_shot)
-
-
 def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard._progress import Reporter
-    from storyboard.errors import BudgetExceeded, RenderFailed, StitchError
+    from storyboard.errors import RenderFailed, StitchError
     from storyboard.plan import make_plan
     from storyboard.stitch import stitch
 
@@ -237,89 +221,58 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise UsageError("--jobs must be at least 1")
         concurrency = {k: args.jobs for k in ("preview", "wavespeed", "qingbo")}
     store.clean_tmp(older_than=24 * 3600)
-    work = [
-        sp for sp in plan.shots if sp.stale_takes and (not plan.selected or sp.id in plan.selected)
-    ]
-    reporter = Reporter(err, quiet=args.quiet)
     failed: RenderFailed | None = None
     report = None
+    result = None
     journal = None
     try:
-        if work:  # a no-op render starts no event loop and imports no media code
-            from storyboard.render import render_plan
+        with Reporter(err, quiet=args.quiet) as reporter:
+            if plan.to_render:  # a no-op render starts no event loop, imports no media code
+                from storyboard.render import render_plan
 
-            runner: Any
-            seeds = None
-            on_shot_done = None
-            if args.live:
-                from storyboard.journal import Journal
-                from storyboard.live import LiveRunner, LiveSession, resolve_seed
-                from storyboard.lockfile import write_lock
+                runner: Any
+                on_shot_done = None
+                if args.live:
+                    from storyboard.live import start_live
+                    from storyboard.lockfile import write_lock
 
-                journal = Journal(store.root / "journal.sqlite")
-                forced = {sp.id for sp in plan.shots if args.force_all or sp.id in args.force}
-                budget = args.budget if args.budget is not None else board.render.budget
-                try:
-                    _budget_check(plan, journal, budget, forced)
-                except BudgetExceeded as exc:
-                    for shot_id, cost in exc.per_shot:
-                        print(f"  {shot_id}: {_money(cost)}", file=err)
-                    raise
-                # STORYBOARD_POLL_INTERVAL: seconds between status checks (default 5, as the
-                # providers advise for video); the emulator and tests use a small value.
-                try:
-                    interval = float(os.environ.get("STORYBOARD_POLL_INTERVAL", "5"))
-                except ValueError:
-                    raise UsageError(
-                        "STORYBOARD_POLL_INTERVAL must be a number of seconds"
-                    ) from None
-                session = LiveSession(store, journal, poll_interval=max(interval, 0.0))
-                session.check_keys({sp.shot.spec.provider for sp in work if sp.shot.spec})
-                # Only now, with the budget and the keys checked, does --force let go of
-                # what the journal knows (a refused run must not lose an "unknown" entry).
-                for sp in plan.shots:
-                    if sp.id in forced:
-                        for take in sp.takes:
-                            journal.forget(take.key)
-                runner = LiveRunner(session)
+                    forced = {s.id for s in plan.shots if args.force_all or s.id in args.force}
+                    budget = args.budget if args.budget is not None else board.render.budget
+                    runner, journal = start_live(plan, store, budget=budget, forced=forced)
+                    live_journal = journal
 
-                def seeds(job: Any) -> Any:
-                    return resolve_seed(job.seed, job.spec.seed_range is not None)
+                    def on_shot_done(_shot: str) -> None:
+                        write_lock(plan, store, live_journal)
 
-                def on_shot_done(_shot: str) -> None:
-                    write_lock(plan, store, journal)
+                else:
+                    from storyboard.providers.preview import PreviewProvider
+                    from storyboard.render import ProviderRunner
 
-            else:
-                from storyboard.providers.preview import PreviewProvider
-                from storyboard.render import ProviderRunner
-
-                runner = ProviderRunner(PreviewProvider(store.tmp_dir()), store)
-            with reporter:
+                    runner = ProviderRunner(PreviewProvider(store.tmp_dir()), store)
                 try:
                     report = render_plan(
                         plan, store, runner, concurrency=concurrency,
-                        keep_going=args.keep_going, on_event=reporter,
-                        on_shot_done=on_shot_done, seeds=seeds,
+                        keep_going=args.keep_going, on_event=reporter, on_shot_done=on_shot_done,
                     )  # fmt: skip
                 except RenderFailed as exc:
                     failed = exc
                 finally:
-                    if args.live:
-                        write_lock(plan, store, journal)
-            plan = make_plan(
-                board, store, backend=plan.backend, output=plan.cut if args.output else None
-            )
-        missing = [sp.id for sp in plan.shots if sp.kind == "model" and sp.output is None]
-        result = None
-        if not missing:
-            if plan.stitch == "stale":
-                reporter.stitch("stitching")
-            try:
-                result = stitch(plan, store)
-            except StitchError:
-                reporter.stitch("failed")
-                raise
-            reporter.stitch("reused" if result.reused else "written", f"{result.seconds:.1f}s")
+                    if on_shot_done is not None:
+                        on_shot_done("")  # the lock also records takes of failed shots
+                plan = make_plan(
+                    board, store, backend=plan.backend, output=plan.cut if args.output else None
+                )
+            missing = [sp.id for sp in plan.shots if sp.kind == "model" and sp.output is None]
+            if not missing:
+                if plan.stitch == "stale":
+                    reporter.stitch("stitching")
+                try:
+                    result = stitch(plan, store)
+                except StitchError:
+                    reporter.stitch("failed")
+                    raise
+                state = "reused" if result.reused else "written"
+                reporter.stitch(state, f"{result.seconds:.1f}s")
     finally:
         store.save()
         if journal is not None:
@@ -406,6 +359,9 @@ def main(
         return exc.exit_code
     except StoryboardError as exc:
         print(f"error: {exc}", file=err)
+        if isinstance(exc, BudgetExceeded):
+            for shot_id, cost in exc.per_shot:
+                print(f"  {shot_id}: {_money(cost)}", file=err)
         hint = exc.hint()
         if hint:
             print(f"hint: {hint}", file=err)

@@ -21,19 +21,22 @@ import anyio
 
 from storyboard.cache import ClipEntry, Store
 from storyboard.errors import (
+    BudgetExceeded,
     MissingAPIKey,
     ProviderBusy,
     ProviderError,
     StoryboardError,
     SubmitOutcomeUnknown,
     TaskFailed,
+    UsageError,
 )
 from storyboard.events import Event
 from storyboard.journal import Journal
+from storyboard.plan import Plan
 from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskRef
 from storyboard.render import Timing, fetch_to_store, wait_for_task
 
-__all__ = ["LiveRunner", "LiveSession", "resolve_seed"]
+__all__ = ["LiveRunner", "LiveSession", "check_budget", "resolve_seed", "start_live"]
 
 # How long a provider's output URL stays usable (PROVIDERS §1.6: WaveSpeed keeps outputs 7
 # days; §3.3: Qingbo links are valid 24 h).
@@ -48,6 +51,72 @@ def resolve_seed(seed: int | None, takes_seed: bool) -> int | None:
     return random.randrange(0, 2**31 - 1)
 
 
+def _poll_interval(environ: Mapping[str, str]) -> float:
+    """``STORYBOARD_POLL_INTERVAL``: seconds between status checks.
+
+    The default, 5 s, is what the providers advise for video; the emulator and the tests use
+    a small value.
+    """
+    raw = environ.get("STORYBOARD_POLL_INTERVAL", "5")
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        raise UsageError(
+            f"STORYBOARD_POLL_INTERVAL must be a number of seconds, not {raw!r}"
+        ) from None
+
+
+def check_budget(plan: Plan, journal: Journal, budget: float | None, forced: set[str]) -> None:
+    """Refuse before any submit when the estimate of new paid work is over ``budget``.
+
+    Takes the journal already knows were paid for by an earlier run and are resumed, not
+    bought again, unless they are forced.
+
+    Raises:
+        BudgetExceeded: with the per-shot figures.
+    """
+    per_shot: list[tuple[str, float]] = []
+    for sp in plan.to_render:
+        new = [t for t in sp.stale_takes if sp.id in forced or journal.get(t.key) is None]
+        if new:
+            per_shot.append((sp.id, round(sp.live_cost / len(sp.takes) * len(new), 6)))
+    estimate = round(sum(cost for _, cost in per_shot), 6)
+    if budget is not None and estimate > budget + 1e-9:
+        raise BudgetExceeded(estimate, budget, per_shot)
+
+
+def start_live(
+    plan: Plan,
+    store: Store,
+    *,
+    budget: float | None,
+    forced: set[str],
+    environ: Mapping[str, str] | None = None,
+) -> tuple[LiveRunner, Journal]:
+    """Everything a ``render --live`` checks before its first request, then its runner.
+
+    The budget and the API keys are checked first; only then does ``--force`` make the
+    journal forget the forced takes, so a refused run loses nothing it knew.
+
+    Raises:
+        BudgetExceeded: the estimate is over budget (nothing was sent).
+        MissingAPIKey: a provider this run needs has no key.
+    """
+    journal = Journal(store.root / "journal.sqlite")
+    try:
+        check_budget(plan, journal, budget, forced)
+        session = LiveSession(store, journal, environ=environ)
+        session.check_keys({sp.shot.spec.provider for sp in plan.to_render if sp.shot.spec})
+        for sp in plan.shots:
+            if sp.id in forced:
+                for take in sp.takes:
+                    journal.forget(take.key)
+    except BaseException:
+        journal.close()
+        raise
+    return LiveRunner(session), journal
+
+
 class LiveSession:
     """Providers, uploads and the journal for one ``render --live`` run."""
 
@@ -58,7 +127,7 @@ class LiveSession:
         *,
         environ: Mapping[str, str] | None = None,
         transport: Any = None,
-        poll_interval: float = 5.0,
+        poll_interval: float | None = None,
         poll_max: float = 30.0,
         task_deadline: float = 3 * 3600.0,
         sleep: Callable[[float], Any] = anyio.sleep,
@@ -67,6 +136,8 @@ class LiveSession:
         self.journal = journal
         self.environ = dict(os.environ if environ is None else environ)
         self.transport = transport
+        if poll_interval is None:
+            poll_interval = _poll_interval(self.environ)
         self.timing = Timing(poll_interval, poll_max, task_deadline)
         self.sleep = sleep
         self._providers: dict[str, Provider] = {}
@@ -207,7 +278,9 @@ class LiveSession:
                 )
             # Qingbo intent/unknown: resending the same Idempotency-Key returns the original
             # task if there is one and cannot bill twice, so it is submitted again below.
-        job = replace(job, seed=seed)
+        # A random seed (-1 or none) on a seeded model becomes concrete before the submit and
+        # is journalled with the intent, so a resumed take keeps it.
+        job = replace(job, seed=resolve_seed(seed, job.spec.seed_range is not None))
         if task is None:
             emit(Event(shot.id, job.take, shot.takes, "rendering", 0.0, "uploading inputs"))
             job = await self.prepare(job, upstream_key, tmp)

@@ -103,6 +103,15 @@ class Plan:
     def cost(self) -> float:
         return round(sum(s.cost for s in self.shots), 6)
 
+    def in_scope(self, shot_id: str) -> bool:
+        """Whether this run may render the shot (``--only`` limits it)."""
+        return not self.selected or shot_id in self.selected
+
+    @property
+    def to_render(self) -> tuple[ShotPlan, ...]:
+        """The shots this run renders: stale takes, within ``--only``."""
+        return tuple(sp for sp in self.shots if sp.stale_takes and self.in_scope(sp.id))
+
     def shot(self, shot_id: str) -> ShotPlan:
         for one in self.shots:
             if one.id == shot_id:

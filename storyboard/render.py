@@ -12,7 +12,7 @@ import random
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -200,7 +200,6 @@ def render_plan(
     keep_going: bool = False,
     on_event: Callable[[Event], None] | None = None,
     on_shot_done: Callable[[str], None] | None = None,
-    seeds: Callable[[Job], int | None] | None = None,
 ) -> RenderReport:
     """Render every stale take of ``plan`` (blocking; runs its own event loop).
 
@@ -212,7 +211,6 @@ def render_plan(
         keep_going: render everything possible despite failures.
         on_event: receives progress events.
         on_shot_done: called with a shot id once all its takes are rendered.
-        seeds: resolves the seed of a take before it is submitted.
 
     Raises:
         RenderFailed: some takes failed; finished ones are in the store.
@@ -220,7 +218,7 @@ def render_plan(
     """
     return anyio.run(
         _render_async, plan, store, runner, dict(concurrency or {}), keep_going,
-        on_event or (lambda e: None), on_shot_done or (lambda s: None), seeds,
+        on_event or (lambda e: None), on_shot_done or (lambda s: None),
     )  # fmt: skip
 
 
@@ -235,7 +233,6 @@ async def _render_async(
     keep_going: bool,
     emit: Callable[[Event], None],
     shot_done: Callable[[str], None],
-    seeds: Callable[[Job], int | None] | None,
 ) -> RenderReport:
     limiters: dict[str, anyio.CapacityLimiter] = {}
 
@@ -253,9 +250,6 @@ async def _render_async(
     stopping = False
     tmp = store.tmp_dir() / f"run-{time.time_ns()}"
     tmp.mkdir(parents=True, exist_ok=True)
-
-    def in_scope(sp: ShotPlan) -> bool:
-        return not plan.selected or sp.id in plan.selected
 
     async def take_job(
         sp: ShotPlan, take: TakePlan, upstream: Path | None, upstream_key: str | None
@@ -279,8 +273,6 @@ async def _render_async(
             upstream=upstream,
             upstream_mode="extends" if shot.extends else ("continues" if shot.continues else None),
         )
-        if seeds is not None:
-            job = replace(job, seed=seeds(job))
         emit(Event(shot.id, take.take, shot.takes, "queued"))
         async with limiter_for(runner.provider_name(job)):
             if stopping:
@@ -304,7 +296,7 @@ async def _render_async(
 
     async def run_shot(sp: ShotPlan) -> None:
         try:
-            if sp.kind != "model" or not in_scope(sp):
+            if sp.kind != "model" or not plan.in_scope(sp.id):
                 ok[sp.id] = sp.kind != "model" or sp.status == "fresh"
                 return
             upstream_clip: Path | None = None
