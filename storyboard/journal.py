@@ -28,7 +28,7 @@ from typing import Literal
 
 from storyboard.errors import StoreError
 
-__all__ = ["Journal", "JournalEntry"]
+__all__ = ["Journal", "JournalEntry", "read_states"]
 
 _OPEN_DEADLINE = 30.0
 JournalState = Literal["intent", "submitted", "unknown", "done", "failed"]
@@ -248,3 +248,21 @@ class Journal:
                 "INSERT OR REPLACE INTO outputs (key, url, expires) VALUES (?, ?, ?)",
                 (key, url, expires),
             )
+
+
+def read_states(path: Path) -> dict[str, JournalState]:
+    """Generation key -> journal state, read without creating or locking anything.
+
+    For ``plan``: a missing or unreadable journal simply knows nothing.
+    """
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = db.execute("SELECT key, state FROM tasks").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}
+    return {str(key): state for key, state in rows}

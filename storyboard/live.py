@@ -66,20 +66,16 @@ def _poll_interval(environ: Mapping[str, str]) -> float:
         ) from None
 
 
-def check_budget(plan: Plan, journal: Journal, budget: float | None, forced: set[str]) -> None:
-    """Refuse before any submit when the estimate of new paid work is over ``budget``.
+def check_budget(plan: Plan, budget: float | None) -> None:
+    """Refuse before any submit when the plan's estimate of new paid work is over ``budget``.
 
-    Takes the journal already knows were paid for by an earlier run and are resumed, not
-    bought again, unless they are forced.
+    The plan already leaves out takes an earlier run paid for (they are resumed) unless
+    they are forced.
 
     Raises:
         BudgetExceeded: with the per-shot figures.
     """
-    per_shot: list[tuple[str, float]] = []
-    for sp in plan.to_render:
-        new = [t for t in sp.stale_takes if sp.id in forced or journal.get(t.key) is None]
-        if new:
-            per_shot.append((sp.id, round(sp.live_cost / len(sp.takes) * len(new), 6)))
+    per_shot = [(sp.id, sp.cost) for sp in plan.to_render if sp.cost > 0]
     estimate = round(sum(cost for _, cost in per_shot), 6)
     if budget is not None and estimate > budget + 1e-9:
         raise BudgetExceeded(estimate, budget, per_shot)
@@ -104,7 +100,7 @@ def start_live(
     """
     journal = Journal(store.root / "journal.sqlite")
     try:
-        check_budget(plan, journal, budget, forced)
+        check_budget(plan, budget)
         session = LiveSession(store, journal, environ=environ)
         session.check_keys({sp.shot.spec.provider for sp in plan.to_render if sp.shot.spec})
         for sp in plan.shots:

@@ -243,6 +243,16 @@ def generation_material(
     return material
 
 
+# Why a live take the journal knows is still stale, and what the next render does about it.
+_JOURNAL_REASONS = {
+    "intent": "submit outcome unknown: --force {id} submits again",
+    "unknown": "submit outcome unknown: --force {id} submits again",
+    "submitted": "submitted earlier: the next render resumes it, no new cost",
+    "failed": "the provider's task failed: --force {id} submits again",
+    "done": "rendered, but the clip is gone from the store: the next render downloads it again",
+}
+
+
 def _key(material: dict[str, Any]) -> str:
     return sha256_bytes(canonical_json(material))
 
@@ -341,10 +351,14 @@ def make_plan(
     # A live render's lock names the clip of every take: with the object in the store, a
     # take is fresh even when the store's own index does not know the key (another checkout).
     locked: dict[str, dict[str, Any]] = {}
+    journalled: dict[str, str] = {}
     if backend == "live":
+        from storyboard.journal import read_states
         from storyboard.lockfile import lock_index
 
         locked = lock_index(board.path)
+        # Takes an earlier run submitted are resumed, not bought again (unless forced).
+        journalled = dict(read_states(store.root / "journal.sqlite"))
 
     def lookup(key: str, shot_id: str, take: int) -> ClipEntry | None:
         entry = store.lookup(key)
@@ -391,14 +405,18 @@ def make_plan(
             video_ref=video_ref,
         )
         stale = [t for t in takes if not t.fresh]
+        paid = [] if forced else [t for t in stale if t.key in journalled]
         if forced:
             reason = "forced"
         elif not stale:
             reason = "up to date"
+        elif paid and len(paid) == len(stale):
+            reason = _JOURNAL_REASONS[journalled[paid[0].key]].format(id=shot.id)
         else:
             previous = store.last_material(backend, shot.id)
             reason = _why(previous, stale[0].material, shot, sources)
-        cost = 0.0 if backend == "preview" else round(per_take * len(stale), 6)
+        new = len(stale) - len(paid)
+        cost = 0.0 if backend == "preview" else round(per_take * new, 6)
         plans[shot.id] = ShotPlan(
             shot=shot,
             kind="model",

@@ -693,6 +693,11 @@ def test_wavespeed_submit_reply_lost_is_outcome_unknown(
     assert "kite" in first.err and "outcome unknown" in first.err
     assert "--force kite" in first.err
     assert len(emu.emu.tasks("wavespeed")) == 1  # the task exists: the reply was dropped
+    kite = next(s for s in project.plan("--live")["shots"] if s["id"] == "kite")
+    assert kite["status"] == "stale" and kite["cost"] == 0  # no new money until --force
+    assert "outcome unknown" in kite["reason"] and "--force kite" in kite["reason"]
+    forced_plan = project.plan("--live", "--force", "kite")
+    assert next(s for s in forced_plan["shots"] if s["id"] == "kite")["cost"] > 0
 
     mark = emu.posts()
     again = render(project)
