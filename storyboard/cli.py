@@ -28,7 +28,6 @@ __all__ = ["main", "main_entry"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_BUDGET = 3
 EXIT_INTERRUPTED = 130
 
 

@@ -141,11 +141,9 @@ class ModelSpec:
     grid: tuple[int, int] = (2, 9)  # images per grid ref
     max_keyframes: int = 0
     prompt_max: int = 5000
-    can_extend: bool = False
     # When extending: does the returned clip hold the source footage followed by the new
     # footage ("source+new"), or only the new footage ("new")?
     extend_output: Literal["new", "source+new"] = "new"
-    takes_first_frame: bool = False
     cut_types: tuple[str, ...] = ()
     seed_range: tuple[int, int] | None = None
     price: Price = Price()
@@ -156,8 +154,14 @@ class ModelSpec:
     frames_plus_one: bool = False  # open-source V3 writes duration*fps+1 frames
 
     @property
-    def needs_prompt(self) -> bool:
-        return "prompt" in self.requires
+    def can_extend(self) -> bool:
+        """Whether the model continues another shot's video (``extends``)."""
+        return "extends" in self.accepts
+
+    @property
+    def takes_first_frame(self) -> bool:
+        """Whether the model starts from an image (so it can ``continues`` a shot)."""
+        return "continues" in self.accepts
 
     def clip_seconds(self, duration: float | None) -> float:
         """Length in seconds of the clip this model returns for a requested duration.
@@ -242,11 +246,9 @@ def _v4(model_id: str, label: str) -> ModelSpec:
         refs=(0, 6),
         tagged_refs=True,
         max_keyframes=6,
-        can_extend=True,
         # Qingbo: "the new video is appended to the source" (PROVIDERS §4.3): we read that as
         # source + new footage. UNCONFIRMED; the stitcher checks it against the clip length.
         extend_output="source+new",
-        takes_first_frame=True,
         price=_V4_PRICE[model_id],
     )
 
@@ -271,7 +273,6 @@ MODELS: dict[str, ModelSpec] = {
         resolutions=(),
         default_resolution="540p",
         fps=24,
-        takes_first_frame=True,
         seed_range=(-1, 2147483647),
         price=Price(per_run=0.20),
         fixed_size=(960, 544),
@@ -311,7 +312,6 @@ MODELS: dict[str, ModelSpec] = {
         resolutions=(),
         default_resolution="720p",
         fps=24,
-        can_extend=True,
         extend_output="new",  # open-source pipeline returns only the new footage (§4.3)
         # "$0.2 per run" at the default 5 s and "pricing is based on duration" (§2.3):
         # we bill $0.04/s like V3 reference. UNCONFIRMED.
@@ -331,7 +331,6 @@ MODELS: dict[str, ModelSpec] = {
         resolutions=(),
         default_resolution="720p",
         fps=24,
-        can_extend=True,
         extend_output="new",
         # "Auto" is the documented default; the others are the open-source model's names
         # (PROVIDERS §2.4, UNCONFIRMED on WaveSpeed).

@@ -789,8 +789,6 @@ _REQUIRE_HINTS = {
 
 def _who_accepts(field: str) -> str:
     takers = [m.id for m in MODELS.values() if field in m.accepts]
-    if field in ("card",):
-        return "a card shot has no model: remove model (or the card)"
     if not takers:
         return "no model takes this field"
     return "accepted by " + ", ".join(takers)
