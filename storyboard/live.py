@@ -305,11 +305,11 @@ class LiveSession:
             "provider": provider.name,
             "model": job.spec.id,
             "task_id": task.task_id,
-            "cost": status.cost,
+            "cost": None,  # issue 7: list price and reported cost go in the lock
             "seed": job.seed,
         }
         entry = await fetch_to_store(provider, task, status, job, self.store, tmp, info)
-        journal.done(job.key, entry.digest, status.cost)
+        journal.done(job.key, entry.digest, None)
         if status.outputs:
             journal.record_output(
                 job.key, status.outputs[0], time.time() + _OUTPUT_LIFETIME.get(provider.name, 0)

@@ -29,7 +29,7 @@ from storyboard.errors import (
 )
 from storyboard.events import Event
 from storyboard.plan import Plan, ShotPlan, TakePlan
-from storyboard.providers.base import Failed, Job, Provider, Queued, Succeeded, TaskRef
+from storyboard.providers.base import Failed, Job, Provider, Queued, Running, Succeeded, TaskRef
 
 __all__ = [
     "Event",
@@ -91,8 +91,10 @@ async def wait_for_task(
             )
         if isinstance(status, Queued):
             emit(Event(shot.id, job.take, shot.takes, "rendering", None, "queued at the provider"))
-        else:
+        elif isinstance(status, Running):
             emit(Event(shot.id, job.take, shot.takes, "rendering", status.progress))
+        else:  # issue 7: bounded below by the live runner's wait
+            emit(Event(shot.id, job.take, shot.takes, "rendering", None, f"status {status.status!r}"))
         delay = min(timing.poll_max, timing.poll_interval * (1.5**attempt))
         await sleep(random.uniform(0.5 * delay, delay) if delay > 0 else 0.0)
         attempt += 1

@@ -716,6 +716,9 @@ class HostedProvider:
     key_var: ClassVar[str]
     base_var: ClassVar[str]
     default_base: ClassVar[str]
+    # Whether the provider can host a local file and give a URL other providers can fetch
+    # (WaveSpeed's media API); a provider without it takes URLs only.
+    can_host_files: ClassVar[bool] = False
 
     def __init__(
         self,

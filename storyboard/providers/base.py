@@ -20,10 +20,13 @@ __all__ = [
     "Job",
     "Provider",
     "Queued",
+    "ReportedCost",
     "Running",
     "Succeeded",
+    "TaskFinder",
     "TaskRef",
     "TaskStatus",
+    "Unrecognised",
 ]
 
 
@@ -45,6 +48,10 @@ class Job:
     # Live providers take URLs: every local input (by ``Media.source``) and, under the key
     # "upstream", the upstream clip, already uploaded or still valid at the provider.
     urls: Mapping[str, str] = field(default_factory=dict)
+    # Which purchase of this generation key this is: 0 for the first, one more for each
+    # ``--force`` (journalled). A provider with idempotent submits keys them on it, so a
+    # forced take really buys a new generation while a resent submit reuses the same key.
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,9 +74,17 @@ class Running:
 
 
 @dataclass(frozen=True)
+class ReportedCost:
+    """A charge as the provider reported it, in the provider's own unit (never converted)."""
+
+    amount: float
+    unit: str  # e.g. "usd", "quota"
+
+
+@dataclass(frozen=True)
 class Succeeded:
     outputs: tuple[str, ...]  # URLs (or local paths for the preview backend)
-    cost: float | None = None  # USD, when the provider reports it
+    reported: ReportedCost | None = None  # what the provider says it charged, if anything
 
 
 @dataclass(frozen=True)
@@ -79,7 +94,14 @@ class Failed:
     user_fixable: bool = False  # the storyboard must change (e.g. WaveSpeed 1xxx)
 
 
-TaskStatus = Queued | Running | Succeeded | Failed
+@dataclass(frozen=True)
+class Unrecognised:
+    """A status this client does not know (the caller bounds how often it accepts one)."""
+
+    status: str
+
+
+TaskStatus = Queued | Running | Succeeded | Failed | Unrecognised
 
 
 @runtime_checkable
@@ -102,4 +124,17 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and worker resources."""
+        ...
+
+
+@runtime_checkable
+class TaskFinder(Protocol):
+    """A provider that can list the tasks an account created (to settle a lost reply)."""
+
+    async def find_task(self, job: Job, *, since: float) -> TaskRef | None:
+        """The task this account created for ``job`` at or after ``since`` (Unix seconds).
+
+        ``None`` when the provider's listing shows no such task. Raises a
+        :class:`~storyboard.errors.ProviderError` when the listing cannot be read.
+        """
         ...

@@ -123,7 +123,7 @@ class PreviewProvider:
     async def poll(self, task: TaskRef) -> TaskStatus:
         result = self._done.get(task.task_id)
         if isinstance(result, Path):
-            return Succeeded(outputs=(str(result),), cost=0.0)
+            return Succeeded(outputs=(str(result),))
         return Failed(message=str(result or "the preview task is unknown"))
 
     async def download(self, task: TaskRef, status: Succeeded, dest: Path) -> None:

@@ -49,6 +49,7 @@ from storyboard.providers.base import (
     Failed,
     Job,
     Queued,
+    ReportedCost,
     Running,
     Succeeded,
     TaskRef,
@@ -264,7 +265,10 @@ class QingboTask:
         if self.status == "queued":
             return Queued()
         if self.status == "completed":
-            return Succeeded(outputs=self.outputs, cost=self.cost)
+            return Succeeded(
+                outputs=self.outputs,
+                reported=None if self.cost is None else ReportedCost(self.cost, "usd"),
+            )
         if self.status in ("failed", "cancelled"):
             default = "the task was cancelled" if self.status == "cancelled" else "task failed"
             code = self.error_code or ("cancelled" if self.status == "cancelled" else None)

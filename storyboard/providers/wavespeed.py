@@ -220,6 +220,7 @@ class WaveSpeedProvider(HostedProvider):
     key_var = API_KEY_ENV
     base_var = BASE_URL_ENV
     default_base = DEFAULT_BASE_URL
+    can_host_files = True
 
     # ---- the protocol -------------------------------------------------------------------------
 
