@@ -93,6 +93,7 @@ import math
 import mimetypes
 import random
 import re
+import select
 import socket
 import subprocess
 import tempfile
@@ -141,9 +142,13 @@ __all__ = [
 ]
 
 Provider = Literal["wavespeed", "qingbo"]
-RequestKind = Literal["submit", "poll", "cancel", "media", "upload", "download", "other"]
-FaultOn = Literal["submit", "poll", "cancel", "media", "upload", "download", "any"]
+RequestKind = Literal["submit", "poll", "cancel", "list", "media", "upload", "download", "other"]
+FaultOn = Literal["submit", "poll", "cancel", "list", "media", "upload", "download", "any"]
+QingboStatusNames = Literal["task", "events"]
+QingboCostUnit = Literal["quota", "usd", "none"]
 JSONDict = dict[str, Any]
+_FAULT_KINDS = ("submit", "poll", "cancel", "list", "media", "upload", "download", "any")
+MAX_HOLD = 60.0  # longest a held reply keeps its connection open (seconds)
 
 DEFAULT_WAVESPEED_KEY = "ws-emulator-key"
 DEFAULT_QINGBO_KEY = "qb-emulator-key"
@@ -258,6 +263,10 @@ class EmulatorResponse:
             server closes the socket, the mock transport raises ``httpx.RemoteProtocolError``.
         delay: Seconds to wait before replying (a slow reply).
         truncate_after: Send only this many body bytes, then close the connection.
+        hold: The request was applied but nothing is sent: the server waits until the client
+            hangs up (at most this many seconds), then closes; the mock transport raises
+            ``httpx.ReadTimeout`` if the client's read timeout is at most ``hold``, else
+            ``httpx.RemoteProtocolError``.
     """
 
     status: int
@@ -266,6 +275,7 @@ class EmulatorResponse:
     drop_connection: bool = False
     delay: float = 0.0
     truncate_after: int | None = None
+    hold: float | None = None
 
     def json(self) -> Any:
         """The body parsed as JSON (a convenience for tests)."""
@@ -322,15 +332,19 @@ class Fault:
 
     Attributes:
         on: Which requests: ``submit`` (WaveSpeed model POST, Qingbo ``POST /v1/tasks``),
-            ``poll`` (status GETs), ``cancel`` (Qingbo cancel), ``media`` (WaveSpeed upload
-            ticket or legacy binary upload), ``upload`` (the PUT to the bucket),
-            ``download`` (GET of a file), or ``any``.
+            ``poll`` (status GETs), ``cancel`` (Qingbo cancel), ``list`` (WaveSpeed
+            prediction listing), ``media`` (WaveSpeed upload ticket or legacy binary
+            upload), ``upload`` (the PUT to the bucket), ``download`` (GET of a file), or
+            ``any``.
         provider: Only this provider's requests (files and uploads belong to the provider
             whose path they are on); ``None`` for both.
         times: How many matching requests the fault applies to.
         skip: Let this many matching requests through untouched first.
         status: Answer with this HTTP status and an error body; the request is NOT applied
-            (no task created, no poll counted).
+            (no task created, no poll counted) unless ``apply`` is set.
+        apply: With a 5xx ``status``: apply the request first (the task IS created and
+            billed, the poll counted), then answer with the error: "a task created behind a
+            5xx reply".
         retry_after: ``Retry-After`` seconds sent with ``status``.
         code: Error code in the default error body (Qingbo ``error.code``).
         message: Error message in the default error body.
@@ -338,7 +352,11 @@ class Fault:
         content_type: Content type of ``body``.
         quota: Makes the reply a Qingbo 429 ``quota_window_exceeded`` with these fields.
         drop: Apply the request, then drop the connection without a reply.
-        delay: Seconds before the reply (a slow reply; the request is applied).
+        hold: Apply the request, then send nothing until the client gives up and hangs up;
+            the connection is closed after ``delay`` seconds (or :data:`MAX_HOLD`, and never
+            later than that) if the client waits longer.
+        delay: Seconds before the reply (a slow reply; the request is applied); with
+            ``hold``, the longest the reply is held.
         truncate: Serve only this many bytes of the body, then close (downloads).
         fail_task_code: On ``submit``, the new task fails with this code when it would have
             finished; on ``poll``, the polled task fails now. WaveSpeed takes ints (1401,
@@ -346,6 +364,9 @@ class Fault:
             the other kind is mapped (1xxx <-> upstream_bad_request, 5xxx <->
             upstream_unavailable).
         fail_message: Text of that failure (default: the code's documented meaning).
+        task_status: On ``poll`` (or ``submit``), the reply reports this status string
+            instead of the task's real one (a status the client may not know, e.g.
+            ``paused``); the request is applied as usual.
     """
 
     on: FaultOn
@@ -364,9 +385,12 @@ class Fault:
     truncate: int | None = None
     fail_task_code: int | str | None = None
     fail_message: str | None = None
+    apply: bool = False
+    hold: bool = False
+    task_status: str | None = None
 
     def __post_init__(self) -> None:
-        if self.on not in ("submit", "poll", "cancel", "media", "upload", "download", "any"):
+        if self.on not in _FAULT_KINDS:
             raise ValueError(f"Fault.on: unknown request kind {self.on!r}")
         if self.provider not in (None, "wavespeed", "qingbo"):
             raise ValueError(f"Fault.provider: unknown provider {self.provider!r}")
@@ -374,19 +398,39 @@ class Fault:
             raise ValueError("Fault.times must be >= 1 and Fault.skip >= 0")
         if self.delay < 0 or (self.truncate is not None and self.truncate < 0):
             raise ValueError("Fault.delay and Fault.truncate must not be negative")
-        if self.rejects and (self.drop or self.truncate is not None):
-            raise ValueError("Fault: a status reply cannot also drop or truncate")
+        if self.rejects and (self.drop or self.truncate is not None or self.hold):
+            raise ValueError("Fault: a status reply cannot also drop, hold or truncate")
+        if self.hold and (self.drop or self.truncate is not None):
+            raise ValueError("Fault: a held reply cannot also drop or truncate")
+        if self.apply and not (
+            self.status is not None and 500 <= self.status <= 599 and self.quota is None
+        ):
+            raise ValueError("Fault.apply needs a 5xx status (a request applied behind a 5xx)")
+        if self.task_status is not None and (
+            self.on not in ("poll", "submit") or not self.task_status or self.rejects
+        ):
+            raise ValueError(
+                "Fault.task_status is a non-empty status for on='poll' or 'submit' replies"
+            )
         effects = (
             self.rejects,
             self.drop,
+            self.hold,
             self.delay > 0,
             self.truncate is not None,
             self.fail_task_code is not None,
+            self.task_status is not None,
         )
         if not any(effects):
             raise ValueError(
-                "Fault: give at least one of status, quota, drop, delay, truncate, fail_task_code"
+                "Fault: give at least one of status, quota, drop, hold, delay, truncate, "
+                "fail_task_code, task_status"
             )
+
+    @property
+    def hold_seconds(self) -> float:
+        """How long a held reply keeps the connection open at most."""
+        return min(self.delay, MAX_HOLD) if self.delay > 0 else MAX_HOLD
 
     @property
     def rejects(self) -> bool:
@@ -456,6 +500,7 @@ class RequestRecord:
     delay: float
     has_authorization: bool
     fault_index: int | None
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -783,6 +828,7 @@ class _Task:
 
 _WS_STATUS = {"waiting": "created", "running": "processing"}
 _QB_STATUS = {"waiting": "queued", "running": "processing"}
+_QB_EVENT_STATUS = {"waiting": "queued", "running": "running", "completed": "succeeded"}
 
 
 def _json_response(
@@ -864,7 +910,13 @@ class Emulator:
         qingbo_url_list: ``result.videos[].url`` as a list (current docs) or a plain string
             (older revision).
         qingbo_cost_unit: ``quota`` integers (documented) or ``usd`` floats for ``cost`` and
-            ``pre_consumed_cost``.
+            ``pre_consumed_cost``; ``none`` leaves both fields (and the cancel reply's
+            ``refunded_quota``) out, like a stand-in that reports no cost.
+        qingbo_status_names: ``task`` (the task pages: ``queued``/``processing``/
+            ``completed``/``failed``/``cancelled``) or ``events`` (the SkyReels V4 page's
+            ``callback_events``: ``queued``/``running``/``succeeded``/``failed``, and
+            ``cancelled``), in submit replies, status replies, callbacks and
+            :attr:`TaskInfo.status`.
         qingbo_submit_status: HTTP status of a successful Qingbo submit (UNCONFIRMED: 200).
         wavespeed_invalid: ``task`` (a failed task with code 1400/1401) or ``http`` (a 400).
         wavespeed_balance: Starting WaveSpeed balance in USD (``GET /api/v3/balance``).
@@ -894,7 +946,8 @@ class Emulator:
         idempotency_ttl: float = DAY,
         qingbo_timestamps: Literal["ms", "s"] = "ms",
         qingbo_url_list: bool = True,
-        qingbo_cost_unit: Literal["quota", "usd"] = "quota",
+        qingbo_cost_unit: QingboCostUnit = "quota",
+        qingbo_status_names: QingboStatusNames = "task",
         qingbo_submit_status: int = 200,
         wavespeed_invalid: Literal["task", "http"] = "task",
         wavespeed_balance: float = 100.0,
@@ -918,7 +971,9 @@ class Emulator:
         self.idempotency_ttl = idempotency_ttl
         self.qingbo_timestamps = qingbo_timestamps
         self.qingbo_url_list = qingbo_url_list
-        self.qingbo_cost_unit = qingbo_cost_unit
+        self.qingbo_cost_unit: QingboCostUnit = "quota"
+        self.qingbo_status_names: QingboStatusNames = "task"
+        _configure(self, qingbo_status_names, qingbo_cost_unit)
         self.qingbo_submit_status = qingbo_submit_status
         self.wavespeed_invalid = wavespeed_invalid
         self.wavespeed_balance = wavespeed_balance
@@ -1062,6 +1117,7 @@ class Emulator:
                     delay=response.delay,
                     has_authorization="authorization" in request.headers,
                     fault_index=self._current_fault,
+                    held=response.hold is not None,
                 )
             )
             return response
@@ -1156,18 +1212,37 @@ class Emulator:
         fault = self._take_fault(request)
         if fault is not None and fault.rejects:
             response = replace(self._fault_response(request, fault), delay=fault.delay)
-            if request.kind == "submit" and request.provider is not None:
+            if fault.apply:  # applied behind the error: the submit record says what was sent
+                recorded = len(self.submissions)
+                apply(fault)
+                for i in range(recorded, len(self.submissions)):
+                    self.submissions[i] = replace(
+                        self.submissions[i], http_status=response.status
+                    )
+            elif request.kind == "submit" and request.provider is not None:
                 self._record_rejected_submit(request, request.provider, response.status)
             return response
         response = apply(fault)
-        if fault is not None:
-            response = replace(
-                response,
-                drop_connection=fault.drop,
-                delay=fault.delay,
-                truncate_after=fault.truncate,
-            )
-        return response
+        if fault is None:
+            return response
+        if fault.task_status is not None and response.status < 300:
+            response = self._restatus(response, fault.task_status)
+        return replace(
+            response,
+            drop_connection=fault.drop,
+            delay=0.0 if fault.hold else fault.delay,
+            truncate_after=fault.truncate,
+            hold=fault.hold_seconds if fault.hold else None,
+        )
+
+    @staticmethod
+    def _restatus(response: EmulatorResponse, status: str) -> EmulatorResponse:
+        """The same JSON reply with its task status (``status`` or ``data.status``) replaced."""
+        payload = json.loads(response.body)
+        target = payload.get("data") if isinstance(payload.get("data"), dict) else payload
+        if isinstance(target, dict) and "status" in target:
+            target["status"] = status
+        return replace(response, body=_json_response(200, payload).body)
 
     def _fault_response(self, request: _Request, fault: Fault) -> EmulatorResponse:
         headers: dict[str, str] = {}
@@ -1406,7 +1481,7 @@ class Emulator:
             "outputs": outputs,
             "urls": {"get": f"{self.base_url}/api/v3/predictions/{task.id}/result"},
             "has_nsfw_contents": [False] * len(outputs),
-            "status": _WS_STATUS.get(task.phase, task.phase),
+            "status": self._status(task),
             "created_at": _iso(task.created_wall),
             "error": task.error_message or "",
             "executionTime": elapsed_ms,
@@ -1605,7 +1680,7 @@ class Emulator:
     def _qb_cancel(self, task: _Task) -> EmulatorResponse:
         self._advance(task, polled=False)
         if task.phase != "waiting":
-            status = _QB_STATUS.get(task.phase, task.phase)
+            status = self._status(task)
             return self._qb_error(
                 400,
                 "task_not_cancellable",
@@ -1614,15 +1689,10 @@ class Emulator:
         task.phase = "cancelled"
         task.finished_clock, task.finished_wall = self.clock(), self.wall_clock()
         self._emit_callback(task, "cancelled")
-        return _json_response(
-            200,
-            {
-                "task_id": task.id,
-                "status": "cancelled",
-                "refunded": True,
-                "refunded_quota": round(task.price_usd * QUOTA_PER_USD),
-            },
-        )
+        reply: JSONDict = {"task_id": task.id, "status": "cancelled", "refunded": True}
+        if self.qingbo_cost_unit != "none":
+            reply["refunded_quota"] = round(task.price_usd * QUOTA_PER_USD)
+        return _json_response(200, reply)
 
     def _qb_validate(self, body: JSONDict) -> str:
         """Check a V4 body against the SkyReels page (PROVIDERS §3.3); returns the action."""
@@ -1821,20 +1891,22 @@ class Emulator:
         return round(usd * QUOTA_PER_USD) if self.qingbo_cost_unit == "quota" else round(usd, 6)
 
     def _qb_submit_json(self, task: _Task) -> JSONDict:
-        return {
+        data: JSONDict = {
             "task_id": task.id,
             "model": task.model,
             "action": task.action,
-            "status": _QB_STATUS.get(task.phase, task.phase),
+            "status": self._status(task),
             "created_at": self._qb_time(task.created_wall),
             "progress": self._qb_progress(task),
-            "pre_consumed_cost": self._qb_cost(task.price_usd),
         }
+        if self.qingbo_cost_unit != "none":
+            data["pre_consumed_cost"] = self._qb_cost(task.price_usd)
+        return data
 
     def _qb_task_json(self, task: _Task) -> JSONDict:
         data: JSONDict = {
             "task_id": task.id,
-            "status": _QB_STATUS.get(task.phase, task.phase),
+            "status": self._status(task),
             "action": task.action,
             "model": task.model,
             "progress": self._qb_progress(task),
@@ -1842,7 +1914,8 @@ class Emulator:
         }
         if task.terminal and task.finished_wall is not None:
             data["completed_at"] = self._qb_time(task.finished_wall)
-            data["cost"] = self._qb_cost(self._charged(task))
+            if self.qingbo_cost_unit != "none":
+                data["cost"] = self._qb_cost(self._charged(task))
         if task.phase == "failed":
             data["error"] = {"message": task.error_message, "code": task.error_code}
         if task.phase == "completed" and task.output_path is not None:
@@ -2018,18 +2091,27 @@ class Emulator:
                 return
             body = json.dumps(self._qb_task_json(task), separators=(",", ":")).encode()
             headers = {"Content-Type": "application/json"}
+            if self.qingbo_status_names == "events" and event == "completed":
+                event = "succeeded"  # the name the V4 page subscribes to and reports
         self.callbacks.append(
             Callback(task.provider, task.id, task.callback_url, event, headers, body)
         )
 
+    def _status(self, task: _Task) -> str:
+        """The task's status in its provider's (configured) vocabulary."""
+        if task.provider == "wavespeed":
+            names = _WS_STATUS
+        else:
+            names = _QB_EVENT_STATUS if self.qingbo_status_names == "events" else _QB_STATUS
+        return names.get(task.phase, task.phase)
+
     def _info(self, task: _Task) -> TaskInfo:
-        names = _WS_STATUS if task.provider == "wavespeed" else _QB_STATUS
         return TaskInfo(
             provider=task.provider,
             task_id=task.id,
             model=task.model,
             action=task.action,
-            status=names.get(task.phase, task.phase),
+            status=self._status(task),
             polls=task.polls,
             body=task.body,
             owner=task.owner,
@@ -2263,6 +2345,9 @@ class Emulator:
         a truncated body raises it while the body is read. A slow reply whose delay reaches
         the request's read timeout raises ``httpx.ReadTimeout`` (again after applying the
         request); shorter delays are slept only with ``real_sleep`` (anyio in async clients).
+        A held reply raises ``httpx.ReadTimeout`` when the read timeout is at most the hold
+        (the client gave up), else ``httpx.RemoteProtocolError`` (the server hung up first);
+        with ``real_sleep`` the shorter of the two is slept first.
 
         Args:
             real_sleep: Actually wait for slow replies instead of only simulating timeouts.
@@ -2317,9 +2402,21 @@ def _make_transport(emulator: Emulator, real_sleep: bool) -> httpx.MockTransport
             )
             return response, timeout
 
+        @staticmethod
+        def _wait(response: EmulatorResponse, timeout: float | None) -> float:
+            """Seconds a real client would wait for this reply before something happens."""
+            wait = response.hold if response.hold is not None else response.delay
+            return min(wait, timeout) if timeout is not None else wait
+
         def _finish(
             self, request: httpx.Request, response: EmulatorResponse, timeout: float | None
         ) -> httpx.Response:
+            if response.hold is not None:
+                if timeout is not None and timeout <= response.hold:
+                    raise httpx.ReadTimeout("timed out", request=request)
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=request
+                )
             if timeout is not None and response.delay >= timeout:
                 raise httpx.ReadTimeout("timed out", request=request)
             if response.drop_connection:
@@ -2340,19 +2437,17 @@ def _make_transport(emulator: Emulator, real_sleep: bool) -> httpx.MockTransport
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             request.read()
             response, timeout = self._answer(request)
-            if self.real_sleep and response.delay > 0:
-                time.sleep(min(response.delay, timeout) if timeout is not None else response.delay)
+            if self.real_sleep and self._wait(response, timeout) > 0:
+                time.sleep(self._wait(response, timeout))
             return self._finish(request, response, timeout)
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             await request.aread()
             response, timeout = self._answer(request)
-            if self.real_sleep and response.delay > 0:
+            if self.real_sleep and self._wait(response, timeout) > 0:
                 import anyio
 
-                await anyio.sleep(
-                    min(response.delay, timeout) if timeout is not None else response.delay
-                )
+                await anyio.sleep(self._wait(response, timeout))
             return self._finish(request, response, timeout)
 
     return EmulatorTransport(emulator, real_sleep)
@@ -2369,6 +2464,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "storyboard-emulator"
     emulator: Emulator  # set on the per-server subclass
+    stopping: threading.Event  # set on the per-server subclass; ends held replies
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -2412,6 +2508,10 @@ class _Handler(BaseHTTPRequestHandler):
             response = self.emulator.handle(self.command, self.path, headers, body)
             if response.delay > 0:
                 time.sleep(response.delay)
+            if response.hold is not None:
+                self._hold(response.hold)
+                self.close_connection = True  # nothing was sent: the reply never comes
+                return
             if response.drop_connection:
                 self.close_connection = True  # no status line at all: the reply is lost
                 return
@@ -2433,6 +2533,20 @@ class _Handler(BaseHTTPRequestHandler):
             # The client gave up (its timeout beat a slow reply): nothing left to tell it.
             self.close_connection = True
 
+    def _hold(self, seconds: float) -> None:
+        """Send nothing until the client hangs up, ``seconds`` pass or the server stops."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self.stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if not readable:
+                continue
+            try:
+                if not self.connection.recv(1, socket.MSG_PEEK):
+                    return  # end of stream: the client closed its side
+            except OSError:
+                return
+            time.sleep(min(left, 0.05))  # bytes we do not read: keep holding
+
 
 class EmulatorServer:
     """An :class:`Emulator` served over HTTP on a loopback address, in a daemon thread.
@@ -2445,20 +2559,32 @@ class EmulatorServer:
         emulator: The core to serve (a fresh :class:`Emulator` if ``None``).
         host: A loopback address; anything else is refused (never 0.0.0.0).
         port: 0 (default) for an ephemeral port.
+        qingbo_status_names: If given, the emulator's ``qingbo_status_names``.
+        qingbo_cost_unit: If given, the emulator's ``qingbo_cost_unit``.
 
     Raises:
-        ValueError: ``host`` is not a loopback address.
+        ValueError: ``host`` is not a loopback address, or an option is unknown.
     """
 
     def __init__(
-        self, emulator: Emulator | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        emulator: Emulator | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        qingbo_status_names: QingboStatusNames | None = None,
+        qingbo_cost_unit: QingboCostUnit | None = None,
     ) -> None:
         if host not in _LOOPBACK:
             raise ValueError(
                 f"the emulator only listens on loopback (127.0.0.1, ::1), not {host!r}"
             )
         self.emulator = emulator if emulator is not None else Emulator()
-        handler = type("EmulatorHandler", (_Handler,), {"emulator": self.emulator})
+        _configure(self.emulator, qingbo_status_names, qingbo_cost_unit)
+        self._stopping = threading.Event()
+        handler = type(
+            "EmulatorHandler", (_Handler,), {"emulator": self.emulator, "stopping": self._stopping}
+        )
         server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
         if ":" in host:
             server_class = type(
@@ -2485,6 +2611,7 @@ class EmulatorServer:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -2496,12 +2623,42 @@ class EmulatorServer:
         self.close()
 
 
+def _configure(
+    emulator: Emulator,
+    qingbo_status_names: QingboStatusNames | None,
+    qingbo_cost_unit: QingboCostUnit | None,
+) -> None:
+    """Set the wire-variant options that were given (checked as the constructor checks)."""
+    if qingbo_status_names is not None:
+        if qingbo_status_names not in ("task", "events"):
+            raise ValueError(f"qingbo_status_names must be task or events: {qingbo_status_names!r}")
+        emulator.qingbo_status_names = qingbo_status_names
+    if qingbo_cost_unit is not None:
+        if qingbo_cost_unit not in ("quota", "usd", "none"):
+            raise ValueError(f"qingbo_cost_unit must be quota, usd or none: {qingbo_cost_unit!r}")
+        emulator.qingbo_cost_unit = qingbo_cost_unit
+
+
 @contextlib.contextmanager
 def serve(
-    emulator: Emulator | None = None, host: str = "127.0.0.1", port: int = 0
+    emulator: Emulator | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    qingbo_status_names: QingboStatusNames | None = None,
+    qingbo_cost_unit: QingboCostUnit | None = None,
 ) -> Iterator[EmulatorServer]:
-    """Serve an emulator on loopback for the duration of a ``with`` block."""
-    server = EmulatorServer(emulator, host, port)
+    """Serve an emulator on loopback for the duration of a ``with`` block.
+
+    ``qingbo_status_names`` and ``qingbo_cost_unit``, if given, are set on the emulator.
+    """
+    server = EmulatorServer(
+        emulator,
+        host,
+        port,
+        qingbo_status_names=qingbo_status_names,
+        qingbo_cost_unit=qingbo_cost_unit,
+    )
     try:
         yield server
     finally:
@@ -2532,6 +2689,8 @@ def run_forever(
     emulator: Emulator | None = None,
     on_ready: Callable[[list[str]], None] | None = None,
     stop: threading.Event | None = None,
+    qingbo_status_names: QingboStatusNames | None = None,
+    qingbo_cost_unit: QingboCostUnit | None = None,
 ) -> None:
     """Serve until Ctrl-C (or until ``stop`` is set); for ``storyboard emulate``.
 
@@ -2544,6 +2703,9 @@ def run_forever(
         emulator: The core to serve.
         on_ready: Receives :func:`banner_lines` once listening (the CLI prints them).
         stop: An event that ends serving when set (tests).
+        qingbo_status_names: Qingbo status vocabulary, ``task`` or ``events`` (see
+            :class:`Emulator`); ``None`` keeps the emulator's.
+        qingbo_cost_unit: ``quota``, ``usd`` or ``none``; ``None`` keeps the emulator's.
     """
     if emulator is None:
         emulator = Emulator(
@@ -2554,7 +2716,13 @@ def run_forever(
             scale=0.25,
         )
     stop = stop or threading.Event()
-    with serve(emulator, host, port) as server:
+    with serve(
+        emulator,
+        host,
+        port,
+        qingbo_status_names=qingbo_status_names,
+        qingbo_cost_unit=qingbo_cost_unit,
+    ) as server:
         if on_ready is not None:
             on_ready(banner_lines(server))
         with contextlib.suppress(KeyboardInterrupt):
