@@ -47,17 +47,19 @@ from storyboard.providers.base import (
     Job,
     Provider,
     Queued,
+    ReportedCost,
     Running,
     Succeeded,
     TaskRef,
     TaskStatus,
+    Unrecognised,
 )
 from storyboard.providers.qingbo import (
     QUEUED_CAP_WAIT,
     QingboProvider,
-    cost_usd,
     epoch_seconds,
     parse_task,
+    reported_quota,
 )
 from storyboard.providers.qingbo import build_request as qb_build
 from storyboard.providers.wavespeed import WaveSpeedProvider
@@ -336,13 +338,13 @@ WS_CASES: list[tuple[str, Job, str, dict[str, Any]]] = [
             "skyreels-v1",
             first_frame=url("bird.jpg"),
             seed=1,
-            params={"seed": 99, "enable_safety_checker": False},
+            params={"enable_safety_checker": False},
         ),
         V1,
         {
             "prompt": "a shiba on the moon",
             "image": CDN + "bird.jpg",
-            "seed": 99,
+            "seed": 1,
             "enable_safety_checker": False,
         },
     ),
@@ -459,7 +461,7 @@ async def test_wavespeed_poll_lifecycle_and_download(tmp_path: Path) -> None:
         statuses = [await provider.poll(task) for _ in range(3)]
         assert statuses[:2] == [Queued(), Running()]
         done = statuses[2]
-        assert isinstance(done, Succeeded) and done.cost is None
+        assert isinstance(done, Succeeded) and done.reported is None  # WaveSpeed reports none
         assert done.outputs == (emulator.task(task.task_id).output_url,)
         dest = tmp_path / "clip.mp4"
         await provider.download(task, done, dest)
@@ -938,13 +940,12 @@ QB_CASES: list[tuple[str, Job, str, dict[str, Any]]] = [
             action="reference",
             first_frame=url("f.jpg"),
             refs=(Ref(images=(url("a.jpg"),)),),
-            params={"callback_url": "https://hooks.example.com/qb", "resolution": "480p"},
+            params={"callback_url": "https://hooks.example.com/qb"},
         ),
         "reference",
         {
             **V4_BASE,
             "action": "reference",
-            "resolution": "480p",
             "first_frame_image": CDN + "f.jpg",
             "ref_images": [{"tag": "ref1", "type": "image", "image_urls": [CDN + "a.jpg"]}],
             "callback_url": "https://hooks.example.com/qb",
@@ -985,17 +986,20 @@ def test_qingbo_missing_url_names_the_file_and_the_ways_out() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("unit", ["quota", "usd"])
+@pytest.mark.parametrize("names", ["task", "events"])
 @pytest.mark.anyio
-async def test_qingbo_lifecycle_progress_and_cost(unit: str, tmp_path: Path) -> None:
-    emulator = make_emulator(polls_to_start=2, polls_to_finish=3, qingbo_cost_unit=unit)
+async def test_qingbo_lifecycle_progress_and_cost(names: str, tmp_path: Path) -> None:
+    emulator = make_emulator(polls_to_start=2, polls_to_finish=3, qingbo_status_names=names)
     async with opened(qb_provider(emulator)) as provider:
         task = await provider.submit(make_job("skyreels-v4-fast"))
         queued, running, done = [await provider.poll(task) for _ in range(3)]
         assert queued == Queued()
         assert running == Running(progress=0.66)
         assert isinstance(done, Succeeded)
-        assert done.cost == pytest.approx(0.0935 * 5)  # fast 720p, 5 s
+        # The cost exactly as reported, in quota (fast 720p, 5 s = $0.4675 in the emulator's
+        # quota), never converted into dollars.
+        assert done.reported == ReportedCost(233_750, "quota")
+        assert type(done.reported.amount) is int
         dest = tmp_path / "clip.mp4"
         await provider.download(task, done, dest)
     probe = probe_video(dest)
@@ -1139,29 +1143,29 @@ def test_qingbo_timestamps_in_seconds_or_milliseconds(unit: str) -> None:
     assert parsed.expires_at == pytest.approx(WALL + 86_400, abs=1)
 
 
-def test_epoch_seconds_and_cost_conversion() -> None:
+def test_epoch_seconds_and_reported_quota() -> None:
     assert epoch_seconds(1_775_285_160) == 1_775_285_160.0
     assert epoch_seconds(1_775_285_160_040) == pytest.approx(1_775_285_160.04)
     assert epoch_seconds("1775285160040") == pytest.approx(1_775_285_160.04)
     bad: object
     for bad in (None, True, "soon", -5, math.nan, {}):
         assert epoch_seconds(bad) is None
-    assert cost_usd(233_750) == pytest.approx(0.4675)  # integer quota, 500 000 = $1
-    assert cost_usd(233_750.0) == pytest.approx(0.4675)  # a float this large is quota too
-    assert cost_usd(0.4675) == 0.4675  # a small float is USD already
-    assert cost_usd(0) == 0.0
-    for bad in (None, True, "1.0", math.inf, -1):
-        assert cost_usd(bad) is None
+    assert reported_quota(233_750) == 233_750  # as reported: no conversion
+    assert reported_quota(0.4675) == 0.4675  # whatever the number, it stays as it came
+    assert reported_quota(0) == 0
+    for bad in (None, True, "1.0", math.inf, math.nan, -1, [1]):
+        assert reported_quota(bad) is None
 
 
 def test_parse_task_tolerates_missing_and_odd_fields() -> None:
     parsed = parse_task({"task_id": "t", "status": "processing"})
     assert parsed.to_status() == Running(progress=None)
-    assert parse_task({"status": "mystery", "progress": 250}).to_status() == Running(progress=1.0)
+    assert parse_task({"status": "running", "progress": 250}).to_status() == Running(progress=1.0)
+    assert parse_task({"status": "mystery", "progress": 5}).to_status() == Unrecognised("mystery")
     done = parse_task(
         {"status": "completed", "result": {"videos": [{"url": ["a", "b"]}, {"url": "c"}]}}
     )
-    assert done.to_status() == Succeeded(outputs=("a", "b", "c"), cost=None)
+    assert done.to_status() == Succeeded(outputs=("a", "b", "c"), reported=None)
     failed = parse_task({"status": "failed", "error": "boom"}).to_status()
     assert failed == Failed(message="boom", code=None, user_fixable=False)
 

@@ -44,7 +44,7 @@ from storyboard.errors import (
     StoreError,
     SubmitOutcomeUnknown,
 )
-from storyboard.providers.base import Succeeded, TaskRef
+from storyboard.providers.base import Job, Succeeded, TaskRef
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -60,6 +60,7 @@ __all__ = [
     "RetryableResponse",
     "Sleep",
     "Timeouts",
+    "check_params",
     "excerpt",
     "http_error",
     "make_client",
@@ -68,6 +69,7 @@ __all__ = [
     "retry_delay",
     "retry_idempotent",
     "should_retry",
+    "submit_outcome_unknown",
     "translate_errors",
 ]
 
@@ -397,6 +399,55 @@ def http_error(
     )
 
 
+def check_params(provider: str, job: Job, owned: Mapping[str, str]) -> None:
+    """Refuse ``shot.params`` keys that would override what is priced or checked.
+
+    ``owned`` maps each body field the request builder sets itself to the shot field that
+    sets it; the model's ``reserved_params`` add the fields the price depends on. Validation
+    refuses both first (at ``FILE:LINE:COL``); this is the defence in depth, so a
+    ``params: {resolution: 1080p}`` can never buy more than the plan priced.
+
+    Raises:
+        ProviderError: The first such key, naming the shot and the field to use instead.
+    """
+    reserved: Mapping[str, str] = getattr(job.spec, "reserved_params", None) or {}
+    for key in job.shot.params:
+        field_name = owned.get(key) or reserved.get(key)
+        if field_name is None:
+            continue
+        raise ProviderError(
+            f"shot {job.shot.id}: params.{key} would override a field storyboard sets and "
+            f"prices itself",
+            provider=provider,
+            shot=job.shot.id,
+            hint=f"remove {key} from params of shot {job.shot.id} and set the shot's "
+            f"{field_name} instead",
+        )
+
+
+def submit_outcome_unknown(
+    ctx: ProviderContext,
+    action: str,
+    what: str,
+    *,
+    shot: str | None,
+    hint: str | None,
+    detail: str | None = None,
+) -> SubmitOutcomeUnknown:
+    """The one error of a submit that may have created a task: ``what`` says what came back.
+
+    Used for a lost reply, a 5xx, and a 2xx the client cannot read (not JSON, no task id).
+    """
+    more = f" ({detail})" if detail else ""
+    return SubmitOutcomeUnknown(
+        f"{action} got {what} from {ctx.label}{more}; the task may exist and be billed",
+        provider=ctx.name,
+        shot=shot,
+        status="unknown",
+        hint=hint,
+    )
+
+
 # Errors raised before a byte of the request left this machine: a submit that hit them
 # created nothing, so it is an ordinary error, not an unknown outcome.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -434,6 +485,11 @@ def translate_errors(
                 shot=shot,
                 task_id=task_id,
             ) from exc
+        if mode == "submit":
+            # A 5xx to a request that reached the provider may hide a created task.
+            raise submit_outcome_unknown(
+                ctx, action, f"HTTP {exc.response.status_code}", shot=shot, hint=unknown_hint
+            ) from exc
         raise http_error(ctx, exc.response, action=action, shot=shot, task_id=task_id) from exc
     except httpx.HTTPError as exc:
         detail = ctx.redact(excerpt(f"{type(exc).__name__}: {exc}".rstrip(": ")))
@@ -442,13 +498,8 @@ def translate_errors(
                 f"{action} failed: {detail}", provider=ctx.name, shot=shot, task_id=task_id
             ) from exc
         if mode == "submit" and not isinstance(exc, _NOT_SENT):
-            raise SubmitOutcomeUnknown(
-                f"{action} got no reply from {ctx.label} ({detail}); the task may exist and be "
-                "billed",
-                provider=ctx.name,
-                shot=shot,
-                status="unknown",
-                hint=unknown_hint,
+            raise submit_outcome_unknown(
+                ctx, action, "no reply", shot=shot, hint=unknown_hint, detail=detail
             ) from exc
         if isinstance(exc, httpx.TimeoutException):
             raise ProviderTimeout(

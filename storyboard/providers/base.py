@@ -7,7 +7,7 @@ JSON never leaves a provider module; what crosses this boundary is the frozen da
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -131,10 +131,14 @@ class Provider(Protocol):
 class TaskFinder(Protocol):
     """A provider that can list the tasks an account created (to settle a lost reply)."""
 
-    async def find_task(self, job: Job, *, since: float) -> TaskRef | None:
+    async def find_task(
+        self, job: Job, *, since: float, exclude: Collection[str] = ()
+    ) -> TaskRef | None:
         """The task this account created for ``job`` at or after ``since`` (Unix seconds).
 
-        ``None`` when the provider's listing shows no such task. Raises a
-        :class:`~storyboard.errors.ProviderError` when the listing cannot be read.
+        ``exclude`` lists task ids the caller already holds (other takes of the same shot
+        send the same input, so they must not be found again). ``None`` when the provider's
+        listing shows no such task. Raises a :class:`~storyboard.errors.ProviderError` when
+        the listing cannot be read or more than one task matches.
         """
         ...

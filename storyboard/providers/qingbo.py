@@ -5,16 +5,24 @@ covering every V4 action, poll ``GET /v1/tasks/{id}``, download ``result.videos[
 
 Unlike WaveSpeed, Qingbo de-duplicates submits by ``Idempotency-Key`` for 24 h: the same key
 returns the original task and is not billed again (PROVIDERS §3.1). Every submit carries
-``storyboard-<generation key>``, so a submit whose reply was lost is repeated here a bounded
+``storyboard-<generation key>`` (``-a<attempt>`` appended for a ``--force`` purchase, see
+:func:`idempotency_key`), so a submit whose reply was lost is repeated here a bounded
 number of times, and a 429 (quota window, the 5-queued cap) becomes
 :class:`~storyboard.errors.ProviderBusy` for the scheduler to wait and resubmit with the same
 key. Qingbo has no upload endpoint; local files are hosted elsewhere (WaveSpeed's media API)
 before the submit and arrive here as URLs in ``job.urls``.
 
+Two status vocabularies are accepted: the task system's (``queued``, ``processing``,
+``completed``, ``failed``, ``cancelled``) and the one the SkyReels page gives for
+``callback_events`` (``queued``, ``running``, ``succeeded``, ``failed``), plus ``canceled``.
+Any other status is :class:`~storyboard.providers.base.Unrecognised`, never "running": the
+caller bounds how long it accepts one.
+
 Choices where PROVIDERS.md says UNCONFIRMED:
 
-* ``cost``: an integer is quota, converted at 500 000 quota = $1 (the vendor's agent skill;
-  not in the docs); a float below 1000 is taken as USD already.
+* ``cost`` (terminal status) is reported as it comes, in quota (the docs' unit, an integer):
+  :class:`~storyboard.providers.base.ReportedCost` with unit ``"quota"``. It is never
+  converted into dollars here; the list price is the plan's business.
 * ``created_at``/``completed_at``/``reset_at``/``expires_at``: seconds or milliseconds,
   told apart by size (anything above 10^11 is milliseconds: 10^11 s is the year 5138).
 * ``result.videos[].url``: a list (current docs) or a plain string (older revision).
@@ -27,22 +35,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 import httpx
 
-from storyboard.errors import (
-    ProviderBusy,
-    ProviderError,
-    SubmitOutcomeUnknown,
-)
+from storyboard.errors import ProviderBusy, ProviderError
 from storyboard.model import Media
 from storyboard.providers._http import (
     HostedProvider,
     RetryableResponse,
     RetryPolicy,
+    check_params,
     excerpt,
     http_error,
+    submit_outcome_unknown,
     translate_errors,
 )
 from storyboard.providers.base import (
@@ -54,28 +61,28 @@ from storyboard.providers.base import (
     Succeeded,
     TaskRef,
     TaskStatus,
+    Unrecognised,
 )
 
 __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "OWNED_PARAMS",
     "QUEUED_CAP_WAIT",
-    "QUOTA_PER_USD",
     "QingboProvider",
     "QingboTask",
     "build_request",
-    "cost_usd",
     "epoch_seconds",
     "idempotency_key",
     "parse_task",
+    "reported_quota",
 ]
 
 NAME = "qingbo"
 API_KEY_ENV = "QINGBO_API_KEY"
 BASE_URL_ENV = "QINGBO_BASE_URL"
 DEFAULT_BASE_URL = "https://www.qingbo.dev"
-QUOTA_PER_USD = 500_000  # UNCONFIRMED: the vendor's agent skill, not the docs (PROVIDERS §3.5)
 # A 429 for the 5-queued cap carries no Retry-After (as far as we know): queued tasks start
 # within seconds to minutes, so look again soon. UNCONFIRMED.
 QUEUED_CAP_WAIT = 15.0
@@ -87,9 +94,42 @@ _SUBMIT_POLICY = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0, dea
 _MS_THRESHOLD = 1e11  # larger epoch values are milliseconds (1e11 s is the year 5138)
 
 
-def idempotency_key(generation_key: str) -> str:
-    """The ``Idempotency-Key`` of a take: same generation key, same task, one charge."""
-    return f"storyboard-{generation_key}"
+def idempotency_key(generation_key: str, attempt: int = 0) -> str:
+    """The ``Idempotency-Key`` of a take: same generation key and attempt, one task, one charge.
+
+    ``attempt`` is the journalled purchase number of the generation key (``Job.attempt``):
+    0 for the first purchase keeps the key of older journals (``storyboard-<key>``); every
+    ``--force`` buys a new generation under ``storyboard-<key>-a<attempt>``. A submit resent
+    after a lost reply carries the same job, hence the same key.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt must not be negative, got {attempt}")
+    suffix = f"-a{attempt}" if attempt else ""
+    return f"storyboard-{generation_key}{suffix}"
+
+
+# Body fields ``build_request`` sets itself, each with the shot field that sets it. A shot's
+# ``params`` may not hold them: they decide what is priced and what validation checked
+# (``image_urls``/``video_urls`` are the simplified forms of ``ref_images``/``ref_videos``).
+OWNED_PARAMS: Mapping[str, str] = MappingProxyType(
+    {
+        "model": "model",
+        "prompt": "prompt",
+        "duration": "duration",
+        "resolution": "resolution",
+        "aspect_ratio": "aspect_ratio",
+        "prompt_optimizer": "prompt_optimizer",
+        "action": "action",
+        "first_frame_image": "first_frame",
+        "last_frame_image": "last_frame",
+        "mid_frame_images": "keyframes",
+        "ref_images": "refs",
+        "image_urls": "refs",
+        "ref_videos": "reference_video (or extends)",
+        "video_urls": "reference_video (or extends)",
+        "audio_urls": "audio",
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,10 +171,13 @@ def build_request(job: Job) -> dict[str, Any]:
 
     Covers every V4 action from the shot's fields; ``action`` is sent only when the shot
     sets it, otherwise Qingbo routes by the media fields present (PROVIDERS §3.3).
-    ``shot.params`` is merged last (the escape hatch).
+    ``shot.params`` is merged last, unchanged, for fields storyboard does not model; a key
+    of :data:`OWNED_PARAMS` or of the model's ``reserved_params`` is refused (validation
+    refuses it first; this is the defence in depth).
 
     Raises:
-        ProviderError: The model is not a Qingbo model, or a local input has no URL.
+        ProviderError: The model is not a Qingbo model, a local input has no URL, or
+            ``params`` holds a key that is set through a shot field.
     """
     shot, spec = job.shot, job.spec
     if spec.provider != NAME:
@@ -143,6 +186,7 @@ def build_request(job: Job) -> dict[str, Any]:
             provider=NAME,
             shot=shot.id,
         )
+    check_params(NAME, job, OWNED_PARAMS)
     duration = shot.duration if shot.duration is not None else spec.default_duration
     body: dict[str, Any] = {"model": spec.id}
     if shot.prompt:
@@ -162,7 +206,7 @@ def build_request(job: Job) -> dict[str, Any]:
     if shot.keyframes:
         body["mid_frame_images"] = [
             {
-                "tag": f"kf{i}",
+                "tag": getattr(key, "tag", None) or f"kf{i}",
                 "image_url": _media_url(job, key.image, "keyframes"),
                 "time_stamp": key.at,
             }
@@ -222,19 +266,17 @@ def epoch_seconds(value: object) -> float | None:
     return float(value) / 1000.0 if value > _MS_THRESHOLD else float(value)
 
 
-def cost_usd(value: object) -> float | None:
-    """USD from a Qingbo ``cost``: integer quota (500 000 = $1, UNCONFIRMED) or USD.
+def reported_quota(value: object) -> float | None:
+    """A Qingbo ``cost`` exactly as reported (quota, per the docs), or ``None``.
 
-    An ``int`` (or an integral float of 1000 or more) is quota; a float below 1000 is
-    already USD (no single video task costs $1000).
+    Never converted: the docs call it quota and give no rate to dollars. Anything that is not
+    a finite, non-negative number (absent, ``null``, a string, a boolean) is ``None``.
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if not math.isfinite(value) or value < 0:
         return None
-    if isinstance(value, int) or value >= 1000:
-        return round(value / QUOTA_PER_USD, 6)
-    return float(value)
+    return value
 
 
 def _urls(value: object) -> list[str]:
@@ -245,9 +287,16 @@ def _urls(value: object) -> list[str]:
     return []
 
 
+_QUEUED = frozenset({"queued"})
+_RUNNING = frozenset({"processing", "running"})  # task system / callback_events names
+_SUCCEEDED = frozenset({"completed", "succeeded"})
+_CANCELLED = frozenset({"cancelled", "canceled"})
+_FAILED = frozenset({"failed"}) | _CANCELLED
+
+
 @dataclass(frozen=True)
 class QingboTask:
-    """One ``GET /v1/tasks/{id}`` reply, parsed (times in Unix seconds, cost in USD)."""
+    """One ``GET /v1/tasks/{id}`` reply, parsed (times in Unix seconds, cost in quota)."""
 
     task_id: str
     status: str
@@ -261,24 +310,33 @@ class QingboTask:
     error_code: str | None
 
     def to_status(self) -> TaskStatus:
-        """The typed status: queued, processing, completed, failed/cancelled; else running."""
-        if self.status == "queued":
+        """The typed status, from either vocabulary (see the module docstring).
+
+        ``queued``; ``processing``/``running``; ``completed``/``succeeded`` (with the cost
+        as reported, in quota); ``failed``/``cancelled``/``canceled``; anything else is
+        :class:`Unrecognised` with the status text.
+        """
+        name = self.status.strip().lower()
+        if name in _QUEUED:
             return Queued()
-        if self.status == "completed":
+        if name in _RUNNING:
+            return Running(progress=self.progress)
+        if name in _SUCCEEDED:
             return Succeeded(
                 outputs=self.outputs,
-                reported=None if self.cost is None else ReportedCost(self.cost, "usd"),
+                reported=None if self.cost is None else ReportedCost(self.cost, "quota"),
             )
-        if self.status in ("failed", "cancelled"):
-            default = "the task was cancelled" if self.status == "cancelled" else "task failed"
-            code = self.error_code or ("cancelled" if self.status == "cancelled" else None)
+        if name in _FAILED:
+            cancelled = name in _CANCELLED
+            default = "the task was cancelled" if cancelled else "task failed"
+            code = self.error_code or ("cancelled" if cancelled else None)
             return Failed(
                 message=self.error_message or default,
                 code=code,
                 # Qingbo's only "your request is wrong" code (PROVIDERS §3.5).
                 user_fixable=code == "upstream_bad_request",
             )
-        return Running(progress=self.progress)
+        return Unrecognised(status=self.status)
 
 
 def parse_task(data: Mapping[str, Any]) -> QingboTask:
@@ -316,7 +374,7 @@ def parse_task(data: Mapping[str, Any]) -> QingboTask:
         completed_at=epoch_seconds(data.get("completed_at")),
         outputs=tuple(outputs),
         expires_at=min(expiries) if expiries else None,
-        cost=cost_usd(data.get("cost")),
+        cost=reported_quota(data.get("cost")),
         error_message=message,
         error_code=code,
     )
@@ -347,7 +405,7 @@ class QingboProvider(HostedProvider):
     # ---- the protocol -------------------------------------------------------------------------
 
     async def submit(self, job: Job) -> TaskRef:
-        """POST the take with ``Idempotency-Key: storyboard-<generation key>``.
+        """POST the take with the ``Idempotency-Key`` of its generation key and attempt.
 
         A lost reply, a timeout or a 5xx is retried a few times with the same key: Qingbo
         answers a repeated key with the original task and does not bill it again (PROVIDERS
@@ -357,16 +415,17 @@ class QingboProvider(HostedProvider):
             ProviderBusy: 429 (quota window, the 5-queued cap, a rate limit); nothing was
                 created: wait ``retry_after`` seconds and submit again (same key).
             AuthenticationError: The key was refused.
-            ProviderHTTPError: Any other error reply, with Qingbo's message and code.
-            SubmitOutcomeUnknown: No reply even after the retries; a later submit with the
-                same key (within 24 h) still cannot bill twice.
+            ProviderHTTPError: Any other error reply (4xx), with Qingbo's message and code.
+            SubmitOutcomeUnknown: No reply, or a 5xx, even after the retries, or a reply
+                without a task id; a later submit with the same key (within 24 h) still
+                cannot bill twice.
             ProviderError: The API could not be reached (nothing was sent).
         """
         body = build_request(job)
         shot = job.shot.id
         ctx = self._http.ctx
         action = f"submit of shot {shot}"
-        headers = {"Idempotency-Key": idempotency_key(job.key)}
+        headers = {"Idempotency-Key": idempotency_key(job.key, job.attempt)}
 
         async def once() -> httpx.Response:
             response = await self._http.api.post(
@@ -377,7 +436,7 @@ class QingboProvider(HostedProvider):
             )
             # 429 is not retried here: the wait can be minutes (a quota window), which is
             # the scheduler's business (ProviderBusy), not a request's.
-            if response.status_code in (500, 502, 503, 504):
+            if response.status_code >= 500:
                 raise RetryableResponse(response, self._http.retry_after(response))
             return response
 
@@ -396,10 +455,14 @@ class QingboProvider(HostedProvider):
         try:
             payload = response.json()
         except ValueError as exc:
-            raise self._unknown(action, shot, unknown_hint, "a reply that is not JSON") from exc
+            raise submit_outcome_unknown(
+                ctx, action, "a reply that is not JSON", shot=shot, hint=unknown_hint
+            ) from exc
         task_id = payload.get("task_id") if isinstance(payload, dict) else None
         if not isinstance(task_id, str) or not task_id:
-            raise self._unknown(action, shot, unknown_hint, "a reply without a task_id")
+            raise submit_outcome_unknown(
+                ctx, action, "a reply without a task_id", shot=shot, hint=unknown_hint
+            )
         return TaskRef(provider=NAME, task_id=task_id, key=job.key)
 
     async def poll(self, task: TaskRef) -> TaskStatus:
@@ -465,14 +528,4 @@ class QingboProvider(HostedProvider):
             code=code,
             shot=shot,
             hint="storyboard waits and submits again with the same Idempotency-Key",
-        )
-
-    @staticmethod
-    def _unknown(action: str, shot: str, hint: str, what: str) -> SubmitOutcomeUnknown:
-        return SubmitOutcomeUnknown(
-            f"{action} got {what} from Qingbo; the task may exist",
-            provider=NAME,
-            shot=shot,
-            status="unknown",
-            hint=hint,
         )

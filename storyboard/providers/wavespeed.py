@@ -7,15 +7,27 @@ through the two-step media API (ticket ``POST /api/v3/media/uploads``, then a ``
 bytes with only the ticket's headers).
 
 The submit is sent once and never retried: WaveSpeed has no idempotency key (PROVIDERS
-§1.2), so a reply lost after the request left may hide a created, billed task. That case is
-:class:`~storyboard.errors.SubmitOutcomeUnknown` and only the user (``--force ID``) resubmits.
-Status GETs, downloads and upload PUTs are retried (``_http``).
+§1.2), so a reply lost after the request left may hide a created, billed task. Any reply that
+does not prove nothing was created (no reply, a read timeout, any 5xx, a 2xx without a task
+id) is :class:`~storyboard.errors.SubmitOutcomeUnknown`; a 4xx proves it (429 is
+:class:`~storyboard.errors.ProviderBusy`), and so does a connection never made. The runner
+settles an unknown outcome with :meth:`WaveSpeedProvider.find_task` (the prediction listing)
+before it asks for ``--force ID``. Status GETs, downloads, upload PUTs and listing pages are
+retried (``_http``).
+
+Statuses: ``created``/``pending`` queued, ``processing`` running, ``completed`` succeeded
+(WaveSpeed reports no cost: ``reported`` is ``None``), ``failed``/``cancelled``/``timeout``/
+``deleted`` failed (the official SDK's terminal set); anything else is
+:class:`~storyboard.providers.base.Unrecognised`, never "running".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -25,6 +37,7 @@ from storyboard.errors import (
     ProviderBusy,
     ProviderError,
     ProviderHTTPError,
+    ProviderTimeout,
     SubmitOutcomeUnknown,
 )
 from storyboard.model import Media
@@ -32,9 +45,12 @@ from storyboard.providers._http import (
     RETRY_STATUSES,
     HostedProvider,
     ProviderContext,
+    RetryPolicy,
+    check_params,
     excerpt,
     http_error,
     provider_message,
+    submit_outcome_unknown,
     translate_errors,
 )
 from storyboard.providers.base import (
@@ -45,12 +61,17 @@ from storyboard.providers.base import (
     Succeeded,
     TaskRef,
     TaskStatus,
+    Unrecognised,
 )
 
 __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "LIST_PAGE_SIZE",
+    "LIST_SLACK",
+    "MAX_LIST_PAGES",
+    "OWNED_PARAMS",
     "UPLOAD_LIFETIME",
     "WaveSpeedProvider",
     "build_request",
@@ -68,8 +89,46 @@ UPLOAD_LIFETIME = 7 * 86_400.0
 # suggest waiting most of a minute. UNCONFIRMED (no documented 429 body or headers).
 _DEFAULT_BUSY_WAIT = 30.0
 
+_QUEUED = frozenset({"created", "pending"})  # ``pending``: the SDK's tests, undocumented
 _FAILED = frozenset({"failed", "cancelled", "timeout", "deleted"})  # the SDK's terminal set
-_GATEWAY_ERRORS = frozenset({502, 504})
+
+# The prediction listing (``find_task``): pages of at most 100 items (the documented cap),
+# searched from a minute before the submit (clock slack between us and WaveSpeed), at most
+# MAX_LIST_PAGES pages and _LIST_DEADLINE seconds in all.
+LIST_PAGE_SIZE = 100
+LIST_SLACK = 60.0
+MAX_LIST_PAGES = 20
+_LIST_DEADLINE = 180.0
+_LIST_POLICY = RetryPolicy(max_attempts=4, base_delay=1.0, max_delay=10.0, deadline=60.0)
+
+# Body fields ``build_request`` sets itself, per model, with the shot field that sets each.
+# A shot's ``params`` may not hold them: they decide what is priced and what was validated.
+OWNED_PARAMS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "skyreels-v1": MappingProxyType(
+            {
+                "prompt": "prompt",
+                "image": "first_frame (or continues)",
+                "seed": "seed",
+                "negative_prompt": "negative_prompt",
+            }
+        ),
+        "skyreels-v3-reference": MappingProxyType(
+            {
+                "prompt": "prompt",
+                "images": "refs",
+                "aspect_ratio": "aspect_ratio",
+                "duration": "duration",
+            }
+        ),
+        "skyreels-v3-extend": MappingProxyType(
+            {"prompt": "prompt", "video": "extends", "duration": "duration"}
+        ),
+        "skyreels-v3-cutshot": MappingProxyType(
+            {"prompt": "prompt", "video": "extends", "cut_type": "cut_type", "duration": "duration"}
+        ),
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,11 +175,14 @@ def build_request(job: Job) -> tuple[str, dict[str, Any]]:
 
     Media fields take the source URL for ``http(s)`` inputs and ``job.urls[source]`` for
     local files; ``video`` is ``job.urls["upstream"]``; a V1 shot that ``continues`` another
-    starts from ``job.urls["upstream_frame"]``. ``shot.params`` is merged last, so it can
-    add or override any field (the escape hatch for fields storyboard does not model).
+    starts from ``job.urls["upstream_frame"]``. ``shot.params`` is merged last, unchanged,
+    for fields storyboard does not model; a key of :data:`OWNED_PARAMS` (for the model) or of
+    the model's ``reserved_params`` is refused (validation refuses it first; this is the
+    defence in depth).
 
     Raises:
-        ProviderError: The model is not a WaveSpeed model, or a local input has no URL.
+        ProviderError: The model is not a WaveSpeed model, a local input has no URL, or
+            ``params`` holds a key that is set through a shot field.
     """
     shot, spec = job.shot, job.spec
     if spec.provider != NAME:
@@ -129,6 +191,14 @@ def build_request(job: Job) -> tuple[str, dict[str, Any]]:
             provider=NAME,
             shot=shot.id,
         )
+    owned = OWNED_PARAMS.get(spec.id)
+    if owned is None:
+        raise ProviderError(
+            f"shot {shot.id}: storyboard does not know how to call WaveSpeed model {spec.id}",
+            provider=NAME,
+            shot=shot.id,
+        )
+    check_params(NAME, job, owned)
     body: dict[str, Any] = {"prompt": shot.prompt}
     if spec.id == "skyreels-v1":
         if shot.continues:
@@ -178,18 +248,24 @@ def _task_code(value: object) -> int | None:
 def status_from_prediction(data: Mapping[str, Any]) -> TaskStatus:
     """The typed status of a prediction object (the envelope's ``data``).
 
-    ``created`` is queued, ``processing`` running, ``completed`` succeeded with
-    ``outputs``; ``failed``/``cancelled``/``timeout``/``deleted`` failed with the task's
-    ``error`` text and ``code`` (1xxx: the input must change; 5xxx: provider trouble,
-    PROVIDERS §1.3). Any other status means "keep polling", as in the official SDK.
+    ``created``/``pending`` are queued, ``processing`` running, ``completed`` succeeded with
+    ``outputs`` (no reported cost: WaveSpeed gives none); ``failed``/``cancelled``/
+    ``timeout``/``deleted`` failed with the task's ``error`` text and ``code`` (1xxx: the
+    input must change; 5xxx: provider trouble, PROVIDERS §1.3). Any other status is
+    :class:`Unrecognised` (the official SDK keeps polling; the runner bounds it instead).
     """
-    status = str(data.get("status") or "")
-    if status == "created":
+    raw = str(data.get("status") or "")
+    status = raw.strip().lower()
+    if status in _QUEUED:
         return Queued()
+    if status == "processing":
+        return Running()
     if status == "completed":
         outputs = data.get("outputs") or []
         urls = outputs if isinstance(outputs, list) else [outputs]
-        return Succeeded(outputs=tuple(str(u) for u in urls if isinstance(u, str) and u))
+        return Succeeded(
+            outputs=tuple(str(u) for u in urls if isinstance(u, str) and u), reported=None
+        )
     if status in _FAILED:
         raw_code = data.get("code")
         code = _task_code(raw_code)
@@ -200,7 +276,7 @@ def status_from_prediction(data: Mapping[str, Any]) -> TaskStatus:
             code=str(raw_code) if raw_code not in (None, "") else None,
             user_fixable=code is not None and 1000 <= code < 2000,
         )
-    return Running()
+    return Unrecognised(status=raw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,48 +301,153 @@ class WaveSpeedProvider(HostedProvider):
     # ---- the protocol -------------------------------------------------------------------------
 
     async def submit(self, job: Job) -> TaskRef:
-        """POST the take once; never retried (a lost reply is an unknown outcome).
+        """POST the take once; never retried (WaveSpeed has no idempotency key).
 
         Raises:
             ProviderBusy: HTTP 429: nothing was created; wait ``retry_after`` and resubmit.
             AuthenticationError: The key was refused.
-            ProviderHTTPError: Any other error reply, with WaveSpeed's message and code.
-            SubmitOutcomeUnknown: The request may have been sent but no usable reply came
-                (no reply, a timeout, a gateway's 502/504, a reply without a task id).
+            ProviderHTTPError: Any other 4xx (or an error code in a 200 envelope): nothing
+                was created; WaveSpeed's message and code are kept.
+            SubmitOutcomeUnknown: The request may have created a task: no reply (a dropped
+                connection, a read timeout), any 5xx, or a 2xx that is not JSON or names no
+                task. Settle it with :meth:`find_task`, never by resubmitting blindly.
             ProviderError: The API could not be reached (nothing was sent).
         """
         path, body = build_request(job)
         shot = job.shot.id
         ctx = self._http.ctx
         action = f"submit of shot {shot}"
-        unknown_hint = (
-            f"look for the task in your WaveSpeed dashboard; if there is none, run again with "
-            f"--force {shot} to submit it again (WaveSpeed has no idempotency key)"
+        hint = (
+            f"run the same command again: storyboard looks the task up in WaveSpeed's "
+            f"prediction list; if it is not there, --force {shot} submits it again"
         )
-        with translate_errors(
-            ctx, action=action, mode="submit", shot=shot, unknown_hint=unknown_hint
-        ):
+
+        def unknown(what: str) -> SubmitOutcomeUnknown:
+            return submit_outcome_unknown(ctx, action, what, shot=shot, hint=hint)
+
+        with translate_errors(ctx, action=action, mode="submit", shot=shot, unknown_hint=hint):
             response = await self._http.api.post(
                 path, json=body, timeout=self._http.timeouts.for_kind("submit")
             )
         if response.status_code == 429:
             raise self._busy(response, shot)
-        if response.status_code in _GATEWAY_ERRORS:
-            # A gateway answered, not WaveSpeed: the request may have reached the API and
-            # created a task behind it (PROVIDERS §1.4 shows a 504 for a task that still
-            # completes). Without an idempotency key, that is an unknown outcome.
-            raise self._unknown(action, shot, unknown_hint, f"HTTP {response.status_code}")
+        if response.status_code >= 500:
+            # WaveSpeed, or a gateway in front of it, failed after the request arrived: a task
+            # may have been created behind it (PROVIDERS §1.4 shows a 504 for a task that
+            # still completes). Without an idempotency key, that is an unknown outcome.
+            raise unknown(f"HTTP {response.status_code}")
         if not response.is_success:
             raise http_error(ctx, response, action=action, shot=shot)
         try:
             payload = response.json()
         except ValueError as exc:
-            raise self._unknown(action, shot, unknown_hint, "a reply that is not JSON") from exc
-        data = self._envelope(payload, response, action=action, shot=shot)
-        task_id = data.get("id")
+            raise unknown("a reply that is not JSON") from exc
+        envelope: Mapping[str, Any] = payload if isinstance(payload, dict) else {}
+        number = _task_code(envelope.get("code"))
+        if number is not None and 400 <= number < 500:
+            # An error code in a 200 envelope refuses the request as a 4xx would.
+            self._envelope(envelope, response, action=action, shot=shot)
+        data = envelope.get("data")
+        accepted = envelope.get("code") is None or number in (200, 0)
+        task_id = data.get("id") if accepted and isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
-            raise self._unknown(action, shot, unknown_hint, "a reply without a task id")
+            raise unknown("a reply without a task id")
         return TaskRef(provider=NAME, task_id=task_id, key=job.key)
+
+    async def find_task(
+        self, job: Job, *, since: float, exclude: Collection[str] = ()
+    ) -> TaskRef | None:
+        """The prediction this account created for ``job`` at or after ``since``, if any.
+
+        Settles a submit whose outcome is unknown (:class:`SubmitOutcomeUnknown`): lists the
+        account's predictions with ``POST /api/v3/predictions`` and JSON ``{"page",
+        "page_size", "model", "created_after"}`` (``created_after`` in ISO 8601 UTC,
+        :data:`LIST_SLACK` seconds before ``since`` for clock skew), reading the envelope's
+        ``data = {"page", "total", "items": [{"id", "model", "status", "created_at",
+        "input"}, ...]}``, and returns the item whose ``input`` equals the body
+        :func:`build_request` makes for ``job`` (compared as canonical JSON).
+
+        UNCONFIRMED against the live service: the listing is documented on one page
+        (PROVIDERS §1.3; another page shows ``GET``, and whether ``input`` is echoed exactly
+        as sent is not documented). Only the project's emulator has been tried.
+
+        Each page is retried as an idempotent request; at most :data:`MAX_LIST_PAGES` pages
+        are read, all under one deadline.
+
+        Args:
+            job: The take whose submit was lost.
+            since: Unix seconds just before that submit was sent.
+            exclude: Task ids the caller already holds (other takes with the same input).
+
+        Returns:
+            The task, or ``None`` when the listing shows none for this input.
+
+        Raises:
+            ProviderError: The listing cannot be read (404: no such endpoint; a malformed
+                reply), more than one prediction matches, or there are more pages than
+                storyboard reads.
+            ProviderTimeout: The listing took longer than its deadline.
+        """
+        path, body = build_request(job)
+        model = path.removeprefix("/api/v3/")
+        want = _canonical(body)
+        shot = job.shot.id
+        action = f"look-up of shot {shot}'s task in the prediction list"
+        created_after = datetime.fromtimestamp(max(0.0, since - LIST_SLACK), UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        hint = (
+            f"look for shot {shot}'s task in your WaveSpeed dashboard; if there is none, run "
+            f"again with --force {shot}"
+        )
+        found: list[str] = []
+        try:
+            with anyio.fail_after(_LIST_DEADLINE):
+                for page in range(1, MAX_LIST_PAGES + 1):
+                    query = {
+                        "page": page,
+                        "page_size": LIST_PAGE_SIZE,
+                        "model": model,
+                        "created_after": created_after,
+                    }
+                    items, more = await self._list_page(query, action=action, shot=shot, hint=hint)
+                    for item in items:
+                        task_id = item.get("id")
+                        if (
+                            isinstance(task_id, str)
+                            and task_id
+                            and task_id not in exclude
+                            and task_id not in found
+                            and item.get("model", model) == model
+                            and _canonical(item.get("input")) == want
+                        ):
+                            found.append(task_id)
+                    if not more:
+                        break
+                else:
+                    raise ProviderError(
+                        f"the {action} stopped after {MAX_LIST_PAGES} pages of predictions; "
+                        "the task may be on a later page",
+                        provider=NAME,
+                        shot=shot,
+                        hint=hint,
+                    )
+        except TimeoutError as exc:
+            raise ProviderTimeout(
+                f"the {action} took longer than {_LIST_DEADLINE:.0f} s",
+                provider=NAME,
+                shot=shot,
+                hint=hint,
+            ) from exc
+        if len(found) > 1:
+            raise ProviderError(
+                f"the {action} found {len(found)} predictions with the same input "
+                f"({', '.join(found)}); storyboard cannot tell which one is this take",
+                provider=NAME,
+                shot=shot,
+                hint=hint,
+            )
+        return TaskRef(provider=NAME, task_id=found[0], key=job.key) if found else None
 
     async def poll(self, task: TaskRef) -> TaskStatus:
         """The task's state from ``GET /api/v3/predictions/{id}/result`` (retried).
@@ -355,6 +536,49 @@ class WaveSpeedProvider(HostedProvider):
 
     # ---- helpers ------------------------------------------------------------------------------
 
+    async def _list_page(
+        self, query: Mapping[str, Any], *, action: str, shot: str, hint: str
+    ) -> tuple[list[Mapping[str, Any]], bool]:
+        """One page of the prediction listing: its items and whether more pages follow."""
+        ctx = self._http.ctx
+
+        async def once() -> httpx.Response:
+            response = await self._http.api.post("/api/v3/predictions", json=dict(query))
+            return self._http.check_retryable(response)
+
+        with translate_errors(ctx, action=action, shot=shot):
+            response = await self._http.retrying(once, policy=_LIST_POLICY)
+        if not response.is_success:
+            error = http_error(ctx, response, action=action, shot=shot)
+            if response.status_code in (404, 405):
+                raise ProviderError(
+                    f"{error}; this WaveSpeed API has no prediction listing storyboard can read",
+                    provider=NAME,
+                    shot=shot,
+                    hint=hint,
+                ) from error
+            raise error
+        data = self._envelope(
+            self._http.parse_json(response, action=action, shot=shot),
+            response,
+            action=action,
+            shot=shot,
+        )
+        items = data.get("items")
+        if not isinstance(items, list):
+            raise ProviderError(
+                f"WaveSpeed answered the {action} without a list of items",
+                provider=NAME,
+                shot=shot,
+                hint=hint,
+            )
+        entries: list[Mapping[str, Any]] = [item for item in items if isinstance(item, dict)]
+        total = _task_code(data.get("total"))
+        page, size = int(query["page"]), int(query["page_size"])
+        # Without a readable total, a full page may have a successor; an empty one never does.
+        more = page * size < total if total is not None else len(items) >= size
+        return entries, bool(items) and more
+
     def _envelope(
         self,
         payload: Any,
@@ -404,15 +628,10 @@ class WaveSpeedProvider(HostedProvider):
             hint="storyboard waits and submits again; a higher WaveSpeed tier raises the limit",
         )
 
-    @staticmethod
-    def _unknown(action: str, shot: str, hint: str, what: str) -> SubmitOutcomeUnknown:
-        return SubmitOutcomeUnknown(
-            f"{action} got {what} from WaveSpeed; the task may exist and be billed",
-            provider=NAME,
-            shot=shot,
-            status="unknown",
-            hint=hint,
-        )
+
+def _canonical(value: object) -> str:
+    """``value`` as canonical JSON (sorted keys, no spaces), for comparing request bodies."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _http_message(ctx: ProviderContext, response: httpx.Response) -> tuple[str | None, str | None]:
