@@ -8,6 +8,7 @@ mocks httpx itself, and no test needs a real key or the network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import math
@@ -33,10 +34,12 @@ from storyboard.errors import (
     SubmitOutcomeUnknown,
 )
 from storyboard.model import Keyframe, Media, Ref, Shot
-from storyboard.models import MODELS
+from storyboard.models import MODELS, ModelSpec
+from storyboard.providers import wavespeed
 from storyboard.providers._http import (
     RetryableResponse,
     RetryPolicy,
+    Timeouts,
     parse_retry_after,
     retry_delay,
     retry_idempotent,
@@ -50,18 +53,22 @@ from storyboard.providers.base import (
     ReportedCost,
     Running,
     Succeeded,
+    TaskFinder,
     TaskRef,
     TaskStatus,
     Unrecognised,
 )
+from storyboard.providers.qingbo import OWNED_PARAMS as qingbo_owned
 from storyboard.providers.qingbo import (
     QUEUED_CAP_WAIT,
     QingboProvider,
     epoch_seconds,
+    idempotency_key,
     parse_task,
     reported_quota,
 )
 from storyboard.providers.qingbo import build_request as qb_build
+from storyboard.providers.wavespeed import OWNED_PARAMS as wavespeed_owned
 from storyboard.providers.wavespeed import WaveSpeedProvider
 from storyboard.providers.wavespeed import build_request as ws_build
 from storyboard.testing.emulator import (
@@ -115,10 +122,12 @@ def make_job(
     seed: int | None = None,
     urls: dict[str, str] | None = None,
     key: str = KEY,
+    attempt: int = 0,
+    spec: ModelSpec | None = None,
     **fields: Any,
 ) -> Job:
     """A job built straight from a Shot and the model registry (no storyboard file)."""
-    spec = MODELS[model]
+    spec = spec or MODELS[model]
     fields.setdefault("prompt", "a shiba on the moon")
     shot = Shot(id="s1", index=0, line=1, model=model, **fields)
     width, height = spec.size(shot.resolution, shot.aspect_ratio)
@@ -133,6 +142,7 @@ def make_job(
         height=height,
         fps=spec.fps,
         urls=urls or {},
+        attempt=attempt,
     )
 
 
@@ -831,7 +841,7 @@ QB_CASES: list[tuple[str, Job, str, dict[str, Any]]] = [
             duration=6,
             first_frame=url("f.jpg"),
             last_frame=url("l.jpg"),
-            keyframes=(Keyframe(2.0, url("k2.jpg")), Keyframe(4.5, local("k4.png"))),
+            keyframes=(Keyframe(2.0, url("k2.jpg"), tag="peak"), Keyframe(4.5, local("k4.png"))),
             urls={"refs/k4.png": HOSTED + "k4.png"},
         ),
         "first_last_frame",
@@ -841,7 +851,8 @@ QB_CASES: list[tuple[str, Job, str, dict[str, Any]]] = [
             "first_frame_image": CDN + "f.jpg",
             "last_frame_image": CDN + "l.jpg",
             "mid_frame_images": [
-                {"tag": "kf1", "image_url": CDN + "k2.jpg", "time_stamp": 2.0},
+                # A keyframe's tag is sent; an untagged one is named by its position.
+                {"tag": "peak", "image_url": CDN + "k2.jpg", "time_stamp": 2.0},
                 {"tag": "kf2", "image_url": HOSTED + "k4.png", "time_stamp": 4.5},
             ],
         },
@@ -1222,4 +1233,515 @@ async def test_end_to_end_qingbo_over_loopback(tmp_path: Path) -> None:
         f"storyboard-{KEY}": 2
     }
     assert len(sleeps) == 2
+    assert emulator.auth_leaks == [] and emulator.internal_errors == []
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 7: status vocabularies, attempts, params, reported cost, unknown outcomes, listing
+# --------------------------------------------------------------------------------------------
+
+QB_STATUSES: list[tuple[str, type]] = [
+    ("queued", Queued),
+    ("processing", Running),  # the task pages
+    ("running", Running),  # the SkyReels page's callback_events
+    ("completed", Succeeded),
+    ("succeeded", Succeeded),
+    ("failed", Failed),
+    ("cancelled", Failed),
+    ("canceled", Failed),
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), QB_STATUSES)
+@pytest.mark.anyio
+async def test_qingbo_reads_both_status_vocabularies(emu: Emulator, name: str, kind: type) -> None:
+    async with opened(qb_provider(emu)) as provider:
+        task = await provider.submit(make_job("skyreels-v4-fast"))
+        emu.script(Fault(on="poll", provider="qingbo", task_status=name))
+        status = await provider.poll(task)
+    assert isinstance(status, kind), status
+    if name in ("cancelled", "canceled"):
+        assert isinstance(status, Failed) and status.code == "cancelled"
+
+
+@pytest.mark.anyio
+async def test_qingbo_events_vocabulary_cancel_is_failed() -> None:
+    emulator = make_emulator(qingbo_status_names="events")
+    async with opened(qb_provider(emulator)) as provider:
+        task = await provider.submit(make_job("skyreels-v4-fast"))
+        auth = {"Authorization": f"Bearer {QB_KEY}"}
+        assert emulator.handle("POST", f"/v1/tasks/{task.task_id}/cancel", auth, b"").status == 200
+        status = await provider.poll(task)
+    assert isinstance(status, Failed) and status.code == "cancelled"
+
+
+@pytest.mark.parametrize("name", ["paused", "on_hold", "PROCESSING_2"])
+@pytest.mark.anyio
+async def test_qingbo_unknown_status_is_unrecognised_never_running(
+    emu: Emulator, name: str
+) -> None:
+    async with opened(qb_provider(emu)) as provider:
+        task = await provider.submit(make_job("skyreels-v4-fast"))
+        emu.script(Fault(on="poll", provider="qingbo", task_status=name))
+        assert await provider.poll(task) == Unrecognised(status=name)
+        assert isinstance(await provider.poll(task), Succeeded)  # the next reply is read again
+
+
+WS_STATUSES: list[tuple[str, type]] = [
+    ("created", Queued),
+    ("pending", Queued),
+    ("processing", Running),
+    ("completed", Succeeded),
+    ("failed", Failed),
+    ("cancelled", Failed),
+    ("timeout", Failed),
+    ("deleted", Failed),
+    ("paused", Unrecognised),
+    ("queued", Unrecognised),  # Qingbo's word, not WaveSpeed's
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), WS_STATUSES)
+@pytest.mark.anyio
+async def test_wavespeed_status_vocabulary(emu: Emulator, name: str, kind: type) -> None:
+    async with opened(ws_provider(emu)) as provider:
+        task = await provider.submit(make_job("skyreels-v1", first_frame=url("a.jpg")))
+        emu.script(Fault(on="poll", provider="wavespeed", task_status=name))
+        status = await provider.poll(task)
+    assert isinstance(status, kind), status
+    if kind is Unrecognised:
+        assert status == Unrecognised(status=name)
+    if kind is Succeeded:
+        assert isinstance(status, Succeeded) and status.reported is None
+
+
+_KNOWN_QB = {name for name, _ in QB_STATUSES}
+_KNOWN_WS = {name for name, kind in WS_STATUSES if kind is not Unrecognised}
+
+
+@given(text=st.text(max_size=20))
+def test_any_other_status_text_is_unrecognised_with_that_text(text: str) -> None:
+    from storyboard.providers.wavespeed import status_from_prediction
+
+    if text.strip().lower() not in _KNOWN_QB:
+        assert parse_task({"status": text}).to_status() == Unrecognised(status=text)
+    if text.strip().lower() not in _KNOWN_WS:
+        assert status_from_prediction({"status": text}) == Unrecognised(status=text)
+
+
+# ---- --force buys a new generation on Qingbo -------------------------------------------------
+
+
+def test_idempotency_key_keeps_attempt_zero_and_numbers_the_others() -> None:
+    assert idempotency_key(KEY) == idempotency_key(KEY, 0) == f"storyboard-{KEY}"
+    assert idempotency_key(KEY, 1) == f"storyboard-{KEY}-a1"
+    assert idempotency_key(KEY, 12) == f"storyboard-{KEY}-a12"
+    with pytest.raises(ValueError):
+        idempotency_key(KEY, -1)
+
+
+@given(a=st.integers(0, 10**6), b=st.integers(0, 10**6))
+def test_idempotency_keys_of_different_attempts_differ(a: int, b: int) -> None:
+    assert (idempotency_key(KEY, a) == idempotency_key(KEY, b)) == (a == b)
+    assert (idempotency_key(KEY, a) == idempotency_key(KEY[:-1] + "0", a)) == (KEY[-1] == "0")
+
+
+@pytest.mark.anyio
+async def test_qingbo_forced_attempt_buys_a_new_generation(emu: Emulator) -> None:
+    async with opened(qb_provider(emu)) as provider:
+        first = await provider.submit(make_job("skyreels-v4-fast"))
+        again = await provider.submit(make_job("skyreels-v4-fast"))  # a resend: same key
+        forced = await provider.submit(make_job("skyreels-v4-fast", attempt=1))
+    assert again.task_id == first.task_id != forced.task_id
+    assert forced.key == KEY  # the generation key is unchanged; only the purchase differs
+    assert [s.idempotency_key for s in emu.submissions] == [
+        f"storyboard-{KEY}",
+        f"storyboard-{KEY}",
+        f"storyboard-{KEY}-a1",
+    ]
+    assert [s.created for s in emu.submissions] == [True, False, True]
+    assert len(emu.tasks()) == 2
+
+
+@pytest.mark.anyio
+async def test_qingbo_forced_submit_with_lost_reply_is_resent_with_its_own_key(
+    emu: Emulator,
+) -> None:
+    emu.script(Fault(on="submit", provider="qingbo", drop=True))
+    async with opened(qb_provider(emu)) as provider:
+        task = await provider.submit(make_job("skyreels-v4-fast", attempt=2))
+    (only,) = emu.tasks()
+    assert task.task_id == only.task_id
+    assert [s.idempotency_key for s in emu.submissions] == [f"storyboard-{KEY}-a2"] * 2
+    assert [s.created for s in emu.submissions] == [True, False]
+
+
+# ---- params cannot change what is priced or checked ------------------------------------------
+
+
+def _job_for(model: str, **fields: Any) -> Job:
+    """A job of ``model`` whose request would build (inputs as URLs)."""
+    upstream = {"upstream": HOSTED + "s0.mp4"}
+    if model == "skyreels-v1":
+        return make_job(model, first_frame=url("a.jpg"), **fields)
+    if model == "skyreels-v3-reference":
+        return make_job(model, refs=(Ref(images=(url("a.jpg"),)),), **fields)
+    if model in ("skyreels-v3-extend", "skyreels-v3-cutshot"):
+        return make_job(model, extends="s0", urls=upstream, **fields)
+    return make_job(model, **fields)
+
+
+QB_OWNED = sorted(qingbo_owned)
+WS_OWNED = sorted((model, key) for model, keys in wavespeed_owned.items() for key in keys)
+
+
+@pytest.mark.parametrize("key", QB_OWNED)
+@pytest.mark.anyio
+async def test_qingbo_params_cannot_override_a_field_it_sets(emu: Emulator, key: str) -> None:
+    job = _job_for("skyreels-v4-fast", params={key: "1080p", "callback_url": CDN + "hook"})
+    async with opened(qb_provider(emu)) as provider:
+        with pytest.raises(ProviderError) as info:
+            await provider.submit(job)
+    error = info.value
+    assert error.shot == "s1" and error.provider == "qingbo"
+    assert f"params.{key}" in str(error) and "s1" in str(error)
+    assert qingbo_owned[key] in (error.hint() or "")
+    assert emu.submissions == []  # refused before anything was sent
+
+
+@pytest.mark.parametrize(("model", "key"), WS_OWNED)
+@pytest.mark.anyio
+async def test_wavespeed_params_cannot_override_a_field_it_sets(
+    emu: Emulator, model: str, key: str
+) -> None:
+    job = _job_for(model, params={key: 15})
+    async with opened(ws_provider(emu)) as provider:
+        with pytest.raises(ProviderError) as info:
+            await provider.submit(job)
+    assert info.value.shot == "s1" and f"params.{key}" in str(info.value)
+    assert wavespeed_owned[model][key] in (info.value.hint() or "")
+    assert emu.submissions == []
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "field"),
+    [
+        ("skyreels-v4-fast", "video_urls", "reference_video"),
+        ("skyreels-v1", "resolution", "resolution"),
+        ("skyreels-v1", "enable_sync_mode", ""),
+    ],
+)
+def test_params_in_the_models_reserved_params_are_refused(model: str, key: str, field: str) -> None:
+    spec = dataclasses.replace(MODELS[model], reserved_params={key: field})
+    job = _job_for(model, spec=spec, params={key: True})
+    build = qb_build if spec.provider == "qingbo" else ws_build
+    with pytest.raises(ProviderError, match=f"params.{key}") as info:
+        build(job)
+    hint = info.value.hint() or ""
+    assert (f"set the shot's {field}" in hint) if field else ("storyboard sets it" in hint)
+
+
+_PARAM_KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+_PARAM_VALUES = st.one_of(st.booleans(), st.integers(-5, 5), st.text(max_size=8))
+
+
+@given(params=st.dictionaries(_PARAM_KEYS, _PARAM_VALUES, max_size=4))
+def test_other_params_pass_through_unchanged(params: dict[str, Any]) -> None:
+    for model, build in (("skyreels-v4-fast", qb_build), ("skyreels-v3-extend", ws_build)):
+        spec = MODELS[model]
+        refused = set(qingbo_owned if model == "skyreels-v4-fast" else wavespeed_owned[model])
+        refused |= set(getattr(spec, "reserved_params", {}))
+        job = _job_for(model, params=params)
+        if refused & set(params):
+            with pytest.raises(ProviderError):
+                build(job)
+            continue
+        result = build(job)
+        body = result if isinstance(result, dict) else result[1]
+        plain = build(_job_for(model))
+        plain_body = plain if isinstance(plain, dict) else plain[1]
+        assert body == {**plain_body, **params}
+
+
+# ---- reported cost keeps its unit ------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_qingbo_without_a_reported_cost_reports_none() -> None:
+    emulator = make_emulator(qingbo_cost_unit="none", qingbo_status_names="events")
+    async with opened(qb_provider(emulator)) as provider:
+        status = await poll_until_done(provider, await provider.submit(make_job("skyreels-v4-std")))
+    assert isinstance(status, Succeeded) and status.outputs and status.reported is None
+
+
+# ---- a submit that may have created a task is an unknown outcome -----------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 507])
+@pytest.mark.parametrize("created", [True, False], ids=["created", "not-created"])
+@pytest.mark.anyio
+async def test_wavespeed_submit_5xx_is_unknown_outcome(
+    emu: Emulator, status: int, created: bool
+) -> None:
+    emu.script(Fault(on="submit", provider="wavespeed", status=status, apply=created))
+    sleeps = Sleeps()
+    async with opened(ws_provider(emu, sleeps)) as provider:
+        with pytest.raises(SubmitOutcomeUnknown) as info:
+            await provider.submit(make_job("skyreels-v1", first_frame=url("a.jpg")))
+    error = info.value
+    assert f"HTTP {status}" in str(error) and "may exist" in str(error)
+    assert (error.shot, error.provider, error.status) == ("s1", "wavespeed", "unknown")
+    assert "--force s1" in (error.hint() or "")
+    assert len(emu.submissions) == 1 and sleeps == []  # sent once, never retried
+    assert len(emu.tasks()) == int(created)
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (b"<html>gateway</html>", "not JSON"),
+        (b'{"code": 200, "message": "success", "data": {}}', "without a task id"),
+        (b'{"code": 200, "message": "success"}', "without a task id"),
+        (b'{"code": 500, "message": "internal"}', "without a task id"),
+        (b"[1, 2]", "without a task id"),
+    ],
+    ids=["html", "no-id", "no-data", "code-500", "not-an-object"],
+)
+@pytest.mark.anyio
+async def test_wavespeed_unreadable_submit_reply_is_unknown_outcome(
+    emu: Emulator, body: bytes, what: str
+) -> None:
+    emu.script(Fault(on="submit", provider="wavespeed", status=200, body=body))
+    async with opened(ws_provider(emu)) as provider:
+        with pytest.raises(SubmitOutcomeUnknown, match=what) as info:
+            await provider.submit(make_job("skyreels-v1", first_frame=url("a.jpg")))
+    assert "--force s1" in (info.value.hint() or "")
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422])
+@pytest.mark.anyio
+async def test_wavespeed_submit_4xx_proves_nothing_was_created(emu: Emulator, status: int) -> None:
+    emu.script(Fault(on="submit", provider="wavespeed", status=status, message="refused"))
+    async with opened(ws_provider(emu)) as provider:
+        with pytest.raises(ProviderHTTPError) as info:
+            await provider.submit(make_job("skyreels-v1", first_frame=url("a.jpg")))
+    assert not isinstance(info.value, SubmitOutcomeUnknown)
+    assert info.value.http_status == status and emu.tasks() == []
+
+
+@pytest.mark.anyio
+async def test_wavespeed_error_code_in_a_200_envelope_is_a_refusal(emu: Emulator) -> None:
+    body = b'{"code": 400, "message": "prompt is required", "data": null}'
+    emu.script(Fault(on="submit", provider="wavespeed", status=200, body=body))
+    async with opened(ws_provider(emu)) as provider:
+        with pytest.raises(ProviderHTTPError, match="prompt is required") as info:
+            await provider.submit(make_job("skyreels-v1", first_frame=url("a.jpg")))
+    assert not isinstance(info.value, SubmitOutcomeUnknown) and info.value.code == "400"
+
+
+@pytest.mark.anyio
+async def test_wavespeed_held_submit_reply_is_unknown_outcome(emu: Emulator) -> None:
+    emu.script(Fault(on="submit", provider="wavespeed", hold=True))
+    async with opened(ws_provider(emu)) as provider:
+        with pytest.raises(SubmitOutcomeUnknown, match="no reply") as info:
+            await provider.submit(make_job("skyreels-v1", first_frame=url("a.jpg")))
+    assert "--force s1" in (info.value.hint() or "")
+    assert len(emu.tasks()) == 1
+
+
+@pytest.mark.anyio
+async def test_qingbo_submit_5xx_behind_a_created_task_returns_that_task(emu: Emulator) -> None:
+    emu.script(Fault(on="submit", provider="qingbo", status=503, apply=True))
+    sleeps = Sleeps()
+    async with opened(qb_provider(emu, sleeps)) as provider:
+        task = await provider.submit(make_job("skyreels-v4-fast"))
+    (only,) = emu.tasks()
+    assert task.task_id == only.task_id and len(sleeps) == 1
+    assert [s.created for s in emu.submissions] == [True, False]
+
+
+@pytest.mark.anyio
+async def test_qingbo_submit_5xx_after_the_retries_is_unknown_outcome(emu: Emulator) -> None:
+    emu.script(Fault(on="submit", provider="qingbo", status=500, apply=True, times=10))
+    async with opened(qb_provider(emu)) as provider:
+        with pytest.raises(SubmitOutcomeUnknown, match="HTTP 500") as info:
+            await provider.submit(make_job("skyreels-v4-fast"))
+    assert "Idempotency-Key" in (info.value.hint() or "")
+    assert len(emu.submissions) == 3 and len(emu.tasks()) == 1
+
+
+# ---- WaveSpeed: settle an unknown outcome from the prediction listing ------------------------
+
+
+class Wall:
+    """A settable wall clock shared by the emulator and the client."""
+
+    def __init__(self, now: float = WALL) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ref_job(prompt: str = "a shiba on the moon", take: int = 1) -> Job:
+    return make_job(
+        "skyreels-v3-reference",
+        prompt=prompt,
+        refs=(Ref(images=(url("a.jpg"),)),),
+        key=f"{take:064x}",
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(on="submit", provider="wavespeed", drop=True),
+        Fault(on="submit", provider="wavespeed", status=503, apply=True),
+        Fault(on="submit", provider="wavespeed", hold=True),
+    ],
+    ids=["dropped", "503-created", "held"],
+)
+@pytest.mark.anyio
+async def test_wavespeed_find_task_settles_a_lost_submit(fault: Fault) -> None:
+    wall = Wall()
+    emulator = make_emulator(wall_clock=wall)
+    job = make_job("skyreels-v1", first_frame=url("a.jpg"), seed=5)
+    async with opened(ws_provider(emulator, clock=wall)) as provider:
+        assert isinstance(provider, TaskFinder)
+        other = await provider.submit(make_job("skyreels-v1", first_frame=url("b.jpg"), seed=5))
+        wall.now += 30
+        emulator.script(fault)
+        since = wall.now
+        with pytest.raises(SubmitOutcomeUnknown):
+            await provider.submit(job)
+        wall.now += 5
+        found = await provider.find_task(job, since=since)
+        assert found is not None and found.task_id != other.task_id
+        assert (found.provider, found.key) == ("wavespeed", KEY)
+        status = await poll_until_done(provider, found)  # a real task: it can be polled
+    assert isinstance(status, Succeeded)
+    created = [s for s in emulator.submissions if s.created]
+    assert found.task_id == created[-1].task_id
+    assert len(emulator.submissions) == 2  # the listing never submits
+    listing = [r for r in emulator.requests if r.kind == "list"]
+    assert [(r.method, r.path) for r in listing] == [("POST", "/api/v3/predictions")]
+
+
+@pytest.mark.anyio
+async def test_wavespeed_find_task_is_none_when_nothing_was_created() -> None:
+    wall = Wall()
+    emulator = make_emulator(wall_clock=wall)
+    job = make_job("skyreels-v1", first_frame=url("a.jpg"), seed=5)
+    async with opened(ws_provider(emulator, clock=wall)) as provider:
+        # Same input long before the submit, other inputs just after it: neither is this one.
+        await provider.submit(job)
+        wall.now += 3600
+        since = wall.now
+        emulator.script(Fault(on="submit", provider="wavespeed", status=503))
+        with pytest.raises(SubmitOutcomeUnknown):
+            await provider.submit(job)
+        await provider.submit(make_job("skyreels-v1", first_frame=url("a.jpg"), seed=6))
+        await provider.submit(_ref_job())
+        assert await provider.find_task(job, since=since) is None
+        # The clock slack: a task created a little before ``since`` is still found.
+        assert await provider.find_task(job, since=WALL + 30) is not None
+
+
+@pytest.mark.anyio
+async def test_wavespeed_find_task_excludes_known_takes_and_refuses_to_guess(
+    emu: Emulator,
+) -> None:
+    async with opened(ws_provider(emu)) as provider:
+        since = emu.wall_clock()
+        first = await provider.submit(_ref_job(take=1))  # V3 takes send the same input
+        emu.script(Fault(on="submit", provider="wavespeed", drop=True))
+        with pytest.raises(SubmitOutcomeUnknown):
+            await provider.submit(_ref_job(take=2))
+        second = emu.submissions[-1].task_id
+        found = await provider.find_task(_ref_job(take=2), since=since, exclude={first.task_id})
+        assert found is not None and found.task_id == second != first.task_id
+        with pytest.raises(ProviderError, match="2 predictions") as info:
+            await provider.find_task(_ref_job(take=2), since=since)
+    assert "--force s1" in (info.value.hint() or "")
+
+
+@pytest.mark.anyio
+async def test_wavespeed_find_task_pages_through_the_listing(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wavespeed, "LIST_PAGE_SIZE", 2)
+    job = _ref_job("the one we lost")
+    async with opened(ws_provider(emu)) as provider:
+        since = emu.wall_clock()
+        wanted = await provider.submit(job)
+        for i in range(5):  # newer predictions push ours to the last page
+            await provider.submit(_ref_job(f"other {i}", take=i + 2))
+        found = await provider.find_task(job, since=since)
+        assert found is not None and found.task_id == wanted.task_id
+        assert len([r for r in emu.requests if r.kind == "list"]) == 3
+        monkeypatch.setattr(wavespeed, "MAX_LIST_PAGES", 2)
+        with pytest.raises(ProviderError, match="after 2 pages"):
+            await provider.find_task(job, since=since)
+
+
+@pytest.mark.anyio
+async def test_wavespeed_find_task_retries_a_page_then_reports_unreadable_listings(
+    emu: Emulator,
+) -> None:
+    sleeps = Sleeps()
+    job = make_job("skyreels-v1", first_frame=url("a.jpg"))
+    async with opened(ws_provider(emu, sleeps)) as provider:
+        since = emu.wall_clock()
+        task = await provider.submit(job)
+        emu.script(Fault(on="list", status=503))
+        found = await provider.find_task(job, since=since)
+        assert found is not None and found.task_id == task.task_id and len(sleeps) == 1
+
+        emu.script(Fault(on="list", status=404))
+        with pytest.raises(ProviderError, match="no prediction listing") as info:
+            await provider.find_task(job, since=since)
+        assert info.value.shot == "s1" and "--force s1" in (info.value.hint() or "")
+
+        bad = b'{"code": 200, "message": "success", "data": {"items": "none"}}'
+        emu.script(Fault(on="list", status=200, body=bad))
+        with pytest.raises(ProviderError, match="without a list of items"):
+            await provider.find_task(job, since=since)
+
+        emu.script(Fault(on="list", status=200, body=b"<html>"))
+        with pytest.raises(ProviderError, match="not JSON"):
+            await provider.find_task(job, since=since)
+
+
+def test_qingbo_is_no_task_finder_and_only_wavespeed_hosts_files() -> None:
+    assert not isinstance(QingboProvider(api_key=QB_KEY), TaskFinder)
+    assert isinstance(WaveSpeedProvider(api_key=WS_KEY), TaskFinder)
+    assert WaveSpeedProvider.can_host_files and not QingboProvider.can_host_files
+
+
+@pytest.mark.anyio
+async def test_end_to_end_wavespeed_unknown_outcome_settled_over_loopback() -> None:
+    emulator = make_emulator()
+    job = make_job("skyreels-v1", first_frame=url("a.jpg"), seed=9)
+    with EmulatorServer(emulator) as server:
+        provider = WaveSpeedProvider(
+            api_key=WS_KEY,
+            base_url=server.url,
+            sleep=Sleeps(),
+            timeouts=Timeouts(connect=2.0, submit=0.5),
+        )
+        async with opened(provider):
+            emulator.script(Fault(on="submit", provider="wavespeed", hold=True, delay=5.0))
+            since = emulator.wall_clock()
+            with pytest.raises(SubmitOutcomeUnknown):
+                await provider.submit(job)  # the reply is held until the client gives up
+            found = await provider.find_task(job, since=since)
+            assert found is not None
+            emulator.script(Fault(on="submit", provider="wavespeed", status=502, apply=True))
+            with pytest.raises(SubmitOutcomeUnknown, match="HTTP 502"):
+                await provider.submit(job)
+            with pytest.raises(ProviderError, match="2 predictions"):
+                await provider.find_task(job, since=since)
+            again = await provider.find_task(job, since=since, exclude={found.task_id})
+            assert again is not None and again.task_id != found.task_id
+    assert len(emulator.tasks()) == 2
     assert emulator.auth_leaks == [] and emulator.internal_errors == []

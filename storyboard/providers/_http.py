@@ -412,16 +412,19 @@ def check_params(provider: str, job: Job, owned: Mapping[str, str]) -> None:
     """
     reserved: Mapping[str, str] = getattr(job.spec, "reserved_params", None) or {}
     for key in job.shot.params:
-        field_name = owned.get(key) or reserved.get(key)
-        if field_name is None:
+        if key not in owned and key not in reserved:
             continue
+        # An empty field name: no shot field stands for the key, storyboard drives it.
+        field_name = owned.get(key) or reserved.get(key) or ""
+        instead = (
+            f"set the shot's {field_name} instead" if field_name else "storyboard sets it itself"
+        )
         raise ProviderError(
-            f"shot {job.shot.id}: params.{key} would override a field storyboard sets and "
-            f"prices itself",
+            f"shot {job.shot.id}: params.{key} would override what storyboard sets, prices "
+            "and checks itself",
             provider=provider,
             shot=job.shot.id,
-            hint=f"remove {key} from params of shot {job.shot.id} and set the shot's "
-            f"{field_name} instead",
+            hint=f"remove {key} from the params of shot {job.shot.id}: {instead}",
         )
 
 
