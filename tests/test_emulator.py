@@ -13,12 +13,16 @@ import json
 import re
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from storyboard.testing.emulator import (
@@ -35,6 +39,7 @@ from storyboard.testing.emulator import (
     VideoSpec,
     banner_lines,
     body_hash,
+    encode_video,
     probe_video,
     run_forever,
     scaled_geometry,
@@ -1271,3 +1276,647 @@ def test_banner_lines_name_the_keys(emu: Emulator) -> None:
     with serve(emu) as server:
         text = "\n".join(banner_lines(server))
     assert server.url in text and "Ctrl-C" in text
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 7: the seed's status names, no reported cost, faults behind a reply, listing, limits
+# --------------------------------------------------------------------------------------------
+
+
+def wav(seconds: float, rate: int = 8000) -> bytes:
+    """A silent mono 16-bit WAV of this length (no ffmpeg needed)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\0\0" * round(seconds * rate))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["mock", "server"])
+def test_qingbo_status_names_events(clock: FakeClock, wall: FakeClock, kind: str) -> None:
+    emulator = make_emulator(clock, wall, qingbo_status_names="events")
+    events = ["queued", "running", "succeeded", "failed"]
+    hook = {"callback_url": "https://hooks.example.com/qb", "callback_events": events}
+    for h in _harness(kind, emulator):
+        reply = qb_submit(h.qb(), qb_body(**hook)).json()
+        assert reply["status"] == "queued"
+        task_id = reply["task_id"]
+        seen = [h.qb().get(f"/v1/tasks/{task_id}").json()["status"] for _ in range(3)]
+        assert seen == ["running", "succeeded", "succeeded"]
+        assert h.emu.task(task_id).status == "succeeded"
+        assert [c.event for c in h.emu.callbacks] == ["queued", "running", "succeeded"]
+        assert [json.loads(c.body)["status"] for c in h.emu.callbacks] == [
+            "queued",
+            "running",
+            "succeeded",
+        ]
+        h.emu.script(Fault(on="poll", fail_task_code="upstream_unavailable"))
+        failing = qb_submit(h.qb(), qb_body()).json()["task_id"]
+        assert h.qb().get(f"/v1/tasks/{failing}").json()["status"] == "failed"
+        queued = qb_submit(h.qb(), qb_body()).json()["task_id"]
+        assert h.qb().post(f"/v1/tasks/{queued}/cancel").json()["status"] == "cancelled"
+        assert h.qb().get(f"/v1/tasks/{queued}").json()["status"] == "cancelled"
+        running = qb_submit(h.qb(), qb_body()).json()["task_id"]
+        h.qb().get(f"/v1/tasks/{running}")
+        refused = h.qb().post(f"/v1/tasks/{running}/cancel").json()["error"]
+        assert refused["code"] == "task_not_cancellable" and "running" in refused["message"]
+        # WaveSpeed keeps its own vocabulary whatever the Qingbo switch says.
+        ws_id = ws_submit(h.ws(), V1, WS_CASES[V1][0])["id"]
+        assert [ws_poll(h.ws(), ws_id)["status"] for _ in range(2)] == ["processing", "completed"]
+
+
+def test_status_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="qingbo_status_names"):
+        Emulator(qingbo_status_names="verbs")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="qingbo_cost_unit"):
+        Emulator(qingbo_cost_unit="eur")  # type: ignore[arg-type]
+
+
+def test_qingbo_cost_unit_none_reports_no_cost(
+    hm: Harness, clock: FakeClock, wall: FakeClock
+) -> None:
+    for h in _harness("mock", make_emulator(clock, wall, qingbo_cost_unit="none")):
+        reply = qb_submit(h.qb(), qb_body())
+        assert reply.status_code == 200
+        assert set(reply.json()) == {
+            "task_id",
+            "model",
+            "action",
+            "status",
+            "created_at",
+            "progress",
+        }
+        task_id = reply.json()["task_id"]
+        h.emu.finish_task(task_id)
+        done = h.qb().get(f"/v1/tasks/{task_id}").json()
+        assert done["status"] == "completed" and "completed_at" in done
+        assert "cost" not in done and "pre_consumed_cost" not in done
+        queued = qb_submit(h.qb(), qb_body()).json()["task_id"]
+        cancel = h.qb().post(f"/v1/tasks/{queued}/cancel").json()
+        assert cancel == {"task_id": queued, "status": "cancelled", "refunded": True}
+        assert "cost" not in h.qb().get(f"/v1/tasks/{queued}").json()
+        # The account is billed all the same; it is only not told.
+        assert h.emu.total_charged_usd("qingbo") == pytest.approx(0.4675)
+    # WaveSpeed never reports a cost in its prediction object.
+    data = ws_submit(hm.ws(), V1, WS_CASES[V1][0])
+    done = [ws_poll(hm.ws(), data["id"]) for _ in range(2)][-1]
+    assert not [k for k in {**data, **done} if "cost" in k or "price" in k]
+
+
+@pytest.mark.parametrize("provider", ["wavespeed", "qingbo"])
+def test_fault_task_created_behind_a_5xx(h: Harness, provider: str) -> None:
+    h.emu.script(Fault(on="submit", provider=provider, status=503, apply=True))  # type: ignore[arg-type]
+    if provider == "wavespeed":
+        reply = h.ws().post(f"/api/v3/{V1}", json=WS_CASES[V1][0])
+        assert reply.json() == {"code": 503, "message": "service unavailable", "data": None}
+    else:
+        reply = qb_submit(h.qb(), qb_body(), **{"Idempotency-Key": "gk-5xx"})
+        assert reply.json()["error"]["code"] == "service_unavailable"
+    assert reply.status_code == 503
+    (task,) = h.emu.tasks()  # created and billed behind the error
+    (sub,) = h.emu.submissions
+    assert (sub.created, sub.task_id, sub.http_status) == (True, task.task_id, 503)
+    assert h.emu.requests[-1].status == 503 and h.emu.requests[-1].fault_index == 0
+    h.emu.finish_task(task.task_id)
+    assert h.emu.total_charged_usd() == pytest.approx(task.price_usd) and task.price_usd > 0
+    if provider == "qingbo":  # the same key finds the task the 503 hid
+        again = qb_submit(h.qb(), qb_body(), **{"Idempotency-Key": "gk-5xx"})
+        assert again.status_code == 200 and again.json()["task_id"] == task.task_id
+    else:  # the listing shows it
+        listed = h.ws().post("/api/v3/predictions", json={"page": 1, "page_size": 10})
+        assert [item["id"] for item in listed.json()["data"]["items"]] == [task.task_id]
+    assert len(h.emu.tasks()) == 1
+
+
+def test_fault_applied_poll_behind_a_5xx(hm: Harness) -> None:
+    task_id = qb_submit(hm.qb(), qb_body()).json()["task_id"]
+    hm.emu.script(Fault(on="poll", status=500, apply=True, body=b"<html>oops</html>"))
+    reply = hm.qb().get(f"/v1/tasks/{task_id}")
+    assert reply.status_code == 500 and reply.text == "<html>oops</html>"
+    assert hm.emu.task(task_id).polls == 1  # the poll counted all the same
+
+
+@pytest.mark.parametrize("kind", ["mock", "server"])
+def test_fault_applied_submit_rejected_as_invalid_stays_uncreated(
+    clock: FakeClock, wall: FakeClock, kind: str
+) -> None:
+    for h in _harness(kind, make_emulator(clock, wall)):
+        h.emu.script(Fault(on="submit", status=502, apply=True))
+        assert qb_submit(h.qb(), qb_body(duration=99)).status_code == 502
+        assert h.emu.tasks() == []
+        assert [(s.created, s.http_status) for s in h.emu.submissions] == [(False, 502)]
+
+
+def _request_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "process_request" in t.name]
+
+
+def test_fault_hold_until_the_client_gives_up_over_server(
+    clock: FakeClock, wall: FakeClock
+) -> None:
+    emulator = make_emulator(clock, wall)
+    emulator.script(Fault(on="submit", provider="qingbo", hold=True, delay=30.0))
+    for h in _harness("server", emulator):
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            qb_submit(h.client(QB_KEY, timeout=0.3), qb_body())
+        for client in h.clients:
+            client.close()
+        assert len(emulator.tasks()) == 1  # applied before the silence
+        assert emulator.submissions[0].created and emulator.requests[-1].held
+        # The client hung up: the server thread ends long before the 30 s bound.
+        while _request_threads() and time.monotonic() - started < 5:
+            time.sleep(0.02)
+        assert _request_threads() == [] and time.monotonic() - started < 3
+        assert qb_submit(h.qb(), qb_body()).status_code == 200  # the server still answers
+
+
+def test_fault_hold_is_bounded_over_server(clock: FakeClock, wall: FakeClock) -> None:
+    emulator = make_emulator(clock, wall)
+    emulator.script(Fault(on="poll", hold=True, delay=0.3))
+    for h in _harness("server", emulator):
+        task_id = ws_submit(h.ws(), V1, WS_CASES[V1][0])["id"]
+        started = time.monotonic()
+        with pytest.raises(httpx.RemoteProtocolError):  # the server hung up first, no bytes
+            h.client(WS_KEY, timeout=10).get(f"/api/v3/predictions/{task_id}/result")
+        assert 0.3 <= time.monotonic() - started < 3
+        assert emulator.task(task_id).polls == 1
+
+
+def test_fault_hold_over_mock_transport(hm: Harness) -> None:
+    hm.emu.script(Fault(on="submit", hold=True), Fault(on="poll", hold=True, delay=0.05))
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):  # simulated: no real wait for the 60 s bound
+        qb_submit(hm.client(QB_KEY, timeout=5.0), qb_body())
+    assert time.monotonic() - started < 1
+    (task,) = hm.emu.tasks()
+    sleeper = httpx.Client(
+        base_url=hm.base,
+        transport=hm.emu.mock_transport(real_sleep=True),
+        headers={"Authorization": f"Bearer {QB_KEY}"},
+        timeout=5.0,
+    )
+    with sleeper, pytest.raises(httpx.RemoteProtocolError):
+        sleeper.get(f"/v1/tasks/{task.task_id}")
+    assert time.monotonic() - started >= 0.05 and hm.emu.task(task.task_id).polls == 1
+
+
+@pytest.mark.anyio
+async def test_fault_hold_async_mock_transport(emu: Emulator) -> None:
+    emu.script(Fault(on="submit", hold=True, delay=0.05))
+    async with httpx.AsyncClient(
+        base_url=emu.base_url,
+        transport=emu.mock_transport(real_sleep=True),
+        headers={"Authorization": f"Bearer {QB_KEY}"},
+        timeout=0.01,
+    ) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post("/v1/tasks", json=qb_body())
+    assert len(emu.tasks()) == 1
+
+
+@pytest.mark.parametrize("provider", ["wavespeed", "qingbo"])
+def test_fault_task_status_reports_an_unknown_status(h: Harness, provider: str) -> None:
+    h.emu.script(Fault(on="poll", provider=provider, task_status="paused", times=2))  # type: ignore[arg-type]
+    if provider == "wavespeed":
+        task_id = ws_submit(h.ws(), V1, WS_CASES[V1][0])["id"]
+
+        def status() -> str:
+            return str(ws_poll(h.ws(), task_id)["status"])
+    else:
+        task_id = qb_submit(h.qb(), qb_body()).json()["task_id"]
+
+        def status() -> str:
+            reply = h.qb().get(f"/v1/tasks/{task_id}")
+            assert reply.status_code == 200
+            return str(reply.json()["status"])
+
+    assert [status(), status(), status()] == ["paused", "paused", "completed"]
+    assert h.emu.task(task_id).polls == 2  # the faked polls moved the task on to its end
+
+
+def test_fault_task_status_on_submit_reply(hm: Harness) -> None:
+    hm.emu.script(Fault(on="submit", provider="qingbo", task_status="pending_review"))
+    reply = qb_submit(hm.qb(), qb_body()).json()
+    assert reply["status"] == "pending_review"
+    assert hm.emu.task(reply["task_id"]).status == "queued"
+
+
+def test_new_fault_definitions_are_checked() -> None:
+    with pytest.raises(ValueError, match="5xx"):
+        Fault(on="submit", apply=True)
+    with pytest.raises(ValueError, match="5xx"):
+        Fault(on="submit", status=429, apply=True)
+    with pytest.raises(ValueError, match="5xx"):
+        Fault(on="submit", status=500, quota=QuotaWindow(), apply=True)
+    with pytest.raises(ValueError, match="hold"):
+        Fault(on="submit", status=500, hold=True)
+    with pytest.raises(ValueError, match="hold"):
+        Fault(on="submit", hold=True, drop=True)
+    with pytest.raises(ValueError, match="task_status"):
+        Fault(on="download", task_status="paused")
+    with pytest.raises(ValueError, match="task_status"):
+        Fault(on="poll", task_status="")
+    with pytest.raises(ValueError, match="task_status"):
+        Fault(on="poll", status=500, task_status="paused")
+    assert Fault(on="submit", hold=True).hold_seconds == 60.0
+    assert Fault(on="submit", hold=True, delay=2).hold_seconds == 2.0
+    assert Fault(on="submit", hold=True, delay=600).hold_seconds == 60.0
+    assert Fault(on="list", status=503).rejects
+
+
+def _list(client: httpx.Client, **params: Any) -> httpx.Response:
+    return client.post("/api/v3/predictions", json=params)
+
+
+def _ids(client: httpx.Client, **params: Any) -> list[str]:
+    found = _list(client, **params)
+    assert found.status_code == 200, found.text
+    return [item["id"] for item in found.json()["data"]["items"]]
+
+
+@pytest.mark.parametrize("kind", ["mock", "server"])
+def test_wavespeed_listing(clock: FakeClock, wall: FakeClock, kind: str) -> None:
+    emulator = make_emulator(
+        clock,
+        wall,
+        wavespeed_keys=(WS_KEY, "ws-other"),
+        polls_to_start=None,  # polls never move a task: listing and polls must agree
+        polls_to_finish=None,
+    )
+    for h in _harness(kind, emulator):
+        stale = ws_submit(h.ws(), V1, WS_CASES[V1][0])["id"]
+        wall.advance(8 * 86_400)  # older than the 7 days the listing covers
+        first = ws_submit(h.ws(), V1, {**WS_CASES[V1][0], "seed": 1})["id"]
+        wall.advance(60)
+        second = ws_submit(h.ws(), V3_REF, WS_CASES[V3_REF][0])["id"]
+        h.emu.finish_task(second)
+        wall.advance(60)
+        raw = b'{"prompt":"p",  "image":"' + CDN.encode() + b'x.jpg","extra":[1,2]}'
+        third = h.ws().post(f"/api/v3/{V1}", content=raw).json()["data"]["id"]
+        ws_submit(h.client("ws-other"), V1, WS_CASES[V1][0])  # another account's task
+
+        reply = _list(h.ws(), page=1, page_size=100)
+        assert reply.status_code == 200
+        envelope = reply.json()
+        assert (envelope["code"], envelope["message"]) == (200, "success")
+        data = envelope["data"]
+        assert (data["page"], data["page_size"], data["total"]) == (1, 100, 3)
+        assert [item["id"] for item in data["items"]] == [third, second, first]
+        for item in data["items"]:
+            polled = ws_poll(h.ws(), item["id"])
+            assert {k: v for k, v in item.items() if k != "input"} == polled
+        assert data["items"][0]["input"] == json.loads(raw)
+        assert data["items"][2]["input"] == {**WS_CASES[V1][0], "seed": 1}
+        assert stale not in [item["id"] for item in data["items"]]
+
+        ws = h.ws()
+        assert _ids(ws, model=V1) == [third, first]
+        assert _ids(ws, model=V3_REF, status="completed") == [second]
+        assert _ids(ws, status="created") == [third, first]
+        mid = WALL + 8 * 86_400 + 30  # between the first and the second task
+        iso = datetime.fromtimestamp(mid, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert _ids(ws, created_after=iso) == [third, second]
+        assert _ids(ws, created_after=mid) == [third, second]
+        assert _ids(ws, created_before=iso) == [first]
+        assert _ids(ws, created_after=iso, created_before=str(mid + 60)) == [second]
+        assert _ids(ws, page=2, page_size=2) == [first]
+        assert _ids(ws, page=3, page_size=2) == []
+        query = h.ws().get("/api/v3/predictions", params={"model": V1, "page_size": "1"})
+        assert query.status_code == 200
+        assert [item["id"] for item in query.json()["data"]["items"]] == [third]
+        assert query.json()["data"]["total"] == 2
+        assert h.ws().post("/api/v3/predictions").json()["data"]["total"] == 3  # no body
+        other = _list(h.client("ws-other")).json()["data"]
+        assert other["total"] == 1 and other["page_size"] == 20
+
+
+@pytest.mark.parametrize(
+    ("params", "text"),
+    [
+        ({"page_size": 101}, "page_size"),
+        ({"page_size": 0}, "page_size"),
+        ({"page": 0}, "page"),
+        ({"page": "two"}, "page"),
+        ({"status": "done"}, "status"),
+        ({"created_after": "yesterday"}, "created_after"),
+        ({"created_before": "nan"}, "created_before"),
+        ({"model": 7}, "model"),
+    ],
+)
+def test_wavespeed_listing_rejects_bad_parameters(
+    hm: Harness, params: dict[str, Any], text: str
+) -> None:
+    reply = _list(hm.ws(), **params)
+    assert reply.status_code == 400
+    assert reply.json()["code"] == 400 and reply.json()["data"] is None
+    assert text in reply.json()["message"]
+
+
+def test_wavespeed_listing_auth_faults_and_body(hm: Harness) -> None:
+    assert _list(hm.anon()).status_code == 401
+    assert hm.ws().post("/api/v3/predictions", content=b"[1]").status_code == 400
+    hm.emu.script(Fault(on="list", status=503, times=1))
+    assert _list(hm.ws()).status_code == 503
+    assert _list(hm.ws()).status_code == 200
+    assert [r.kind for r in hm.emu.requests] == ["list"] * 4
+    assert [r.fault_index for r in hm.emu.requests] == [None, None, 0, None]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    offsets=st.lists(st.integers(min_value=0, max_value=10 * 86_400), max_size=8),
+    after=st.one_of(st.none(), st.integers(min_value=-86_400, max_value=11 * 86_400)),
+    before=st.one_of(st.none(), st.integers(min_value=-86_400, max_value=11 * 86_400)),
+    as_iso=st.booleans(),
+)
+def test_wavespeed_listing_time_filters(
+    offsets: list[int], after: int | None, before: int | None, as_iso: bool
+) -> None:
+    wall = FakeClock(WALL)
+    emulator = Emulator(seed=1, clock=FakeClock(0.0), wall_clock=wall)
+    created: list[tuple[float, str]] = []
+    for offset in sorted(offsets):
+        wall.now = WALL + offset
+        created.append((wall.now, ws_submit_core(emulator)))
+    wall.now = WALL + 10 * 86_400
+
+    def stamp(offset: int | None) -> Any:
+        if offset is None:
+            return None
+        moment = WALL + offset
+        if as_iso:
+            return datetime.fromtimestamp(int(moment), tz=UTC).isoformat().replace("+00:00", "Z")
+        return int(moment)
+
+    low = None if after is None else float(int(WALL + after))
+    high = None if before is None else float(int(WALL + before))
+    expected = [
+        task_id
+        for at, task_id in reversed(created)
+        if at >= wall.now - 7 * 86_400
+        and (low is None or at >= low)
+        and (high is None or at <= high)
+    ]
+    body = {"page_size": 100, "created_after": stamp(after), "created_before": stamp(before)}
+    reply = emulator.handle(
+        "POST",
+        "/api/v3/predictions",
+        {"Authorization": f"Bearer {WS_KEY}"},
+        json.dumps(body).encode(),
+    ).json()
+    assert [item["id"] for item in reply["data"]["items"]] == expected
+    assert reply["data"]["total"] == len(expected)
+
+
+def ws_submit_core(emulator: Emulator) -> str:
+    reply = emulator.handle(
+        "POST",
+        f"/api/v3/{V1}",
+        {"Authorization": f"Bearer {WS_KEY}"},
+        json.dumps(WS_CASES[V1][0]).encode(),
+    )
+    return str(reply.json()["data"]["id"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"ref_videos": [{"type": "extend", "video_url": CDN + "a.mp4"}]}, "ref_videos[0].tag"),
+        ({"ref_videos": [{"tag": "s", "type": "extend"}]}, "ref_videos[0].video_url is required"),
+        ({"ref_videos": [{"tag": "s", "video_url": CDN + "a.mp4"}]}, "reference or extend"),
+        ({"ref_videos": {"tag": "s"}}, "list of objects"),
+        ({"ref_images": [{"tag": "c", "image_urls": [CDN + "a.jpg"]}]}, "image or grid"),
+        ({"ref_images": [{"tag": "c", "type": "image"}]}, "image_urls is required"),
+        ({"ref_images": [{"tag": "", "type": "image", "image_urls": [CDN + "a"]}]}, "tag"),
+        (
+            {
+                "duration": 15,
+                "mid_frame_images": [
+                    {"tag": f"k{i}", "image_url": CDN + "k.jpg", "time_stamp": i + 1}
+                    for i in range(7)
+                ],
+            },
+            "at most 6",
+        ),
+        ({"mid_frame_images": [{"image_url": CDN + "k.jpg", "time_stamp": 1}]}, "tag"),
+        ({"mid_frame_images": [{"tag": "k", "time_stamp": 1}]}, "image_url is required"),
+        ({"mid_frame_images": [{"tag": "k", "image_url": CDN + "k.jpg"}]}, "time_stamp"),
+        (
+            {
+                "mid_frame_images": [
+                    {"tag": "a", "image_url": CDN + "a.jpg", "time_stamp": 2},
+                    {"tag": "b", "image_url": CDN + "b.jpg", "time_stamp": 2},
+                ]
+            },
+            "strictly increasing",
+        ),
+        (
+            {
+                "audio_urls": [CDN + "v.mp3"],
+                "ref_images": [
+                    {
+                        "tag": "c",
+                        "type": "image",
+                        "image_urls": [CDN + "c.jpg"],
+                        "audio_url": CDN + "w.mp3",
+                    }
+                ],
+            },
+            "not both",
+        ),
+        (
+            {
+                "video_urls": [CDN + "v.mp4"],
+                "ref_videos": [{"tag": "s", "type": "reference", "video_url": CDN + "r.mp4"}],
+            },
+            "not both",
+        ),
+        ({"duration": 3.0}, "3..15"),
+        ({"duration": True}, "3..15"),
+        ({"resolution": "720P"}, "resolution"),
+    ],
+)
+def test_qingbo_seed_limits_are_400(hm: Harness, fields: dict[str, Any], text: str) -> None:
+    response = qb_submit(hm.qb(), qb_body(**fields))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert text in response.json()["error"]["message"]
+    assert hm.emu.tasks() == []
+
+
+def _qb_status_code(emulator: Emulator, body: dict[str, Any]) -> int:
+    reply = emulator.handle(
+        "POST", "/v1/tasks", {"Authorization": f"Bearer {QB_KEY}"}, json.dumps(body).encode()
+    )
+    return reply.status
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    duration=st.integers(min_value=-5, max_value=40),
+    prompt_length=st.integers(min_value=0, max_value=6000),
+)
+def test_qingbo_duration_and_prompt_bounds(duration: int, prompt_length: int) -> None:
+    emulator = Emulator(seed=3, max_queued=10_000)
+    body = qb_body(duration=duration, prompt="x" * prompt_length)
+    ok = 3 <= duration <= 15 and 1 <= prompt_length <= 5000
+    assert _qb_status_code(emulator, body) == (200 if ok else 400)
+
+
+@pytest.mark.slow
+def test_qingbo_media_lengths_where_the_emulator_hosts_the_file(hm: Harness) -> None:
+    short_video = upload(hm, encode_video(VideoSpec(64, 36, 8, 8)), "short.mp4", "video/mp4")
+    video = upload(hm, encode_video(VideoSpec(64, 36, 8, 20)), "ok.mp4", "video/mp4")
+    short_audio = upload(hm, wav(1.0), "short.wav", "audio/wav")
+    long_audio = upload(hm, wav(31.0), "long.wav", "audio/wav")
+    audio = upload(hm, wav(3.5), "ok.wav", "audio/wav")
+    ws_id = ws_submit(hm.ws(), V1, WS_CASES[V1][0])["id"]
+    hm.emu.finish_task(ws_id)
+    output = ws_poll(hm.ws(), ws_id)["outputs"][0]  # 97 frames at 24 fps: about 4 s, known
+
+    def extend(url: str) -> dict[str, Any]:
+        return {"ref_videos": [{"tag": "src", "type": "extend", "video_url": url}]}
+
+    def voiced(url: str) -> dict[str, Any]:
+        return {
+            "ref_images": [
+                {"tag": "c", "type": "image", "image_urls": [CDN + "c.jpg"], "audio_url": url}
+            ]
+        }
+
+    rejected = [
+        (extend(short_video), "ref_videos[0].video_url: a reference video must be 2-30 s"),
+        ({"video_urls": [short_video]}, "video_urls[0]: a reference video must be 2-30 s"),
+        ({"audio_urls": [short_audio]}, "audio_urls[0]: reference audio must be 3-30 s"),
+        ({"audio_urls": [long_audio]}, "got 31.00 s"),
+        (voiced(short_audio), "ref_images[0].audio_url: reference audio must be 3-30 s"),
+    ]
+    for fields, text in rejected:
+        response = qb_submit(hm.qb(), qb_body(**fields))
+        assert response.status_code == 400, fields
+        assert response.json()["error"]["code"] == "invalid_request"
+        assert text in response.json()["error"]["message"]
+    assert hm.emu.tasks("qingbo") == []
+    accepted = [
+        extend(video),
+        extend(output),
+        {"video_urls": [video]},
+        {"audio_urls": [audio]},
+        voiced(audio),
+        extend(CDN + "elsewhere.mp4"),  # not ours: the emulator cannot measure it
+    ]
+    for fields in accepted:
+        response = qb_submit(hm.qb(), qb_body(**fields), **{"Idempotency-Key": str(fields)})
+        assert response.status_code == 200, (fields, response.text)
+        hm.emu.finish_task(response.json()["task_id"])  # keep the queue free
+
+
+WS_STRICT: list[tuple[str, dict[str, Any], int, str]] = [
+    (V1, {"prompt": "p", "image": CDN + "a.jpg", "seed": 2_147_483_648}, 1401, "seed"),
+    (V1, {"prompt": "p", "image": CDN + "a.jpg", "seed": "7"}, 1401, "seed"),
+    (V1, {"prompt": "p", "image": CDN + "a.jpg", "seed": 7.0}, 1401, "seed"),
+    (V1, {"prompt": "", "image": CDN + "a.jpg"}, 1400, "prompt"),
+    (V1, {"prompt": "p", "image": ""}, 1400, "image"),
+    (V3_REF, {"images": [CDN + "a.jpg"]}, 1400, "prompt"),
+    (V3_REF, {"prompt": "p", "images": []}, 1400, "images"),
+    (V3_REF, {"prompt": "p", "images": CDN + "a.jpg"}, 1401, "images"),
+    (V3_REF, {"prompt": "p", "images": [CDN + "a.jpg"], "duration": 4}, 1401, "duration"),
+    (V3_REF, {"prompt": "p", "images": [CDN + "a.jpg"], "duration": 7.5}, 1401, "duration"),
+    (V3_REF, {"prompt": "p", "images": [CDN + "a.jpg"], "aspect_ratio": "4:3"}, 1401, "aspect"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "body", "code", "text"), WS_STRICT)
+def test_wavespeed_seed_limits(
+    clock: FakeClock, wall: FakeClock, endpoint: str, body: dict[str, Any], code: int, text: str
+) -> None:
+    for mode in ("task", "http"):
+        for h in _harness("mock", make_emulator(clock, wall, wavespeed_invalid=mode)):
+            response = h.ws().post(f"/api/v3/{endpoint}", json=body)
+            if mode == "task":
+                data = response.json()["data"]
+                assert response.status_code == 200 and data["status"] == "failed"
+                assert data["code"] == code and text in data["error"]
+            else:
+                assert response.status_code == 400 and response.json()["data"] is None
+                assert text in response.json()["message"] and h.emu.tasks() == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.one_of(
+        st.integers(min_value=-(2**40), max_value=2**40),
+        st.sampled_from([-2, -1, 0, 2_147_483_647, 2_147_483_648, 9_999_999_999]),
+    )
+)
+def test_wavespeed_v1_seed_range(seed: int) -> None:
+    emulator = Emulator(seed=5)
+    body = {"prompt": "p", "image": CDN + "a.jpg", "seed": seed}
+    data = emulator.handle(
+        "POST", f"/api/v3/{V1}", {"Authorization": f"Bearer {WS_KEY}"}, json.dumps(body).encode()
+    ).json()["data"]
+    if -1 <= seed <= 2_147_483_647:
+        assert data["status"] == "created"
+    else:
+        assert (data["status"], data["code"]) == ("failed", 1401)
+
+
+@pytest.mark.parametrize("duration", [5, 10])
+def test_wavespeed_v3_reference_accepts_the_seed_range(hm: Harness, duration: int) -> None:
+    for ratio in ("16:9", "9:16", "1:1"):
+        body = {
+            "prompt": "p",
+            "images": [CDN + f"{i}.jpg" for i in range(4)],
+            "duration": duration,
+            "aspect_ratio": ratio,
+        }
+        assert ws_submit(hm.ws(), V3_REF, body)["status"] == "created"
+
+
+def test_server_helpers_pass_the_wire_options_through(clock: FakeClock, wall: FakeClock) -> None:
+    emulator = make_emulator(clock, wall)
+    with serve(emulator, qingbo_status_names="events", qingbo_cost_unit="none") as server:
+        reply = httpx.post(
+            server.url + "/v1/tasks",
+            json=qb_body(),
+            headers={"Authorization": f"Bearer {QB_KEY}"},
+            trust_env=False,
+        ).json()
+        assert "pre_consumed_cost" not in reply
+        status = httpx.get(
+            f"{server.url}/v1/tasks/{reply['task_id']}",
+            headers={"Authorization": f"Bearer {QB_KEY}"},
+            trust_env=False,
+        ).json()
+        assert status["status"] == "running"
+    with EmulatorServer(qingbo_cost_unit="usd") as plain:
+        assert (plain.emulator.qingbo_cost_unit, plain.emulator.qingbo_status_names) == (
+            "usd",
+            "task",
+        )
+    with pytest.raises(ValueError, match="qingbo_status_names"):
+        EmulatorServer(qingbo_status_names="loud")  # type: ignore[arg-type]
+
+    stop, ready = threading.Event(), threading.Event()
+    served = Emulator()
+    thread = threading.Thread(
+        target=run_forever,
+        kwargs={
+            "emulator": served,
+            "on_ready": lambda _lines: ready.set(),
+            "stop": stop,
+            "qingbo_status_names": "events",
+            "qingbo_cost_unit": "none",
+        },
+    )
+    thread.start()
+    try:
+        assert ready.wait(5)
+        assert (served.qingbo_status_names, served.qingbo_cost_unit) == ("events", "none")
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()

@@ -17,6 +17,7 @@ Three layers share one state:
 URL layout, all on one host, told apart by path::
 
     /api/v3/...   WaveSpeed API (Bearer auth)               PROVIDERS §1, §2
+                  (``/api/v3/predictions``: the listing)
     /v1/...       Qingbo task API (Bearer auth)             PROVIDERS §3
     /files/...    output and uploaded files: "the CDN"      no auth
     /upload/...   presigned PUT targets: "the bucket"       no auth
@@ -72,11 +73,43 @@ Choices made where PROVIDERS.md says UNCONFIRMED (or is silent):
   ``window``, ``used``, ``cap`` and ``reset_at`` inside the ``error`` object, ``reset_at`` in
   the same unit as ``created_at``. Sending both ``image_urls`` and ``ref_images`` (or
   ``video_urls`` and ``ref_videos``, or ``audio_urls`` and a ``ref_images[].audio_url``), or
-  ``last_frame_image`` without ``first_frame_image``, is a 400. Media URLs must be http(s).
+  ``last_frame_image`` without ``first_frame_image``, is a 400 (the seed says "one of"). Media URLs must be http(s).
   Auto-routing priority: extend > reference_video > reference_audio > reference >
   first_last_frame > image2video > generate. An idempotent replay returns the original task
   in the submit shape with its current status, whatever the new body says. ``Prefer: wait``
   is accepted and answered with the current state (the core never blocks).
+* Qingbo status names: ``qingbo_status_names="task"`` (default) speaks the task pages'
+  ``queued``/``processing``/``completed``/``failed``/``cancelled``; ``"events"`` speaks the
+  SkyReels V4 page's ``callback_events`` vocabulary ``queued``/``running``/``succeeded``/
+  ``failed`` (``cancelled`` unchanged) in submit and status replies, callback bodies and
+  :attr:`Callback.event`. Either way ``callback_events`` accepts both vocabularies.
+  ``qingbo_cost_unit="none"`` omits ``cost``, ``pre_consumed_cost`` and ``refunded_quota``
+  (the task is billed all the same). WaveSpeed prediction objects never carry a cost.
+* Seed limits are checked at submit and rejected the provider's way (Qingbo 400
+  ``invalid_request``; WaveSpeed a failed task 1400/1401 or, with ``wavespeed_invalid="http"``,
+  a 400). V4: ``ref_videos`` <= 1 item with ``tag``, ``type`` reference|extend and
+  ``video_url``; ``ref_images`` <= 6 with ``tag``, ``type`` image|grid and 1 | 2-9
+  ``image_urls``; ``mid_frame_images`` <= 6 with ``tag``, ``image_url`` and a ``time_stamp``
+  strictly increasing inside (0, duration); a reference video (``ref_videos``,
+  ``video_urls``) of 2-30 s and audio (``audio_urls``, ``ref_images[].audio_url``) of
+  3-30 s, measured only where the emulator hosts the file (an upload is probed with ffmpeg,
+  an output's length is known); URLs elsewhere are taken on trust. V1: ``prompt`` and
+  ``image`` required, ``seed`` an integer in -1..2147483647 (seed 001; the older seed 000
+  says 9999999999). V3 reference: ``prompt`` and 1-4 ``images`` required, ``duration``
+  5-10, ``aspect_ratio`` 16:9 | 9:16 | 1:1.
+* WaveSpeed listing (§1.3): ``POST /api/v3/predictions`` with a JSON body, and ``GET`` with
+  the same fields as query parameters (one doc page shows GET). ``page`` >= 1 (default 1),
+  ``page_size`` 1-100 (default 20, UNCONFIRMED), ``model`` (exact model path), ``status``
+  (created|processing|completed|failed), ``created_after``/``created_before`` (ISO 8601, e.g.
+  ``2026-11-29T08:00:00Z``, or Unix seconds; both bounds inclusive). Anything else is a 400.
+  Only the caller's tasks of the last 7 days, newest first, in
+  ``data.{page,page_size,total,items}``; each item is the prediction object the result
+  endpoint returns plus ``input``, the submitted body. That list items carry ``input`` is
+  UNCONFIRMED (the webhook body documents it). Tasks created behind a faulted 5xx appear.
+* Faults the client cannot tell apart from a real outage: ``Fault(apply=True, status=5xx)``
+  creates (and bills) the task, then answers the error; ``Fault(hold=True)`` applies the
+  request and sends nothing until the client hangs up (at most ``delay`` s or 60 s);
+  ``Fault(on="poll", task_status="paused")`` reports a status the client may not know.
 * Callbacks and webhooks are recorded in :attr:`Emulator.callbacks` (never sent). WaveSpeed
   webhooks are signed as §1.5 describes; the secret is served at ``/api/v3/webhook/secret``
   as ``data.secret``.
@@ -135,6 +168,7 @@ __all__ = [
     "banner_lines",
     "body_hash",
     "encode_video",
+    "probe_duration",
     "probe_video",
     "run_forever",
     "scaled_geometry",
@@ -242,6 +276,7 @@ _QINGBO_HTTP_CODES: dict[int, str] = {
 }
 
 DAY = 86_400.0
+LIST_PAGE_SIZE = 20  # default page_size of the prediction listing (UNCONFIRMED)
 _MAX_UPLOAD_BYTES = 300 * 1024 * 1024  # "files >300 MB should be passed by URL" (§1.6)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -401,7 +436,7 @@ class Fault:
         if self.rejects and (self.drop or self.truncate is not None or self.hold):
             raise ValueError("Fault: a status reply cannot also drop, hold or truncate")
         if self.hold and (self.drop or self.truncate is not None):
-            raise ValueError("Fault: a held reply cannot also drop or truncate")
+            raise ValueError("Fault: a hold cannot also drop or truncate")
         if self.apply and not (
             self.status is not None and 500 <= self.status <= 599 and self.quota is None
         ):
@@ -709,6 +744,20 @@ def probe_video(data: bytes | Path, *, count_frames: bool = False) -> VideoProbe
         )
 
 
+def probe_duration(data: bytes | Path) -> float | None:
+    """The length in seconds ffmpeg reads from any media file (audio too); ``None`` if none."""
+    with tempfile.TemporaryDirectory(prefix="sb-emu-") as tmp:
+        path = data if isinstance(data, Path) else Path(tmp) / "probe.bin"
+        if not isinstance(data, Path):
+            path.write_bytes(data)
+        stderr = _run_ffmpeg(["-i", str(path)]).stderr.decode(errors="replace")
+    found = _DURATION_RE.search(stderr)
+    if found is None:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def _image_size(data: bytes) -> tuple[int, int] | None:
     import io
 
@@ -873,6 +922,33 @@ def _is_http_url(value: object) -> bool:
     return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
 
 
+def _whole(value: object, name: str, low: int, high: int | None) -> int:
+    """An integer parameter (a JSON number or, from a query string, digits) within bounds."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if not _is_int(value) or value < low or (high is not None and value > high):
+        limit = f"{low}..{high}" if high is not None else f">= {low}"
+        raise _Invalid(f"{name} must be an integer {limit}, got {value!r}")
+    return value
+
+
+def _instant(value: object, name: str) -> float | None:
+    """Unix seconds from an ISO 8601 string (``2026-11-29T08:00:00Z``) or a number."""
+    if value is None or value == "":
+        return None
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+            if math.isfinite(number):
+                return number
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    raise _Invalid(f"{name} must be an ISO 8601 time or Unix seconds, got {value!r}")
+
+
 def _retry_after(seconds: float) -> str:
     # Retry-After takes whole seconds (RFC 9110); round up so a client never retries early.
     return str(max(0, math.ceil(seconds)))
@@ -982,6 +1058,7 @@ class Emulator:
         self.upload_ttl = 7 * DAY
         self.wavespeed_output_ttl = 7 * DAY
         self.qingbo_output_ttl = DAY
+        self.list_window = 7 * DAY  # the prediction listing shows the last 7 days
 
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
@@ -1140,7 +1217,9 @@ class Emulator:
         elif path.startswith(WAVESPEED_PREFIX):
             provider = "wavespeed"
             rest = path[len(WAVESPEED_PREFIX) :]
-            if rest.startswith("predictions/") and method == "GET":
+            if rest == "predictions" and method in ("GET", "POST"):
+                kind = "list"
+            elif rest.startswith("predictions/") and method == "GET":
                 kind = "poll"
             elif rest in ("media/uploads", "media/upload/binary"):
                 kind = "media"
@@ -1216,9 +1295,7 @@ class Emulator:
                 recorded = len(self.submissions)
                 apply(fault)
                 for i in range(recorded, len(self.submissions)):
-                    self.submissions[i] = replace(
-                        self.submissions[i], http_status=response.status
-                    )
+                    self.submissions[i] = replace(self.submissions[i], http_status=response.status)
             elif request.kind == "submit" and request.provider is not None:
                 self._record_rejected_submit(request, request.provider, response.status)
             return response
@@ -1312,6 +1389,8 @@ class Emulator:
             return self._with_faults(request, lambda f: self._ws_submit(request, key, rest, f))
         if request.kind == "poll":
             return self._with_faults(request, lambda f: self._ws_poll(request, key, rest, f))
+        if request.kind == "list":
+            return self._with_faults(request, lambda _f: self._ws_list(request, key))
         if request.kind == "media":
             if request.method != "POST":
                 return self._ws_error(405, "method not allowed")
@@ -1407,6 +1486,48 @@ class Emulator:
             )
             self._finish(task)
         return _json_response(200, {"code": 200, "message": "success", "data": self._ws_data(task)})
+
+    def _ws_list(self, request: _Request, key: str) -> EmulatorResponse:
+        """The account's predictions of the last 7 days, newest first (PROVIDERS §1.3)."""
+        params: Any = dict(request.query)
+        if request.method == "POST" and request.body.strip():
+            params = self._parse_json(request.body)
+            if not isinstance(params, dict):
+                return self._ws_error(400, "request body must be a JSON object")
+        try:
+            page = _whole(params.get("page", 1), "page", 1, None)
+            page_size = _whole(params.get("page_size", LIST_PAGE_SIZE), "page_size", 1, 100)
+            after = _instant(params.get("created_after"), "created_after")
+            before = _instant(params.get("created_before"), "created_before")
+        except _Invalid as exc:
+            return self._ws_error(400, exc.message)
+        model, status = params.get("model") or None, params.get("status") or None
+        if model is not None and not isinstance(model, str):
+            return self._ws_error(400, "model must be a string (a model path)")
+        if status is not None and status not in ("created", "processing", "completed", "failed"):
+            return self._ws_error(
+                400, f"status must be one of created, processing, completed, failed: {status!r}"
+            )
+        oldest = self.wall_clock() - self.list_window
+        found = []
+        for task in self._tasks.values():
+            if task.provider != "wavespeed" or task.owner != key:
+                continue
+            self._advance(task, polled=False)
+            if (
+                task.created_wall >= oldest
+                and (after is None or task.created_wall >= after)
+                and (before is None or task.created_wall <= before)
+                and model in (None, task.model)
+                and status in (None, self._status(task))
+            ):
+                found.append(task)
+        found.reverse()  # newest first; creation order breaks ties of equal timestamps
+        found.sort(key=lambda t: t.created_wall, reverse=True)
+        start = (page - 1) * page_size
+        items = [{**self._ws_data(t), "input": t.body} for t in found[start : start + page_size]]
+        data = {"page": page, "page_size": page_size, "total": len(found), "items": items}
+        return _json_response(200, {"code": 200, "message": "success", "data": data})
 
     def _ws_validate(self, endpoint: str, body: JSONDict) -> None:
         def need_str(name: str) -> None:
@@ -1722,6 +1843,8 @@ class Emulator:
             raise _Invalid("extra must be an object")
 
         def url(value: object, where: str) -> str:
+            if value is None or value == "":
+                raise _Invalid(f"{where} is required")
             if not _is_http_url(value):
                 raise _Invalid(f"{where} must be a public http(s) URL, got {value!r}")
             return cast(str, value)
@@ -1808,6 +1931,22 @@ class Emulator:
             raise _Invalid("give video_urls or ref_videos, not both")
         if audio_urls and ref_audio:
             raise _Invalid("give audio_urls or ref_images[].audio_url, not both")
+        # Lengths (V4 "Resource Limits"), where the emulator hosts the file and can measure it.
+        videos = [(f"ref_videos[{i}].video_url", r["video_url"]) for i, r in enumerate(ref_videos)]
+        videos += [(f"video_urls[{i}]", v) for i, v in enumerate(video_urls)]
+        audios = [(f"audio_urls[{i}]", a) for i, a in enumerate(audio_urls)]
+        audios += [
+            (f"ref_images[{i}].audio_url", r["audio_url"])
+            for i, r in enumerate(ref_images)
+            if r.get("audio_url") is not None
+        ]
+        for (where, link), (what, low, high) in [
+            *((v, ("a reference video", 2, 30)) for v in videos),
+            *((a, ("reference audio", 3, 30)) for a in audios),
+        ]:
+            seconds = self._media_seconds(link)
+            if seconds is not None and not low <= seconds <= high:
+                raise _Invalid(f"{where}: {what} must be {low}-{high} s long, got {seconds:.2f} s")
         if "callback_url" in body:
             url(body["callback_url"], "callback_url")
         events = body.get("callback_events")
@@ -2029,14 +2168,6 @@ class Emulator:
                 problem = f"media URL not accessible: {url}"
             if problem is not None:
                 return self._failure(task.provider, 1402, problem)
-        if task.provider == "qingbo" and task.action in ("extend", "reference_video"):
-            seconds = self._media_seconds(self._qb_source(task.body, task.action))
-            if seconds is not None and not 2 <= seconds <= 30:
-                return self._failure(
-                    "qingbo",
-                    "upstream_bad_request",
-                    f"reference video must be 2-30 s, got {seconds:.2f} s",
-                )
         return None
 
     @staticmethod
@@ -2179,6 +2310,8 @@ class Emulator:
         probe = probe_video(stored.data)
         if probe is not None:
             stored.dims, stored.seconds = (probe.width, probe.height), probe.duration
+        else:  # audio (or anything else ffmpeg can time)
+            stored.seconds = probe_duration(stored.data)
 
     def _media_dims(self, url: object) -> tuple[int, int] | None:
         stored = self._lookup(url)
