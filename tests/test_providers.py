@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import email.utils
 import hashlib
+import json
 import math
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -1745,3 +1746,33 @@ async def test_end_to_end_wavespeed_unknown_outcome_settled_over_loopback() -> N
             assert again is not None and again.task_id != found.task_id
     assert len(emulator.tasks()) == 2
     assert emulator.auth_leaks == [] and emulator.internal_errors == []
+
+
+@pytest.mark.anyio
+async def test_wavespeed_find_task_will_not_say_none_when_inputs_are_not_listed(
+    emu: Emulator,
+) -> None:
+    job = make_job("skyreels-v1", first_frame=url("a.jpg"))
+    item = {"id": "f" * 32, "model": V1, "status": "completed", "created_at": "2026-01-01T00:00Z"}
+    listing = {"code": 200, "message": "success", "data": {"page": 1, "total": 1, "items": [item]}}
+    emu.script(Fault(on="list", status=200, body=json.dumps(listing).encode()))
+    async with opened(ws_provider(emu)) as provider:
+        with pytest.raises(ProviderError, match="without their input") as info:
+            await provider.find_task(job, since=emu.wall_clock())
+    assert "--force s1" in (info.value.hint() or "")
+
+
+@pytest.mark.anyio
+async def test_wavespeed_find_task_has_one_deadline(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wavespeed, "_LIST_DEADLINE", 0.05)
+    emu.script(Fault(on="list", delay=5.0))
+    job = make_job("skyreels-v1", first_frame=url("a.jpg"))
+    provider = WaveSpeedProvider(
+        api_key=WS_KEY, base_url=emu.base_url, transport=emu.mock_transport(real_sleep=True)
+    )
+    async with opened(provider):
+        with pytest.raises(ProviderTimeout, match="took longer than") as info:
+            await provider.find_task(job, since=emu.wall_clock())
+    assert info.value.shot == "s1"

@@ -384,8 +384,8 @@ class WaveSpeedProvider(HostedProvider):
 
         Raises:
             ProviderError: The listing cannot be read (404: no such endpoint; a malformed
-                reply), more than one prediction matches, or there are more pages than
-                storyboard reads.
+                reply), more than one prediction matches, no prediction matches but some are
+                listed without their input, or there are more pages than storyboard reads.
             ProviderTimeout: The listing took longer than its deadline.
         """
         path, body = build_request(job)
@@ -401,48 +401,63 @@ class WaveSpeedProvider(HostedProvider):
             f"again with --force {shot}"
         )
         found: list[str] = []
-        try:
-            with anyio.fail_after(_LIST_DEADLINE):
-                for page in range(1, MAX_LIST_PAGES + 1):
-                    query = {
-                        "page": page,
-                        "page_size": LIST_PAGE_SIZE,
-                        "model": model,
-                        "created_after": created_after,
-                    }
-                    items, more = await self._list_page(query, action=action, shot=shot, hint=hint)
-                    for item in items:
-                        task_id = item.get("id")
-                        if (
-                            isinstance(task_id, str)
-                            and task_id
-                            and task_id not in exclude
-                            and task_id not in found
-                            and item.get("model", model) == model
-                            and _canonical(item.get("input")) == want
-                        ):
-                            found.append(task_id)
-                    if not more:
-                        break
-                else:
-                    raise ProviderError(
-                        f"the {action} stopped after {MAX_LIST_PAGES} pages of predictions; "
-                        "the task may be on a later page",
-                        provider=NAME,
-                        shot=shot,
-                        hint=hint,
-                    )
-        except TimeoutError as exc:
+        blind = 0  # predictions of this model whose input the listing does not show
+        complete = False
+        with anyio.move_on_after(_LIST_DEADLINE) as scope:
+            for page in range(1, MAX_LIST_PAGES + 1):
+                query = {
+                    "page": page,
+                    "page_size": LIST_PAGE_SIZE,
+                    "model": model,
+                    "created_after": created_after,
+                }
+                items, more = await self._list_page(query, action=action, shot=shot, hint=hint)
+                for item in items:
+                    task_id = item.get("id")
+                    if (
+                        not isinstance(task_id, str)
+                        or not task_id
+                        or task_id in exclude
+                        or task_id in found
+                        or item.get("model", model) != model
+                    ):
+                        continue
+                    given = item.get("input")
+                    if not isinstance(given, dict):
+                        blind += 1
+                    elif _canonical(given) == want:
+                        found.append(task_id)
+                if not more:
+                    complete = True
+                    break
+        if scope.cancelled_caught:
             raise ProviderTimeout(
                 f"the {action} took longer than {_LIST_DEADLINE:.0f} s",
                 provider=NAME,
                 shot=shot,
                 hint=hint,
-            ) from exc
+            )
+        if not complete:
+            raise ProviderError(
+                f"the {action} stopped after {MAX_LIST_PAGES} pages of predictions; the task "
+                "may be on a later page",
+                provider=NAME,
+                shot=shot,
+                hint=hint,
+            )
         if len(found) > 1:
             raise ProviderError(
                 f"the {action} found {len(found)} predictions with the same input "
                 f"({', '.join(found)}); storyboard cannot tell which one is this take",
+                provider=NAME,
+                shot=shot,
+                hint=hint,
+            )
+        if not found and blind:
+            # "Not found" would invite a second purchase: say we could not look instead.
+            raise ProviderError(
+                f"the {action} lists {blind} prediction(s) since the submit without their "
+                "input, so storyboard cannot tell whether one of them is this take",
                 provider=NAME,
                 shot=shot,
                 hint=hint,
