@@ -472,8 +472,9 @@ def translate_errors(
         ctx: The provider.
         action: What was being done, for the message ("status check", "upload of a.png").
         mode: ``request`` (idempotent call), ``submit`` (a lost reply after the request may
-            have been sent is :class:`SubmitOutcomeUnknown`), or ``download`` (every failure
-            is a :class:`DownloadError`).
+            have been sent, or a 5xx left after retries, is :class:`SubmitOutcomeUnknown`;
+            a connection never made is an ordinary error: nothing was sent), or
+            ``download`` (every failure is a :class:`DownloadError`).
         shot: The shot concerned, if any.
         task_id: The task concerned, if any.
         unknown_hint: The hint of a :class:`SubmitOutcomeUnknown` (what the user can do).
