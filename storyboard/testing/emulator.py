@@ -556,7 +556,11 @@ class AuthLeak:
 
 @dataclass(frozen=True)
 class Callback:
-    """A webhook/callback the provider would have POSTed (recorded, never sent)."""
+    """A webhook/callback the provider would have POSTed (recorded, never sent).
+
+    ``event`` is ``queued``/``running``/``completed``/``failed``/``cancelled`` (Qingbo with
+    ``qingbo_status_names="events"``: ``succeeded`` instead of ``completed``).
+    """
 
     provider: Provider
     task_id: str
@@ -571,8 +575,9 @@ class TaskInfo:
     """A snapshot of one emulated task, for assertions.
 
     Attributes:
-        status: In the provider's own vocabulary (WaveSpeed ``created``/``processing``/...,
-            Qingbo ``queued``/``processing``/...).
+        status: In the provider's own vocabulary as the wire speaks it (WaveSpeed
+            ``created``/``processing``/..., Qingbo ``queued``/``processing``/... or, with
+            ``qingbo_status_names="events"``, ``queued``/``running``/``succeeded``/...).
         output: Real geometry of the output the provider would return.
         file_spec: Geometry of the file the emulator serves (``output`` scaled).
         output_url: Download URL once completed.
