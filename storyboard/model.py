@@ -59,10 +59,14 @@ class Ref:
 
 @dataclass(frozen=True)
 class Keyframe:
-    """An image the video passes through at ``at`` seconds."""
+    """An image the video passes through at ``at`` seconds.
+
+    ``tag`` names it for the provider (V4 ``mid_frame_images[].tag``); ``None``: unnamed.
+    """
 
     at: float
     image: Media
+    tag: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,16 @@
 
 For each model id of CONTRACT §2: its provider and endpoint, which shot fields it accepts,
 per-field limits, output geometry (fps, frame size, clip length) and price. The facts come
-from ``shared/design/PROVIDERS.md``; where that file says UNCONFIRMED the choice made here is
-named in a comment next to the value.
+from the providers' own pages (summarised in ``docs/providers.md``); where they are silent
+(UNCONFIRMED) the choice made here is named in a comment next to the value.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "AUDIO_TYPES",
     "EDIT_FIELDS",
     "IMAGE_TYPES",
+    "MANAGED",
     "MEDIA_LIMITS",
     "MODELS",
     "PREVIEW_PROVIDER",
@@ -147,11 +150,23 @@ class ModelSpec:
     cut_types: tuple[str, ...] = ()
     seed_range: tuple[int, int] | None = None
     price: Price = Price()
+    # Seconds a local input of a media kind must last ("video": reference video, "audio":
+    # driving audio), read from the file's header by ``validate``.
+    media_seconds: tuple[tuple[str, tuple[float, float]], ...] = ()
+    # ``params`` keys the request builder sets itself, or that the price or a check depends
+    # on: a shot's ``params`` may not carry them (it would bill or send what validate and the
+    # plan never saw). Maps the key to the shot field that says it instead ("a/b": either;
+    # :data:`MANAGED`: no field, storyboard drives it).
+    reserved_params: Mapping[str, str] = field(default_factory=dict, hash=False)
     # Output geometry fixed by the model, when it ignores resolution/aspect ratio.
     fixed_size: tuple[int, int] | None = None
     # Frame size per aspect ratio where the model's buckets are not "short side = resolution".
     sizes: tuple[tuple[str, tuple[int, int]], ...] = ()
     frames_plus_one: bool = False  # open-source V3 writes duration*fps+1 frames
+
+    def seconds_range(self, kind: str) -> tuple[float, float] | None:
+        """How long (min, max seconds) a local input of ``kind`` may be, if limited."""
+        return dict(self.media_seconds).get(kind)
 
     @property
     def can_extend(self) -> bool:
@@ -217,6 +232,54 @@ _V4_PRICE = {
     ),
 }
 
+# Marks a reserved ``params`` key that no shot field stands for: storyboard drives it.
+MANAGED = ""
+
+# Keys the Qingbo request builder sets, and those the V4 price (resolution, duration, a video
+# in ``ref_videos``/``video_urls``) or a check (limits of refs, keyframes, audio, video) reads.
+# ``image_urls``/``video_urls`` are the "simplified mode" twins of ``ref_images``/``ref_videos``
+# (the V4 page). Left to ``params``: ``callback_url``/``callback_events`` (a webhook changes
+# neither the pixels nor the bill; storyboard polls either way) and ``extra``.
+_V4_RESERVED = MappingProxyType(
+    {
+        "model": "model",
+        "action": "action",
+        "prompt": "prompt",
+        "aspect_ratio": "aspect_ratio",
+        "resolution": "resolution",
+        "duration": "duration",
+        "prompt_optimizer": "prompt_optimizer",
+        "first_frame_image": "first_frame/continues",
+        "last_frame_image": "last_frame",
+        "mid_frame_images": "keyframes",
+        "image_urls": "refs",
+        "ref_images": "refs",
+        "video_urls": "reference_video",
+        "ref_videos": "reference_video/extends",
+        "audio_urls": "audio",
+    }
+)
+# Keys any WaveSpeed SkyReels request builder sets (reserved on all of them: the same word
+# means the same thing on every endpoint), the price's resolution, and the two protocol
+# switches storyboard relies on being off: sync mode (the submit would block and answer 504
+# while the task runs: "outcome unknown") and base64 outputs (nothing to download).
+_WAVESPEED_RESERVED = MappingProxyType(
+    {
+        "prompt": "prompt",
+        "negative_prompt": "negative_prompt",
+        "image": "first_frame/continues",
+        "images": "refs",
+        "video": "extends",
+        "seed": "seed",
+        "duration": "duration",
+        "aspect_ratio": "aspect_ratio",
+        "resolution": "resolution",
+        "cut_type": "cut_type",
+        "enable_sync_mode": MANAGED,
+        "enable_base64_output": MANAGED,
+    }
+)
+
 _V4_FIELDS = frozenset(
     {
         "prompt", "duration", "aspect_ratio", "resolution", "first_frame", "last_frame",
@@ -250,6 +313,9 @@ def _v4(model_id: str, label: str) -> ModelSpec:
         # source + new footage. UNCONFIRMED; the stitcher checks it against the clip length.
         extend_output="source+new",
         price=_V4_PRICE[model_id],
+        # The V4 page's resource limits: ref_videos 2-30 s, audio_urls / audio_url 3-30 s.
+        media_seconds=(("video", (2.0, 30.0)), ("audio", (3.0, 30.0))),
+        reserved_params=_V4_RESERVED,
     )
 
 
@@ -257,6 +323,7 @@ MODELS: dict[str, ModelSpec] = {
     "skyreels-v1": ModelSpec(
         id="skyreels-v1",
         provider="wavespeed",
+        reserved_params=_WAVESPEED_RESERVED,
         endpoint="wavespeed-ai/SkyReels-V1",
         label="SkyReels V1 image-to-video",
         # v3 schema: prompt, image, seed (PROVIDERS §2.1). negative_prompt is documented on
@@ -280,6 +347,7 @@ MODELS: dict[str, ModelSpec] = {
     "skyreels-v3-reference": ModelSpec(
         id="skyreels-v3-reference",
         provider="wavespeed",
+        reserved_params=_WAVESPEED_RESERVED,
         endpoint="skywork-ai/skyreels-v3/reference-to-video",
         label="SkyReels V3 reference-to-video",
         accepts=frozenset({"prompt", "refs", "aspect_ratio", "duration"}) | _MODEL_AGNOSTIC,
@@ -300,6 +368,7 @@ MODELS: dict[str, ModelSpec] = {
     "skyreels-v3-extend": ModelSpec(
         id="skyreels-v3-extend",
         provider="wavespeed",
+        reserved_params=_WAVESPEED_RESERVED,
         endpoint="skywork-ai/skyreels-v3/extend-video",
         label="SkyReels V3 single-shot extension",
         accepts=frozenset({"prompt", "extends", "duration"}) | _MODEL_AGNOSTIC,
@@ -320,6 +389,7 @@ MODELS: dict[str, ModelSpec] = {
     "skyreels-v3-cutshot": ModelSpec(
         id="skyreels-v3-cutshot",
         provider="wavespeed",
+        reserved_params=_WAVESPEED_RESERVED,
         endpoint="skywork-ai/skyreels-v3/extend-video-cutshot",
         label="SkyReels V3 shot-switching extension",
         accepts=frozenset({"prompt", "extends", "duration", "cut_type"}) | _MODEL_AGNOSTIC,

@@ -9,14 +9,20 @@ Every problem found is reported together, each at its ``FILE:LINE:COL``.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from storyboard import models
+from storyboard.cache import store_root
 from storyboard.errors import InvalidStoryboard, Problem
+from storyboard.hashing import DigestMemo
 from storyboard.loader import Document, JsonPath, load
+from storyboard.mediainfo import DurationMemo, UnreadableMedia
 from storyboard.model import (
     Card,
     Keyframe,
@@ -31,7 +37,7 @@ from storyboard.model import (
     Transition,
     Trim,
 )
-from storyboard.models import MODELS, ModelSpec
+from storyboard.models import MANAGED, MODELS, ModelSpec
 from storyboard.schema import validate_schema
 from storyboard.templating import TemplateProblem, Templater
 
@@ -69,6 +75,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.root = doc.path.parent
         self._real_root = Path(os.path.realpath(self.root))
+        self._lengths: DurationMemo | None = None
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -89,6 +96,13 @@ class _Checker:
     # -- the stage -------------------------------------------------------------------------
 
     def run(self) -> Storyboard:
+        try:
+            return self._run()
+        finally:
+            if self._lengths is not None:
+                self._lengths.save()
+
+    def _run(self) -> Storyboard:
         data = self.doc.data
         if not isinstance(data, dict):
             self.add((), "a storyboard is a mapping with `storyboard: 1` and `shots:`")
@@ -374,9 +388,13 @@ class _Checker:
                 f"{spec.id} takes one video: extends and reference_video cannot be combined",
             )
 
+        self._check_params(f, src, spec, shot_id)
+
         first_frame = self._media(f, src, "first_frame", "image", shot_id)
         last_frame = self._media(f, src, "last_frame", "image", shot_id)
-        reference_video = self._media(f, src, "reference_video", "video", shot_id)
+        reference_video = self._media(
+            f, src, "reference_video", "video", shot_id, spec.seconds_range("video")
+        )
         keyframes = self._keyframes(f, src, spec, seconds, shot_id)
         refs = self._refs(f, src, spec, shot_id)
         audio: tuple[Media, ...] = ()
@@ -392,11 +410,13 @@ class _Checker:
                         path if not isinstance(f["audio"], list) else (*path, i),
                         "audio",
                         shot_id,
+                        spec.seconds_range("audio"),
                     )
                 )
                 is not None
             )
 
+        self._check_one_audio(f, src, shot_id)
         if spec.provider == "qingbo":
             self._check_v4_mode(f, bad)
 
@@ -494,6 +514,52 @@ class _Checker:
                 shot=shot_id,
             )
 
+    def _check_params(
+        self, f: dict[str, Any], src: dict[str, JsonPath], spec: ModelSpec, shot_id: str
+    ) -> None:
+        """``params`` may not carry a key the model's request, price or checks are built from."""
+        params = f.get("params")
+        if not isinstance(params, dict):
+            return
+        for key, value in params.items():
+            field = spec.reserved_params.get(key)
+            if field is None:
+                continue
+            if field == MANAGED:
+                why = "storyboard relies on it being off (it submits, polls and downloads the task itself)"
+                hint = f"remove {key!r} from params"
+            else:
+                why = "storyboard sends it from the shot's fields, and prices and checks those"
+                hint = _field_hint(spec, field, value)
+            self.add(
+                (*src["params"], key),
+                f"params may not set {key!r}: {why}",
+                hint=hint,
+                key=True,
+                shot=shot_id,
+            )
+
+    def _check_one_audio(self, f: dict[str, Any], src: dict[str, JsonPath], shot_id: str) -> None:
+        """``audio`` (audio_urls) or audio on refs (ref_images[].audio_url), not both."""
+        if "audio" not in f:
+            return
+        bound = [
+            (*src["refs"], i, "audio")
+            for i, ref in enumerate(f.get("refs") or [])
+            if isinstance(ref, dict) and "audio" in ref
+        ]
+        if not bound:
+            return
+        places = [src["audio"], bound[0]]
+        later = max(places, key=lambda p: (self.doc.mark(p).line, self.doc.mark(p).col))
+        self.add(
+            later,
+            "a shot takes driving audio in `audio` or on its refs, not both "
+            "(the provider takes audio_urls or ref_images[].audio_url)",
+            hint="keep one: drop `audio:` from the shot or from its refs",
+            shot=shot_id,
+        )
+
     def _check_v4_mode(self, f: dict[str, Any], bad: Any) -> None:
         has_media = any(
             k in f
@@ -528,14 +594,21 @@ class _Checker:
         field: str,
         kind: MediaKind,
         shot_id: str,
+        seconds: tuple[float, float] | None = None,
     ) -> Media | None:
         if field not in f:
             return None
-        return self._file(f[field], src[field], kind, shot_id)
+        return self._file(f[field], src[field], kind, shot_id, seconds)
 
     def _file(
-        self, source: str, path: JsonPath, kind: MediaKind, shot_id: str | None
+        self,
+        source: str,
+        path: JsonPath,
+        kind: MediaKind,
+        shot_id: str | None,
+        seconds: tuple[float, float] | None = None,
     ) -> Media | None:
+        """The checked media of ``source``; ``seconds``: how long a local file must last."""
         if source.startswith(("http://", "https://")):
             return Media(source=source, kind=kind)
         if "://" in source:
@@ -586,7 +659,50 @@ class _Checker:
                 shot=shot_id,
             )
             return None
+        if seconds is not None and not self._lasts(real, source, path, kind, seconds, shot_id):
+            return None
         return Media(source=source, kind=kind, path=real)
+
+    def _lasts(
+        self,
+        file: Path,
+        source: str,
+        path: JsonPath,
+        kind: MediaKind,
+        limits: tuple[float, float],
+        shot_id: str | None,
+    ) -> bool:
+        """Whether a local file's length (read from its header) is within ``limits``."""
+        if self._lengths is None:
+            self._lengths = _duration_memo(self.doc.path)
+        try:
+            length = self._lengths.seconds(file)
+        except UnreadableMedia as exc:
+            self.add(
+                path,
+                f"cannot read the length of {source!r} ({exc.reason})",
+                hint=exc.hint(),
+                shot=shot_id,
+            )
+            return False
+        low, high = limits
+        measured = round(length, 3)
+        if low <= measured <= high:
+            return True
+        what = "a reference video" if kind == "video" else kind
+        name = Path(source).name
+        hint = (
+            f"cut it to {high:g} s, e.g. ffmpeg -i {name} -t {high:g} cut-{name}"
+            if measured > high
+            else f"use a longer {kind} file (at least {low:g} s)"
+        )
+        self.add(
+            path,
+            f"{source!r} lasts {measured:g} s; {what} must last {low:g}-{high:g} s",
+            hint=hint,
+            shot=shot_id,
+        )
+        return False
 
     def _keyframes(
         self,
@@ -618,7 +734,7 @@ class _Checker:
             previous = max(previous, at)
             image = self._file(item["image"], (*path, i, "image"), "image", shot_id)
             if image is not None:
-                out.append(Keyframe(at=at, image=image))
+                out.append(Keyframe(at=at, image=image, tag=item.get("tag")))
         return tuple(out)
 
     def _refs(
@@ -659,7 +775,9 @@ class _Checker:
                 grid = False
             audio = None
             if "audio" in item:
-                audio = self._file(item["audio"], (*here, "audio"), "audio", shot_id)
+                audio = self._file(
+                    item["audio"], (*here, "audio"), "audio", shot_id, spec.seconds_range("audio")
+                )
             if all(m is not None for m in imgs):
                 out.append(
                     Ref(
@@ -785,6 +903,45 @@ _REQUIRE_HINTS = {
     "refs": "add refs: [refs/subject.jpg] with 1-4 reference images",
     "prompt": "add prompt: describing what happens in the shot",
 }
+
+
+def _duration_memo(storyboard: Path) -> DurationMemo:
+    """Media lengths by digest: persisted beside the store's digest memo if the store exists.
+
+    ``validate`` never creates the store; a storyboard rendered before reuses what its
+    render learned (and the other way round).
+    """
+    root = store_root(storyboard)
+    if root.is_dir():
+        return DurationMemo(root / "media.json", DigestMemo(root / "digests.json"))
+    return DurationMemo()
+
+
+def _field_hint(spec: ModelSpec, field: str, value: Any) -> str:
+    """What to write instead of a reserved ``params`` key (``field``: "a" or "a/b")."""
+    fields = field.split("/")
+    taken = [name for name in fields if name in spec.accepts]
+    if not taken:
+        return f"{spec.id} takes no {fields[0]!r}: remove it from params"
+    shown = _yaml_scalar(value)
+    if len(taken) == 1 and shown is not None:
+        return f"did you mean `{taken[0]}: {shown}` on the shot itself?"
+    return "use the shot field " + " or ".join(repr(name) for name in taken) + " instead"
+
+
+def _yaml_scalar(value: Any) -> str | None:
+    """A short scalar as it would be written in YAML (``None`` for anything else)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if not isinstance(value, str) or len(value) > 40 or "\n" in value:
+        return None
+    try:
+        plain = yaml.safe_load(value) == value
+    except yaml.YAMLError:
+        plain = False
+    return value if plain else json.dumps(value)
 
 
 def _who_accepts(field: str) -> str:

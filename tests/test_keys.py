@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storyboard.cache import Store
-from storyboard.plan import make_plan
+from storyboard.model import Shot
+from storyboard.models import MODELS
+from storyboard.plan import make_plan, take_seed
 from storyboard.validate import load_storyboard
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -147,3 +149,85 @@ def test_takes_have_distinct_keys(takes: int) -> None:
     keys = _keys(data)["gen"]["one"]
     assert len(set(keys)) == takes
     assert keys[0] == BASE["gen"]["one"][0]  # adding takes keeps take 1
+
+
+# -- params, keyframe tags and take seeds (issue 7) ----------------------------------------
+
+
+def _plan(data: dict[str, Any], name: str = "storyboard.yaml") -> Any:
+    path = _TMP / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return make_plan(load_storyboard(path), Store(_TMP / ".store", path))
+
+
+def test_params_pass_unchanged_into_the_generation_material() -> None:
+    written = _board()["shots"][0]["params"]
+    take = _plan(_board()).shot("one").takes[0]
+    assert take.material["params"]["params"] == written
+
+
+@SETTINGS
+@given(
+    key=st.sampled_from(["camera", "callback_url", "extra", "motion_strength"]),
+    value=st.one_of(st.integers(-5, 5), st.text(max_size=8), st.booleans()),
+)
+def test_a_passed_through_param_is_part_of_the_key(key: str, value: Any) -> None:
+    data = _board()
+    data["shots"][0]["params"] = {**data["shots"][0]["params"], key: value}
+    keys = _keys(data)["gen"]
+    assert keys["one"] != BASE["gen"]["one"]
+    assert keys["two"] != BASE["gen"]["two"]  # the dependant follows
+    assert keys["three"] == BASE["gen"]["three"]
+
+
+def test_a_keyframe_tag_is_part_of_the_key() -> None:
+    data = _board()
+    data["shots"][0]["keyframes"] = [{"at": 1.5, "image": "refs/b.png"}]
+    untagged = _keys(data)["gen"]
+    data["shots"][0]["keyframes"][0]["tag"] = "peak"
+    tagged = _keys(data)["gen"]
+    assert tagged["one"] != untagged["one"]
+    data["shots"][0]["keyframes"][0]["tag"] = "kf_2s"
+    assert _keys(data)["gen"]["one"] not in (tagged["one"], untagged["one"])
+
+
+SEEDED = sorted(m.id for m in MODELS.values() if m.seed_range is not None)
+
+
+def _seeded_shot(model: str, seed: int, takes: int) -> Shot:
+    return Shot(id="s", index=0, line=1, model=model, seed=seed, takes=takes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    model=st.sampled_from(SEEDED),
+    seed=st.one_of(
+        st.integers(min_value=-1, max_value=2147483647),
+        st.integers(min_value=2147483647 - 20, max_value=2147483647),
+    ),
+    takes=st.integers(min_value=1, max_value=16),
+)
+def test_take_seeds_stay_inside_the_models_range(model: str, seed: int, takes: int) -> None:
+    spec = MODELS[model]
+    assert spec.seed_range is not None
+    low, high = spec.seed_range
+    seeds = [take_seed(_seeded_shot(model, seed, takes), n) for n in range(1, takes + 1)]
+    if seed == -1:
+        assert seeds == [None] * takes  # random: resolved at submit
+        return
+    assert seeds[0] == seed
+    assert all(s is not None and max(low, 0) <= s <= high for s in seeds)
+    assert len(set(seeds)) == takes  # every take its own seed
+    if seed + takes - 1 <= high:
+        assert seeds == list(range(seed, seed + takes))  # unchanged where it always worked
+
+
+def test_a_top_seed_with_takes_wraps_in_the_plan() -> None:
+    """Through validate and plan: V1 seed 2147483647 with 3 takes plans 2147483647, 0, 1."""
+    data = _board()
+    data["shots"][2].update(seed=2147483647, takes=3)
+    plan = _plan(data, "top-seed.yaml")
+    takes = plan.shot("three").takes
+    assert [t.seed for t in takes] == [2147483647, 0, 1]
+    assert [t.material["seed"] for t in takes] == [2147483647, 0, 1]
+    assert len({t.key for t in takes}) == 3

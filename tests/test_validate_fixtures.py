@@ -20,6 +20,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -353,3 +354,220 @@ def test_storyboard_not_utf8(tmp_path: Path) -> None:
     problems = problems_of(file)
     assert [(p.line, p.path) for p in problems] == [(2, "$")]
     assert "UTF-8" in problems[0].message
+
+
+# -- media lengths, the seeds' limits (issue 7) --------------------------------------------
+
+
+def _wav(path: Path, seconds: float, rate: int = 1000) -> None:
+    """A silent mono 8-bit WAV of ``seconds`` (1 kHz keeps a 31 s file at 31 KB)."""
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(1)
+        out.setframerate(rate)
+        out.writeframes(b"\x80" * round(seconds * rate))
+
+
+def _v4_board(root: Path, *lines: str) -> Path:
+    """A one-shot V4 storyboard; ``lines`` are the shot's extra fields (from line 6 on)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "refs").mkdir(exist_ok=True)
+    shutil.copy(REFS / "a.jpg", root / "refs" / "a.jpg")
+    file = root / "storyboard.yaml"
+    file.write_text(
+        "storyboard: 1\n"
+        "shots:\n"
+        "  - id: singer\n"
+        "    model: skyreels-v4-fast\n"
+        "    prompt: a singer on a stage\n" + "".join(f"    {line}\n" for line in lines),
+        encoding="utf-8",
+    )
+    return file
+
+
+@pytest.mark.parametrize(
+    ("seconds", "ok"),
+    [(2.999, False), (3.0, True), (17.25, True), (30.0, True), (30.001, False), (31.0, False)],
+)
+def test_audio_length_limits_are_inclusive(tmp_path: Path, seconds: float, ok: bool) -> None:
+    _wav(tmp_path / "b" / "media" / "voice.wav", seconds)
+    file = _v4_board(tmp_path / "b", "audio: media/voice.wav")
+    problems = problems_of(file)
+    if ok:
+        assert problems == ()
+        assert load_storyboard(file).shots[0].audio[0].source == "media/voice.wav"
+    else:
+        hint = "cut it to 30 s" if seconds > 30 else "at least 3 s"
+        assert_reported(
+            problems,
+            [
+                Expected(
+                    6, 12, "$.shots[0].audio", f"lasts {seconds:g} s; audio must last 3-30 s", hint
+                )
+            ],
+        )
+
+
+def test_long_audio_bound_to_a_ref(tmp_path: Path) -> None:
+    _wav(tmp_path / "b" / "media" / "song.wav", 45)
+    file = _v4_board(
+        tmp_path / "b", "refs:", "  - {tag: char, image: refs/a.jpg, audio: media/song.wav}"
+    )
+    assert_reported(
+        problems_of(file),
+        [
+            Expected(
+                7,
+                47,
+                "$.shots[0].refs[0].audio",
+                "'media/song.wav' lasts 45 s",
+                "ffmpeg -i song.wav -t 30",
+            )
+        ],
+    )
+
+
+@pytest.mark.slow
+def test_reference_video_too_long(tmp_path: Path) -> None:
+    import imageio_ffmpeg
+
+    (tmp_path / "b" / "media").mkdir(parents=True)
+    video = tmp_path / "b" / "media" / "long.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+         "-f", "lavfi", "-i", "color=c=gray:size=16x16:rate=1", "-t", "31", "-pix_fmt", "yuv420p",
+         "-c:v", "libx264", "-preset", "ultrafast", str(video)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    file = _v4_board(tmp_path / "b", "reference_video: media/long.mp4")
+    assert_reported(
+        problems_of(file),
+        [
+            Expected(
+                6,
+                22,
+                "$.shots[0].reference_video",
+                "lasts 31 s; a reference video must last 2-30 s",
+                "cut it to 30 s",
+            )
+        ],
+    )
+
+
+def test_urls_are_not_probed(tmp_path: Path) -> None:
+    file = _v4_board(
+        tmp_path / "b",
+        "audio: https://cdn.example.com/voice.mp3",
+        "reference_video: https://cdn.example.com/ref.mp4",
+    )
+    shot = load_storyboard(file).shots[0]
+    assert [m.is_url for m in shot.audio] == [True]
+    assert shot.reference_video is not None and shot.reference_video.is_url
+
+
+def test_the_soundtrack_has_no_length_limit(tmp_path: Path) -> None:
+    root = tmp_path / "b"
+    _wav(root / "music" / "long.wav", 40)
+    file = _v4_board(root)
+    file.write_text(
+        file.read_text(encoding="utf-8") + "output:\n  audio: {path: music/long.wav}\n",
+        encoding="utf-8",
+    )
+    assert problems_of(file) == ()
+
+
+def test_a_v4_shot_whose_local_audio_cannot_be_read_is_not_planned(tmp_path: Path) -> None:
+    root = tmp_path / "b"
+    (root / "media").mkdir(parents=True)
+    (root / "media" / "voice.wav").write_bytes(b"RIFF....WAVEdata")
+    file = _v4_board(root, "audio: [media/voice.wav]")
+    assert_reported(
+        problems_of(file),
+        [
+            Expected(
+                6, 13, "$.shots[0].audio[0]", "cannot read the length of 'media/voice.wav'", "WAV"
+            )
+        ],
+    )
+
+
+def test_both_audios_are_reported_at_the_later_one(tmp_path: Path) -> None:
+    """Whichever comes second in the file is the one reported, shot field or defaults."""
+    root = tmp_path / "b"
+    file = _v4_board(
+        root,
+        "refs:",
+        "  - {tag: char, image: refs/a.jpg, audio: refs/voice.wav}",
+        "audio: refs/voice.wav",
+    )
+    shutil.copy(REFS / "voice.wav", root / "refs" / "voice.wav")
+    assert_reported(
+        problems_of(file),
+        [Expected(8, 12, "$.shots[0].audio", "not both", "keep one")],
+    )
+    # Audio from defaults comes first in the file: the ref's audio is the second one.
+    file.write_text(
+        "storyboard: 1\n"
+        "defaults: {audio: refs/voice.wav}\n"
+        "shots:\n"
+        "  - id: singer\n"
+        "    model: skyreels-v4-fast\n"
+        "    refs: [{tag: char, image: refs/a.jpg, audio: refs/voice.wav}]\n",
+        encoding="utf-8",
+    )
+    assert_reported(
+        problems_of(file),
+        [Expected(6, 50, "$.shots[0].refs[0].audio", "not both", None)],
+    )
+
+
+def test_a_keyframe_tag_reaches_the_shot() -> None:
+    board = load_storyboard(FIXTURES / "valid" / "media_lengths.yaml")
+    dance = board.shot("dance")
+    assert [(k.at, k.tag) for k in dance.keyframes] == [(2.0, "kf_2s")]
+    every = load_storyboard(FIXTURES / "valid" / "every_field.yaml")
+    assert [k.tag for k in every.shot("dew").keyframes] == [None]
+
+
+# -- params cannot carry what storyboard prices or checks (issue 7) ------------------------
+
+
+def test_every_reserved_param_is_rejected_on_its_model(tmp_path: Path) -> None:
+    """For each model, each reserved key in params is one problem at that key's place."""
+    from storyboard.models import MODELS
+
+    for spec in MODELS.values():
+        root = tmp_path / spec.id
+        for key in spec.reserved_params:
+            file = _board(root, "refs/a.jpg")
+            file.write_text(
+                "storyboard: 1\n"
+                "shots:\n"
+                "  - id: fox\n"
+                f"    model: {spec.id}\n"
+                "    params:\n"
+                f"      {key}: 1\n"
+                "      camera: static\n",
+                encoding="utf-8",
+            )
+            found = [p for p in problems_of(file) if ".params." in p.path]
+            assert [(p.line, p.col, p.path) for p in found] == [
+                (6, 7, f"$.shots[0].params.{key}")
+            ], (
+                spec.id,
+                key,
+            )
+            assert f"params may not set {key!r}" in found[0].message
+            assert found[0].hint
+
+
+def test_params_keys_that_are_not_reserved_pass_unchanged() -> None:
+    board = load_storyboard(FIXTURES / "valid" / "media_lengths.yaml")
+    assert dict(board.shot("singer").params) == {
+        "callback_url": "https://hooks.example.com/done",
+        "camera": "static",
+    }
+    assert dict(board.shot("still").params) == {"enable_safety_checker": False}
