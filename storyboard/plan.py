@@ -179,10 +179,21 @@ def _effective(shot: Shot, spec: ModelSpec) -> dict[str, Any]:
 
 
 def take_seed(shot: Shot, take: int) -> int | None:
-    """The seed of a take: seed, seed+1, ...; ``None`` means random (resolved at submit)."""
+    """The seed of a take: seed, seed+1, ...; ``None`` means random (resolved at submit).
+
+    Take seeds stay inside the model's seed range: past its top they wrap round to 0 (V1:
+    seed 2147483647 with 3 takes sends 2147483647, 0, 1), so no take sends a seed the
+    provider refuses, and the takes' seeds stay distinct.
+    """
     if shot.seed is None or shot.seed == -1:
         return None
-    return shot.seed + take - 1
+    seed = shot.seed + take - 1
+    spec = shot.spec
+    if spec is not None and spec.seed_range is not None:
+        high = spec.seed_range[1]
+        if seed > high:
+            seed %= high + 1
+    return seed
 
 
 def generation_material(
@@ -207,7 +218,10 @@ def generation_material(
     if shot.last_frame is not None:
         inputs["last_frame"] = d(shot.last_frame)
     if shot.keyframes:
-        inputs["keyframes"] = [[k.at, d(k.image)] for k in shot.keyframes]
+        # A tag is sent (mid_frame_images[].tag); untagged keyframes keep their old keys.
+        inputs["keyframes"] = [
+            [k.at, d(k.image), *([k.tag] if k.tag is not None else [])] for k in shot.keyframes
+        ]
     if shot.refs:
         inputs["refs"] = [
             {
