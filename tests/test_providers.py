@@ -1451,7 +1451,7 @@ def test_other_params_pass_through_unchanged(params: dict[str, Any]) -> None:
     for model, build in (("skyreels-v4-fast", qb_build), ("skyreels-v3-extend", ws_build)):
         spec = MODELS[model]
         refused = set(qingbo_owned if model == "skyreels-v4-fast" else wavespeed_owned[model])
-        refused |= set(getattr(spec, "reserved_params", {}))
+        refused |= set(spec.reserved_params)
         job = _job_for(model, params=params)
         if refused & set(params):
             with pytest.raises(ProviderError):

@@ -410,7 +410,7 @@ def check_params(provider: str, job: Job, owned: Mapping[str, str]) -> None:
     Raises:
         ProviderError: The first such key, naming the shot and the field to use instead.
     """
-    reserved: Mapping[str, str] = getattr(job.spec, "reserved_params", None) or {}
+    reserved = job.spec.reserved_params
     for key in job.shot.params:
         if key not in owned and key not in reserved:
             continue

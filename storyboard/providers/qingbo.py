@@ -120,13 +120,13 @@ OWNED_PARAMS: Mapping[str, str] = MappingProxyType(
         "aspect_ratio": "aspect_ratio",
         "prompt_optimizer": "prompt_optimizer",
         "action": "action",
-        "first_frame_image": "first_frame",
+        "first_frame_image": "first_frame/continues",
         "last_frame_image": "last_frame",
         "mid_frame_images": "keyframes",
         "ref_images": "refs",
         "image_urls": "refs",
-        "ref_videos": "reference_video (or extends)",
-        "video_urls": "reference_video (or extends)",
+        "ref_videos": "reference_video/extends",
+        "video_urls": "reference_video",
         "audio_urls": "audio",
     }
 )
@@ -206,7 +206,7 @@ def build_request(job: Job) -> dict[str, Any]:
     if shot.keyframes:
         body["mid_frame_images"] = [
             {
-                "tag": getattr(key, "tag", None) or f"kf{i}",
+                "tag": key.tag or f"kf{i}",
                 "image_url": _media_url(job, key.image, "keyframes"),
                 "time_stamp": key.at,
             }

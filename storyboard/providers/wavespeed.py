@@ -108,7 +108,7 @@ OWNED_PARAMS: Mapping[str, Mapping[str, str]] = MappingProxyType(
         "skyreels-v1": MappingProxyType(
             {
                 "prompt": "prompt",
-                "image": "first_frame (or continues)",
+                "image": "first_frame/continues",
                 "seed": "seed",
                 "negative_prompt": "negative_prompt",
             }
