@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from storyboard import __version__
 from storyboard.errors import (
     BudgetExceeded,
+    CannotStart,
     InvalidStoryboard,
     Problem,
     StoryboardError,
@@ -224,6 +225,7 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     report = None
     result = None
     journal = None
+    paid: tuple[int, float] | None = None  # (takes, USD at list price) this live run submitted
     try:
         with Reporter(err, quiet=args.quiet) as reporter:
             if plan.to_render:  # a no-op render starts no event loop, imports no media code
@@ -231,14 +233,16 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
                 runner: Any
                 on_shot_done = None
+                new: dict[str, float] = {}
                 if args.live:
                     from storyboard.live import start_live
-                    from storyboard.lockfile import write_lock
+                    from storyboard.lockfile import new_takes, write_lock
 
                     forced = {s.id for s in plan.shots if args.force_all or s.id in args.force}
                     budget = args.budget if args.budget is not None else board.render.budget
                     runner, journal = start_live(plan, store, budget=budget, forced=forced)
                     live_journal = journal
+                    new = new_takes(plan, journal)
 
                     def on_shot_done(_shot: str) -> None:
                         write_lock(plan, store, live_journal)
@@ -258,6 +262,10 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 finally:
                     if on_shot_done is not None:
                         on_shot_done("")  # the lock also records takes of failed shots
+                    if journal is not None:
+                        from storyboard.lockfile import spent
+
+                        paid = spent(new, journal)
                 plan = make_plan(
                     board, store, backend=plan.backend, output=plan.cut if args.output else None
                 )
@@ -276,7 +284,14 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         store.save()
         if journal is not None:
             journal.close()
+    if args.live and not args.quiet:
+        count, usd = paid or (0, 0.0)
+        spent_line = f"spent {_money(usd)} on {count} take{'' if count == 1 else 's'} (list price)"
+    else:
+        spent_line = None
     if failed is not None:
+        if spent_line:
+            print(spent_line, file=err)
         for failure in failed.failures:
             take = f" take {failure.take}" if failure.take > 1 else ""
             print(f"error: {failure.shot}{take}: {failure.message}", file=err)
@@ -296,6 +311,8 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"cut: {result.path} ({result.seconds:.1f} s)", file=out)
         else:
             print(f"cut not stitched: not rendered yet: {', '.join(missing)}", file=err)
+        if spent_line:
+            print(spent_line, file=err)  # the last line: what this run bought
     return EXIT_OK
 
 
@@ -361,6 +378,9 @@ def main(
         if isinstance(exc, BudgetExceeded):
             for shot_id, cost in exc.per_shot:
                 print(f"  {shot_id}: {_money(cost)}", file=err)
+        if isinstance(exc, CannotStart):
+            for obstacle in exc.obstacles:
+                print(f"  {obstacle}", file=err)
         hint = exc.hint()
         if hint:
             print(f"hint: {hint}", file=err)

@@ -11,6 +11,8 @@ next. Only ``storyboard.cli.main`` prints errors and turns them into exit codes.
     ├── UsageError                   bad command-line use                      exit 2
     ├── InvalidStoryboard            problems: tuple[Problem, ...]             exit 2
     ├── PlanError                    the plan cannot be built                  exit 2
+    ├── CannotStart                  obstacles: what stops a live run; none sent  exit 2
+    ├── LockUnreadable               file, line: the lock cannot be read       exit 2
     ├── BudgetExceeded               estimate over budget, nothing submitted   exit 3
     ├── StoreError                   the clip store is unusable                exit 1
     ├── StitchError                  the final cut could not be written        exit 1
@@ -34,9 +36,12 @@ from dataclasses import dataclass, field
 __all__ = [
     "AuthenticationError",
     "BudgetExceeded",
+    "CannotStart",
     "DownloadError",
     "InvalidStoryboard",
+    "LockUnreadable",
     "MissingAPIKey",
+    "Obstacle",
     "PlanError",
     "Problem",
     "ProviderBusy",
@@ -144,6 +149,76 @@ class PlanError(StoryboardError):
 
     def hint(self) -> str | None:
         return self._hint
+
+
+@dataclass(frozen=True)
+class Obstacle:
+    """One thing that makes a take of a live run impossible, found before any submit."""
+
+    shot: str
+    message: str
+    provider: str | None = None
+    env_var: str | None = None  # the variable whose absence causes it, if one does
+    local_input: bool = False  # a local file (or upstream clip) that needs hosting
+
+    def __str__(self) -> str:
+        return f"{self.shot}: {self.message}"
+
+
+class CannotStart(StoryboardError):
+    """A ``render --live`` cannot do what it is asked; every reason is in ``obstacles``.
+
+    Raised before anything is uploaded or submitted, so nothing was spent.
+    """
+
+    exit_code = 2
+
+    def __init__(self, obstacles: Sequence[Obstacle]) -> None:
+        self.obstacles = tuple(obstacles)
+        n = len(self.obstacles)
+        super().__init__(
+            f"{n} problem{'s' if n != 1 else ''} stop{'' if n != 1 else 's'} this live render; "
+            "nothing was submitted"
+        )
+
+    def hint(self) -> str | None:
+        missing = sorted({o.env_var for o in self.obstacles if o.env_var})
+        local = any(o.local_input for o in self.obstacles)
+        parts = []
+        if missing:
+            parts.append("export " + " ".join(f"{var}=..." for var in missing))
+        if local:
+            parts.append("write https:// URLs for the local inputs named above")
+        if not parts:
+            return None
+        return " (or ".join(parts) + (")" if len(parts) > 1 else "")
+
+
+class LockUnreadable(StoryboardError):
+    """The lock file exists but cannot be read (merge conflict, bad JSON, wrong shape).
+
+    Raised while planning, before anything is spent: a lock that is ignored would make the
+    render pay again for every take it names.
+    """
+
+    exit_code = 2
+
+    def __init__(self, file: str, line: int, reason: str, *, conflict: bool = False) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        self.conflict = conflict
+        where = f"{file}:{line}" if line > 0 else file
+        super().__init__(f"{where}: the lock file cannot be read: {reason}")
+
+    def hint(self) -> str | None:
+        first = (
+            f"resolve the merge conflict in {self.file}" if self.conflict else f"repair {self.file}"
+        )
+        return (
+            f"{first}, or delete it: the next render rebuilds it from the store and the "
+            "journal, and pays again for clips that are in neither"
+        )
 
 
 class BudgetExceeded(StoryboardError):

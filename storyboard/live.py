@@ -101,6 +101,9 @@ def start_live(
     journal = Journal(store.root / "journal.sqlite")
     try:
         check_budget(plan, budget)
+        from storyboard.preflight import preflight
+
+        preflight(plan, journal=journal, forced=forced, environ=environ)  # every obstacle at once
         session = LiveSession(store, journal, environ=environ)
         session.check_keys({sp.shot.spec.provider for sp in plan.to_render if sp.shot.spec})
         for sp in plan.shots:
@@ -305,7 +308,11 @@ class LiveSession:
             "provider": provider.name,
             "model": job.spec.id,
             "task_id": task.task_id,
-            "cost": None,  # issue 7: list price and reported cost go in the lock
+            # What the provider says it charged, in its own unit (the lock keeps it beside the
+            # list price; never converted into dollars).
+            "reported_cost": None
+            if status.reported is None
+            else {"amount": status.reported.amount, "unit": status.reported.unit},
             "seed": job.seed,
         }
         entry = await fetch_to_store(provider, task, status, job, self.store, tmp, info)

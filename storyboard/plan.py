@@ -32,6 +32,7 @@ __all__ = [
     "cut_path",
     "generation_material",
     "make_plan",
+    "take_price",
 ]
 
 KEY_FORMAT = 1
@@ -176,6 +177,21 @@ def _effective(shot: Shot, spec: ModelSpec) -> dict[str, Any]:
     if shot.params:
         params["params"] = dict(shot.params)
     return params
+
+
+def take_price(shot: Shot, spec: ModelSpec) -> float:
+    """The list price in USD of one take of ``shot``: what the plan estimates and the lock keeps.
+
+    Billed on the requested duration, not on the frame count the model writes; a reference
+    or extension video takes the surcharged rate.
+    """
+    video_ref = shot.extends is not None or shot.reference_video is not None
+    billed = shot.duration if shot.duration is not None else spec.default_duration
+    return spec.price.estimate(
+        seconds=billed,
+        resolution=shot.resolution or spec.default_resolution,
+        video_ref=video_ref,
+    )
 
 
 def take_seed(shot: Shot, take: int) -> int | None:
@@ -336,6 +352,7 @@ def make_plan(
     Raises:
         UsageError: ``--only`` or ``--force`` name a shot that does not exist.
         PlanError: an input file changed or vanished since validation.
+        LockUnreadable: (live) the lock file exists but cannot be read.
     """
     ids = {s.id for s in board.shots}
     only_set, force_set = set(only), set(force)
@@ -378,7 +395,10 @@ def make_plan(
         entry = store.lookup(key)
         record = locked.get(key)
         if entry is None and record is not None and isinstance(record.get("output"), str):
-            info = {k: record.get(k) for k in ("provider", "task_id", "cost", "seed", "time")}
+            info = {
+                k: record.get(k)
+                for k in ("provider", "task_id", "cost", "reported_cost", "seed", "time")
+            }
             entry = store.link(
                 key,
                 record["output"],
@@ -410,14 +430,7 @@ def make_plan(
             clip = None if forced else lookup(key, shot.id, n)
             takes.append(TakePlan(n, key, take_seed(shot, n), material, clip))
         seconds = spec.clip_seconds(shot.duration)
-        video_ref = shot.extends is not None or shot.reference_video is not None
-        # Billed on the requested duration, not on the frame count the model writes.
-        billed = shot.duration if shot.duration is not None else spec.default_duration
-        per_take = spec.price.estimate(
-            seconds=billed,
-            resolution=shot.resolution or spec.default_resolution,
-            video_ref=video_ref,
-        )
+        per_take = take_price(shot, spec)
         stale = [t for t in takes if not t.fresh]
         paid = [] if forced else [t for t in stale if t.key in journalled]
         if forced:

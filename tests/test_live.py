@@ -855,8 +855,8 @@ def test_missing_key_names_the_variable(
     emu = live()
     monkeypatch.delenv(var)
     result = render(project)
-    assert result.code == 1
-    assert f"error: {var} is not set" in result.err
+    assert result.code == 2  # issue 7: found before the first submit, with every other problem
+    assert f"{var} is not set" in result.err
     assert emu.emu.requests == []
     assert "Traceback" not in result.err
 
@@ -871,8 +871,8 @@ def test_local_file_for_qingbo_needs_a_url_or_the_wavespeed_key(
     emu = live()
     monkeypatch.delenv("WAVESPEED_API_KEY")
     result = render(project)
-    assert result.code == 1
-    assert "spin" in result.err and "'a.png'" in result.err
+    assert result.code == 2  # issue 7: found before the first submit
+    assert "spin" in result.err and "refs/a.png" in result.err
     assert "https://" in result.err and "WAVESPEED_API_KEY" in result.err
     assert [r for r in emu.emu.requests if r.method == "POST"] == []
 
