@@ -18,9 +18,7 @@ from typing import Any
 import yaml
 
 from storyboard import models
-from storyboard.cache import store_root
 from storyboard.errors import InvalidStoryboard, Problem
-from storyboard.hashing import DigestMemo
 from storyboard.loader import Document, JsonPath, load
 from storyboard.mediainfo import DurationMemo, UnreadableMedia
 from storyboard.model import (
@@ -911,6 +909,9 @@ def _duration_memo(storyboard: Path) -> DurationMemo:
     ``validate`` never creates the store; a storyboard rendered before reuses what its
     render learned (and the other way round).
     """
+    from storyboard.cache import store_root  # only boards with local audio/video need it
+    from storyboard.hashing import DigestMemo
+
     root = store_root(storyboard)
     if root.is_dir():
         return DurationMemo(root / "media.json", DigestMemo(root / "digests.json"))
