@@ -46,6 +46,9 @@ _CONFLICT = re.compile(r"^(<{7}|={7}|>{7}|\|{7})(\s|$)")
 # A take submitted by this run has cost money unless its task failed (Qingbo refunds failed
 # tasks; a failed take is reported, not billed at list price).
 _PAID_STATES = frozenset({"submitted", "done"})
+# Journal states of a key with nothing sent for its current attempt (``--force`` resets a key
+# to "new"): this run buys it.
+_UNSENT_STATES: frozenset[str] = frozenset({"new"})
 
 
 def lock_path(storyboard: Path) -> Path:
@@ -211,8 +214,9 @@ def _reported(value: Any) -> dict[str, Any] | None:
 def new_takes(plan: Plan, journal: Journal) -> dict[str, float]:
     """Generation key -> list price of every take this run submits for the first time.
 
-    Called after :func:`storyboard.live.start_live` (which makes the journal forget forced
-    takes) and before the render: the stale takes in scope that the journal does not know.
+    Called after :func:`storyboard.live.start_live` (which resets forced takes to a new
+    attempt) and before the render: the stale takes in scope that the journal does not know
+    or knows as unsent.
     Takes an earlier run submitted (resumed, or resent under the same idempotency key) were
     paid for, or not, by that run, and are left out, exactly as ``plan --live`` leaves them
     out of its estimate.
@@ -224,7 +228,8 @@ def new_takes(plan: Plan, journal: Journal) -> dict[str, float]:
             continue
         price = take_price(sp.shot, spec)
         for take in sp.stale_takes:
-            if journal.get(take.key) is None:
+            known = journal.get(take.key)
+            if known is None or known.state in _UNSENT_STATES:
                 prices[take.key] = price
     return prices
 

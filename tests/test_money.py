@@ -458,3 +458,48 @@ def test_a_conflicted_lock_is_not_paid_for_again(
     assert again.code == 0, again.err
     assert post_count(emu) == posts
     assert spent_line(again) == (0.0, 0)
+
+
+@pytest.mark.slow
+def test_a_forced_take_is_spent_as_the_plan_said(
+    project: Project, live: Callable[..., Emulator]
+) -> None:
+    project.write(MIXES["wavespeed"].split("  - id: pair")[0])  # `kite` alone: $0.20 a run
+    emu = live()
+    assert render(project.file).code == 0
+    forced_plan = run_cli("plan", "--live", "--json", "--force", "kite", str(project.file))
+    estimate = float(forced_plan.json()["cost"])
+    assert estimate > 0
+    forced = render(project.file, "--force", "kite")
+    assert forced.code == 0, forced.err
+    assert spent_line(forced) == (cents(estimate), 1)
+    assert len(emu.tasks()) == 2  # bought twice, as asked
+    (take,) = lock_takes(project.file)
+    assert take["cost"] == pytest.approx(estimate)
+
+
+@pytest.mark.slow
+def test_a_take_reset_to_new_is_estimated_and_bought_again(
+    project: Project, live: Callable[..., Emulator]
+) -> None:
+    from storyboard.journal import Journal
+
+    project.write(MIXES["wavespeed"].split("  - id: pair")[0])  # `kite` alone: $0.20 a run
+    emu = live()
+    assert render(project.file).code == 0
+    (take,) = lock_takes(project.file)
+    # A --force run stopped after resetting the key (nothing sent for the new attempt) ...
+    journal = Journal(project.root / ".storyboard" / "journal.sqlite")
+    try:
+        journal.force(take["key"])
+    finally:
+        journal.close()
+    shutil.rmtree(project.root / ".storyboard" / "keys")
+    lock_path(project.file).unlink()
+    # ... so the next plan prices it as a purchase, and the render buys it and says so.
+    estimate = plan_estimate(project.file)
+    assert estimate == pytest.approx(take["cost"])
+    again = render(project.file)
+    assert again.code == 0, again.err
+    assert spent_line(again) == (cents(estimate), 1)
+    assert len(emu.tasks()) == 2
