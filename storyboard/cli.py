@@ -266,9 +266,13 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                         from storyboard.lockfile import spent
 
                         paid = spent(new, journal)
-                plan = make_plan(
-                    board, store, backend=plan.backend, output=plan.cut if args.output else None
-                )
+                try:
+                    plan = make_plan(
+                        board, store, backend=plan.backend, output=plan.cut if args.output else None
+                    )
+                except StoryboardError:
+                    if failed is None:  # an input gone mid-run: its take's failure says more
+                        raise
             missing = [sp.id for sp in plan.shots if sp.kind == "model" and sp.output is None]
             if not missing:
                 if plan.stitch == "stale":

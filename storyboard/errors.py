@@ -17,6 +17,7 @@ next. Only ``storyboard.cli.main`` prints errors and turns them into exit codes.
     ├── StoreError                   the clip store is unusable                exit 1
     ├── StitchError                  the final cut could not be written        exit 1
     ├── RenderFailed                 one or more shots failed                  exit 1
+    ├── TakeError                    anything unexpected inside a take (shot)  exit 1
     └── ProviderError                provider, task_id, status                 exit 1
         ├── MissingAPIKey            env var is not set
         ├── ProviderHTTPError        http_status, retryable
@@ -25,6 +26,7 @@ next. Only ``storyboard.cli.main`` prints errors and turns them into exit codes.
         ├── SubmitOutcomeUnknown     the submit reply was lost; never retried blindly
         ├── TaskFailed               the provider's task ended failed (code, message)
         ├── ProviderTimeout          a wait ran past its deadline (also TimeoutError)
+        ├── UnrecognisedStatus       a status the client does not know, polled too often
         └── DownloadError            output missing, too large or not a video
 """
 
@@ -54,7 +56,9 @@ __all__ = [
     "StoreError",
     "StoryboardError",
     "SubmitOutcomeUnknown",
+    "TakeError",
     "TaskFailed",
+    "UnrecognisedStatus",
     "UsageError",
 ]
 
@@ -272,7 +276,10 @@ class RenderFailed(StoryboardError):
 
     def hint(self) -> str | None:
         if any(isinstance(f.error, SubmitOutcomeUnknown) for f in self.failures):
-            return "check the provider's dashboard, then --force ID for each 'outcome unknown' shot"
+            return (
+                "every task already paid for was resumed; each 'outcome unknown' shot above "
+                "needs --force ID to be submitted again (and paid again)"
+            )
         return "fix the cause and run the same command again: finished shots are not redone"
 
 
@@ -402,3 +409,38 @@ class ProviderBusy(ProviderHTTPError):
             hint=hint,
         )
         self.retry_after = retry_after
+
+
+class UnrecognisedStatus(ProviderError):
+    """A task kept reporting a status the client does not know; the journal keeps the task.
+
+    Not a task failure: the task may still finish, so a rerun resumes it by its id.
+    """
+
+
+class TakeError(StoryboardError):
+    """Something unexpected stopped a take (an input deleted mid-run, a disk or SQLite error).
+
+    Never a traceback: the scheduler reports it as the failure of the take, by shot. A task
+    already submitted for the take stays in the journal, so a rerun resumes it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        shot: str,
+        take: int,
+        provider: str | None = None,
+        task_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.shot = shot
+        self.take = take
+        self.provider = provider
+        self.task_id = task_id
+        self._hint = hint
+
+    def hint(self) -> str | None:
+        return self._hint

@@ -9,9 +9,20 @@ the provider URLs of outputs (for ``extends``) live here too.
 
 States of a key::
 
-    intent ──submit──▶ submitted ──download+verify──▶ done
-       │                   └────────task failed─────▶ failed
-       └──reply lost──▶ unknown      (WaveSpeed: needs --force; Qingbo: same key resent)
+    new ──claim──▶ intent ──submit──▶ submitted ──download+verify──▶ done
+                     │                   └────────task failed─────▶ failed
+                     └──reply lost──▶ unknown  (Qingbo: same key resent; WaveSpeed: the
+                                                task list is searched, else --force)
+
+Each key carries an *attempt* number: 0 for its first purchase, one more for each ``--force``
+(:meth:`Journal.force` resets the key to ``new`` with the next number). A provider with
+idempotent submits keys them on (generation key, attempt), so a forced take buys a new
+generation while a resent submit of the same attempt cannot pay twice. ``intent_at`` is when
+the current attempt's intent was committed: a lost reply is looked for in the provider's task
+list from that moment on. A journal written before these columns existed is migrated in place
+(every old key is attempt 0, its intent time its creation time).
+
+One connection serves every thread (writes run off the event loop): a lock serialises it.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +43,7 @@ from storyboard.errors import StoreError
 __all__ = ["Journal", "JournalEntry", "read_states"]
 
 _OPEN_DEADLINE = 30.0
-JournalState = Literal["intent", "submitted", "unknown", "done", "failed"]
+JournalState = Literal["new", "intent", "submitted", "unknown", "done", "failed"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -48,7 +60,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     error TEXT,
     owner TEXT,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    intent_at REAL
 );
 CREATE TABLE IF NOT EXISTS uploads (
     digest TEXT NOT NULL,
@@ -79,6 +93,23 @@ class JournalEntry:
     cost: float | None
     error: str | None
     owner: str | None
+    attempt: int = 0  # which purchase of the key this is (0, then one more per --force)
+    intent_at: float | None = None  # Unix time the current attempt's intent was committed
+
+
+# Columns added after the first release, with how an older journal gets them.
+_MIGRATIONS = (
+    ("attempt", "ALTER TABLE tasks ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0", None),
+    (
+        "intent_at",
+        "ALTER TABLE tasks ADD COLUMN intent_at REAL",
+        "UPDATE tasks SET intent_at = created WHERE state != 'new' AND intent_at IS NULL",
+    ),
+)
+_COLUMNS = (
+    "key, shot, take, provider, model, state, task_id, seed, digest, cost, error, owner,"
+    " attempt, intent_at"
+)
 
 
 def _owner() -> str:
@@ -109,6 +140,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.owner = _owner()
+        self._lock = threading.RLock()
         # Switching to WAL and creating the tables take locks that SQLite's busy timeout
         # does not always wait for; two renders starting together retry until a deadline.
         deadline = time.monotonic() + _OPEN_DEADLINE
@@ -116,12 +148,15 @@ class Journal:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # Autocommit mode: every transaction below is explicit.
-                self._db = sqlite3.connect(path, timeout=_OPEN_DEADLINE, isolation_level=None)
+                self._db = sqlite3.connect(
+                    path, timeout=_OPEN_DEADLINE, isolation_level=None, check_same_thread=False
+                )
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(
                     "PRAGMA synchronous=FULL"
                 )  # a committed intent survives power loss
                 self._db.executescript(_SCHEMA)
+                self._migrate()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -130,31 +165,59 @@ class Journal:
             except (sqlite3.Error, OSError) as exc:
                 raise StoreError(f"cannot open the task journal {path}: {exc}") from exc
 
-    def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _migrate(self) -> None:
+        """Add the columns a journal of an earlier version lacks (in one transaction)."""
+        have = {str(row[1]) for row in self._db.execute("PRAGMA table_info(tasks)")}
+        missing = [m for m in _MIGRATIONS if m[0] not in have]
+        if not missing:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"the task journal {self.path} is busy or broken: {exc}") from exc
-        try:
-            yield self._db
+            # Another process may have migrated it between the look and the lock.
+            have = {str(row[1]) for row in self._db.execute("PRAGMA table_info(tasks)")}
+            for name, add, fill in missing:
+                if name not in have:
+                    self._db.execute(add)
+                    if fill:
+                        self._db.execute(fill)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"the task journal {self.path} is busy or broken: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     # -- tasks -----------------------------------------------------------------------------
 
     def get(self, key: str) -> JournalEntry | None:
-        row = self._db.execute(
-            "SELECT key, shot, take, provider, model, state, task_id, seed, digest, cost, error,"
-            " owner FROM tasks WHERE key = ?",
-            (key,),
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
         return JournalEntry(*row) if row else None
+
+    def task_ids(self, provider: str) -> frozenset[str]:
+        """Every task id journalled for ``provider`` (tasks some key already holds)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT task_id FROM tasks WHERE provider = ? AND task_id IS NOT NULL",
+                (provider,),
+            ).fetchall()
+        return frozenset(str(row[0]) for row in rows)
 
     def claim(
         self, key: str, *, shot: str, take: int, provider: str, model: str, seed: int | None
@@ -162,16 +225,26 @@ class Journal:
         """Atomically record the intent to submit ``key``, unless it is already known.
 
         Returns the entry and whether this call created it (``True``: the caller may submit).
-        An existing entry is returned as it is, for the caller to resume or report.
+        A key in state ``new`` (forced, or refused before anything was created) is claimed
+        too, keeping its attempt number. Any other existing entry is returned as it is, for
+        the caller to resume or report.
         """
         now = time.time()
         with self._tx() as db:
-            row = db.execute("SELECT key FROM tasks WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT state FROM tasks WHERE key = ?", (key,)).fetchone()
             if row is None:
                 db.execute(
                     "INSERT INTO tasks (key, shot, take, provider, model, state, seed, owner,"
-                    " created, updated) VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?)",
-                    (key, shot, take, provider, model, seed, self.owner, now, now),
+                    " created, updated, attempt, intent_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?, 0, ?)",
+                    (key, shot, take, provider, model, seed, self.owner, now, now, now),
+                )
+                created = True
+            elif row[0] == "new":
+                db.execute(
+                    "UPDATE tasks SET state = 'intent', shot = ?, take = ?, provider = ?,"
+                    " model = ?, seed = ?, owner = ?, intent_at = ?, updated = ? WHERE key = ?",
+                    (shot, take, provider, model, seed, self.owner, now, now, key),
                 )
                 created = True
             else:
@@ -214,17 +287,47 @@ class Journal:
         self._set(key, state="done", digest=digest, cost=cost, error=None)
 
     def forget(self, key: str) -> None:
-        """Drop a key (``--force``, or a submit that certainly created nothing)."""
+        """Drop a key and everything known about it (attempt number included)."""
         with self._tx() as db:
             db.execute("DELETE FROM tasks WHERE key = ?", (key,))
+
+    def force(self, key: str) -> int | None:
+        """``--force``: the next submit of ``key`` is a new purchase (attempt + 1).
+
+        The key goes back to ``new`` with the next attempt number; its task id, clip, cost and
+        output URL are forgotten. A key already ``new`` keeps its number (nothing was sent for
+        it), and a key the journal does not know stays unknown (its first submit is attempt 0).
+
+        Returns the attempt number the next submit carries, or ``None`` for an unknown key.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT state, attempt FROM tasks WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            state, attempt = str(row[0]), int(row[1])
+            if state != "new":
+                attempt += 1
+                db.execute(
+                    "UPDATE tasks SET state = 'new', attempt = ?, task_id = NULL, digest = NULL,"
+                    " cost = NULL, error = NULL, intent_at = NULL, owner = ?, updated = ?"
+                    " WHERE key = ?",
+                    (attempt, self.owner, time.time(), key),
+                )
+                db.execute("DELETE FROM outputs WHERE key = ?", (key,))
+        return attempt
+
+    def release(self, key: str) -> None:
+        """A submit that certainly created nothing: the key is free again, same attempt."""
+        self._set(key, state="new", task_id=None, intent_at=None)
 
     # -- uploads and outputs ----------------------------------------------------------------
 
     def upload_url(self, digest: str, provider: str, *, margin: float = 3600.0) -> str | None:
-        row = self._db.execute(
-            "SELECT url, expires FROM uploads WHERE digest = ? AND provider = ?",
-            (digest, provider),
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT url, expires FROM uploads WHERE digest = ? AND provider = ?",
+                (digest, provider),
+            ).fetchone()
         if row is None or row[1] < time.time() + margin:
             return None
         return str(row[0])
@@ -237,7 +340,10 @@ class Journal:
             )
 
     def output_url(self, key: str, *, margin: float = 3600.0) -> str | None:
-        row = self._db.execute("SELECT url, expires FROM outputs WHERE key = ?", (key,)).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT url, expires FROM outputs WHERE key = ?", (key,)
+            ).fetchone()
         if row is None or row[1] < time.time() + margin:
             return None
         return str(row[0])
@@ -253,14 +359,15 @@ class Journal:
 def read_states(path: Path) -> dict[str, JournalState]:
     """Generation key -> journal state, read without creating or locking anything.
 
-    For ``plan``: a missing or unreadable journal simply knows nothing.
+    For ``plan``: a missing or unreadable journal simply knows nothing, and a key in state
+    ``new`` (forced, nothing sent since) is left out: its next submit is a new purchase.
     """
     if not path.exists():
         return {}
     try:
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5.0)
         try:
-            rows = db.execute("SELECT key, state FROM tasks").fetchall()
+            rows = db.execute("SELECT key, state FROM tasks WHERE state != 'new'").fetchall()
         finally:
             db.close()
     except sqlite3.Error:

@@ -4,18 +4,32 @@ For each take: upload local inputs (once per content digest, reused while the UR
 valid), claim the generation key in the journal, submit, record the task id, poll until the
 task ends, download, verify, store, record the digest. A rerun resumes every known task id
 instead of submitting again. The scheduler in ``storyboard.render`` calls :meth:`run_take`.
+
+Money rules kept here:
+
+* ``--force`` buys a new generation: the journal moves the key to its next *attempt*, which
+  the submit carries (``Job.attempt``); a resent submit of the same attempt keeps it.
+* A submit whose reply was lost is settled before anyone is asked to ``--force``: a provider
+  that can list its tasks (:class:`~storyboard.providers.base.TaskFinder`) is asked for the
+  task created since the journalled intent; one found is resumed, never bought again.
+* A submit in flight is shielded from cancellation (Ctrl-C) for at most
+  ``Timing.submit_deadline``, so its task id reaches the journal.
+* One deadline per take (``Timing.task_deadline``) bounds the provider-busy waits and the
+  polling; SQLite and file hashing run in worker threads, off the event loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import os
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -25,16 +39,19 @@ from storyboard.errors import (
     MissingAPIKey,
     ProviderBusy,
     ProviderError,
+    ProviderTimeout,
     StoryboardError,
     SubmitOutcomeUnknown,
     TaskFailed,
     UsageError,
 )
 from storyboard.events import Event
-from storyboard.journal import Journal
+from storyboard.journal import Journal, JournalEntry
 from storyboard.plan import Plan
-from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskRef
-from storyboard.render import Timing, fetch_to_store, wait_for_task
+from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskFinder, TaskRef
+from storyboard.render import Timing, fetch_to_store, take_error, wait_for_task
+
+_T = TypeVar("_T")
 
 __all__ = ["LiveRunner", "LiveSession", "check_budget", "resolve_seed", "start_live"]
 
@@ -42,6 +59,26 @@ __all__ = ["LiveRunner", "LiveSession", "check_budget", "resolve_seed", "start_l
 # days; §3.3: Qingbo links are valid 24 h).
 _OUTPUT_LIFETIME = {"wavespeed": 7 * 24 * 3600.0, "qingbo": 24 * 3600.0}
 _BUSY_ATTEMPTS = 20
+_KEY_VARS = ("WAVESPEED_API_KEY", "QINGBO_API_KEY")
+
+
+def _resends_safely(provider: Provider) -> bool:
+    """Whether resending a submit of the same attempt can never create a second task.
+
+    Qingbo de-duplicates submits by ``Idempotency-Key`` (derived from the generation key and
+    the attempt) for 24 h; WaveSpeed has no such key.
+    """
+    return provider.name == "qingbo"
+
+
+def _display(path: Path | None) -> str:
+    """A storyboard path as the user would type it (relative to the working folder if inside)."""
+    if path is None:
+        return "FILE"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def resolve_seed(seed: int | None, takes_seed: bool) -> int | None:
@@ -91,8 +128,9 @@ def start_live(
 ) -> tuple[LiveRunner, Journal]:
     """Everything a ``render --live`` checks before its first request, then its runner.
 
-    The budget and the API keys are checked first; only then does ``--force`` make the
-    journal forget the forced takes, so a refused run loses nothing it knew.
+    The budget and the API keys are checked first; only then does ``--force`` move the forced
+    takes to their next attempt in the journal (a new purchase), so a refused run loses
+    nothing it knew.
 
     Raises:
         BudgetExceeded: the estimate is over budget (nothing was sent).
@@ -104,12 +142,12 @@ def start_live(
         from storyboard.preflight import preflight
 
         preflight(plan, journal=journal, forced=forced, environ=environ)  # every obstacle at once
-        session = LiveSession(store, journal, environ=environ)
+        session = LiveSession(store, journal, environ=environ, board_file=plan.board.path)
         session.check_keys({sp.shot.spec.provider for sp in plan.to_render if sp.shot.spec})
         for sp in plan.shots:
             if sp.id in forced:
                 for take in sp.takes:
-                    journal.forget(take.key)
+                    journal.force(take.key)
     except BaseException:
         journal.close()
         raise
@@ -129,7 +167,9 @@ class LiveSession:
         poll_interval: float | None = None,
         poll_max: float = 30.0,
         task_deadline: float = 3 * 3600.0,
+        submit_deadline: float = Timing.submit_deadline,
         sleep: Callable[[float], Any] = anyio.sleep,
+        board_file: Path | None = None,
     ) -> None:
         self.store = store
         self.journal = journal
@@ -137,8 +177,9 @@ class LiveSession:
         self.transport = transport
         if poll_interval is None:
             poll_interval = _poll_interval(self.environ)
-        self.timing = Timing(poll_interval, poll_max, task_deadline)
+        self.timing = Timing(poll_interval, poll_max, task_deadline, submit_deadline)
         self.sleep = sleep
+        self.board_file = board_file
         self._providers: dict[str, Provider] = {}
         # One lock per content digest: takes running at once that share an input upload it
         # once (the second waits and then finds the URL in the journal).
@@ -175,16 +216,29 @@ class LiveSession:
             await provider.aclose()
         self._providers.clear()
 
+    async def _db(self, call: Callable[[], _T]) -> _T:
+        """Run a journal call (SQLite, fsync) in a worker thread, off the event loop."""
+        return await anyio.to_thread.run_sync(call)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The API keys in use, to keep out of every message."""
+        return tuple(self.environ[v] for v in _KEY_VARS if self.environ.get(v))
+
+    async def resumes(self, job: Job) -> bool:
+        """Whether ``job``'s key has a task the journal knows (paid for: resume, never stop)."""
+        known = await self._db(partial(self.journal.get, job.key))
+        return known is not None and known.state in ("submitted", "done") and bool(known.task_id)
+
     # -- inputs ----------------------------------------------------------------------------
 
     async def _upload(self, path: Path, shot: str, what: str) -> str:
-        digest = self.store.memo.digest(path)
+        digest = await anyio.to_thread.run_sync(self.store.memo.digest, path)
         lock = self._upload_locks.setdefault(digest, anyio.Lock())
         async with lock:
             return await self._upload_once(path, digest, shot, what)
 
     async def _upload_once(self, path: Path, digest: str, shot: str, what: str) -> str:
-        url = self.journal.upload_url(digest, "wavespeed")
+        url = await self._db(partial(self.journal.upload_url, digest, "wavespeed"))
         if url is not None:
             return url
         try:
@@ -202,7 +256,7 @@ class LiveSession:
             raise ProviderError("the WaveSpeed client cannot upload", provider="wavespeed")
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         url, expires = await upload(path, content_type)
-        self.journal.record_upload(digest, "wavespeed", url, expires)
+        await self._db(partial(self.journal.record_upload, digest, "wavespeed", url, expires))
         return str(url)
 
     async def prepare(self, job: Job, upstream_key: str | None, tmp: Path | None = None) -> Job:
@@ -219,7 +273,11 @@ class LiveSession:
                 urls[media.source] = await self._upload(media.path, shot.id, media.kind)
         if job.upstream is not None and job.upstream_mode == "extends":
             # The provider's own URL of the upstream clip while it is valid, else upload ours.
-            url = self.journal.output_url(upstream_key) if upstream_key else None
+            url = (
+                await self._db(partial(self.journal.output_url, upstream_key))
+                if upstream_key
+                else None
+            )
             urls["upstream"] = url or await self._upload(job.upstream, shot.id, "upstream clip")
         elif job.upstream is not None and job.upstream_mode == "continues":
             from storyboard.providers.animatic import last_frame
@@ -240,16 +298,46 @@ class LiveSession:
         upstream_key: str | None,
         emit: Callable[[Event], None],
     ) -> ClipEntry:
-        """Render one take live, resuming whatever the journal knows about its key."""
+        """Render one take live, resuming whatever the journal knows about its key.
+
+        Raises:
+            StoryboardError: the take failed (anything unexpected becomes a
+                :class:`~storyboard.errors.TakeError` naming the shot).
+        """
+        try:
+            return await self._run_take(job, tmp=tmp, upstream_key=upstream_key, emit=emit)
+        except StoryboardError:
+            raise
+        except Exception as exc:
+            error = take_error(job, exc, secrets=self.secrets())
+            known = None
+            with contextlib.suppress(Exception):  # the journal itself may be what broke
+                known = self.journal.get(job.key)
+            if known is not None and known.task_id:
+                error.task_id = known.task_id
+            raise error from exc
+
+    async def _run_take(
+        self,
+        job: Job,
+        *,
+        tmp: Path,
+        upstream_key: str | None,
+        emit: Callable[[Event], None],
+    ) -> ClipEntry:
         shot = job.shot
         provider = self.provider(job.spec.provider)
         journal = self.journal
-        known = journal.get(job.key)
+        # One deadline for every wait of this take: busy resubmits and polling.
+        deadline = time.monotonic() + self.timing.task_deadline
+        known = await self._db(partial(journal.get, job.key))
         task: TaskRef | None = None
         seed = job.seed
         if known is not None:
+            job = replace(job, attempt=known.attempt)  # a resent submit keeps its attempt
+        if known is not None and known.state != "new":
             seed = known.seed
-            if not journal.take_over(job.key):
+            if not await self._db(partial(journal.take_over, job.key)):
                 raise ProviderError(
                     f"shot {shot.id} take {job.take} is being rendered by another storyboard "
                     f"process ({known.owner})",
@@ -267,43 +355,22 @@ class LiveSession:
                 )
             if known.state in ("submitted", "done") and known.task_id:
                 task = TaskRef(provider.name, known.task_id, job.key)
-            elif known.state in ("intent", "unknown") and provider.name != "qingbo":
-                raise SubmitOutcomeUnknown(
-                    f"shot {shot.id} take {job.take}: outcome unknown — the submit was sent but "
-                    "its reply was lost, so a task may exist and be billed",
-                    provider=provider.name,
-                    shot=shot.id,
-                    hint=f"check the provider's dashboard; --force {shot.id} submits it again",
-                )
-            # Qingbo intent/unknown: resending the same Idempotency-Key returns the original
-            # task if there is one and cannot bill twice, so it is submitted again below.
         # A random seed (-1 or none) on a seeded model becomes concrete before the submit and
         # is journalled with the intent, so a resumed take keeps it.
         job = replace(job, seed=resolve_seed(seed, job.spec.seed_range is not None))
         if task is None:
             emit(Event(shot.id, job.take, shot.takes, "rendering", 0.0, "uploading inputs"))
             job = await self.prepare(job, upstream_key, tmp)
-            if known is None:
-                claimed, created = journal.claim(
-                    job.key,
-                    shot=shot.id,
-                    take=job.take,
-                    provider=provider.name,
-                    model=job.spec.id,
-                    seed=job.seed,
-                )
-                if not created:
-                    # Another render process claimed the key while this one uploaded: that
-                    # process submits it; submitting here too could pay twice.
-                    raise ProviderError(
-                        f"shot {shot.id} take {job.take} is being rendered by another "
-                        f"storyboard process ({claimed.owner})",
-                        provider=provider.name,
-                        shot=shot.id,
-                        hint="wait for it to finish, then run again",
-                    )
-            task = await self._submit(provider, job, emit)
-        status = await self._wait(provider, task, job, emit)
+            unsettled = known is not None and known.state in ("intent", "unknown")
+            if unsettled and known is not None and not _resends_safely(provider):
+                # A submit of this attempt was sent before and its reply never came: look for
+                # the task it may have created before anyone pays again.
+                task = await self._settle(provider, job, known, emit)
+            else:
+                # Qingbo intent/unknown: resending the same Idempotency-Key (same attempt)
+                # returns the original task if there is one and cannot bill twice.
+                task = await self._submit(provider, job, emit, deadline, claim=not unsettled)
+        status = await self._wait(provider, task, job, emit, deadline)
         info: dict[str, object] = {
             "provider": provider.name,
             "model": job.spec.id,
@@ -316,42 +383,58 @@ class LiveSession:
             "seed": job.seed,
         }
         entry = await fetch_to_store(provider, task, status, job, self.store, tmp, info)
-        journal.done(job.key, entry.digest, None)
+        await self._db(partial(journal.done, job.key, entry.digest, None))
         if status.outputs:
-            journal.record_output(
-                job.key, status.outputs[0], time.time() + _OUTPUT_LIFETIME.get(provider.name, 0)
-            )
+            expires = time.time() + _OUTPUT_LIFETIME.get(provider.name, 0)
+            await self._db(partial(journal.record_output, job.key, status.outputs[0], expires))
         return entry
 
-    async def _submit(self, provider: Provider, job: Job, emit: Callable[[Event], None]) -> TaskRef:
+    # -- submitting, once ------------------------------------------------------------------
+
+    async def _submit(
+        self,
+        provider: Provider,
+        job: Job,
+        emit: Callable[[Event], None],
+        deadline: float,
+        *,
+        claim: bool,
+    ) -> TaskRef:
+        """Claim the key (when ``claim``), submit, journal the task id; wait out busy replies.
+
+        The claim, the request and the journalling of its answer are shielded from
+        cancellation (a Ctrl-C) for at most ``Timing.submit_deadline``: a task the provider
+        created reaches the journal. A busy provider (429, a full queue, a quota window) is
+        waited out and asked again, all within the take's ``deadline``.
+        """
         shot = job.shot
         for _attempt in range(_BUSY_ATTEMPTS):
-            try:
-                task = await provider.submit(job)
-            except ProviderBusy as exc:
-                # 429: the provider created nothing; waiting and resubmitting is safe.
-                emit(Event(shot.id, job.take, shot.takes, "queued", None, f"provider busy: {exc}"))
-                await self.sleep(max(exc.retry_after, 0.0))
-                continue
-            except SubmitOutcomeUnknown as exc:
-                self.journal.unknown(job.key, str(exc))
-                # Said in the same words as on a rerun, which finds the key still unknown.
-                raise SubmitOutcomeUnknown(
-                    f"shot {shot.id} take {job.take}: outcome unknown — {exc}",
-                    provider=exc.provider,
-                    shot=exc.shot or shot.id,
-                    task_id=exc.task_id,
-                    status=exc.status,
-                    hint=exc.hint(),
-                ) from exc
-            except StoryboardError:
-                # A definite refusal (bad request, auth): nothing was created, so the key is
-                # free to be submitted again once the cause is fixed.
-                self.journal.forget(job.key)
-                raise
-            self.journal.submitted(job.key, task.task_id)
-            return task
-        self.journal.forget(job.key)
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + self.timing.submit_deadline
+                outcome = await self._submit_once(provider, job, claim=claim)
+            if scope.cancelled_caught:
+                # The submit outlived its deadline and was cut off in flight.
+                with anyio.CancelScope(shield=True):
+                    message = f"no reply to the submit within {self.timing.submit_deadline:.0f} s"
+                    await self._db(partial(self.journal.unknown, job.key, message))
+                return await self._settle_after_loss(provider, job, message, emit)
+            if isinstance(outcome, TaskRef):
+                return outcome
+            if isinstance(outcome, SubmitOutcomeUnknown):
+                return await self._settle_after_loss(provider, job, str(outcome), emit, outcome)
+            # ProviderBusy: the provider created nothing; waiting and resubmitting is safe.
+            wait = max(outcome.retry_after, 0.0)
+            if time.monotonic() + wait > deadline:
+                raise ProviderTimeout(
+                    f"shot {shot.id}: {provider.name} refuses new tasks for {wait:.0f} s more "
+                    f"({outcome}), past this take's deadline of "
+                    f"{self.timing.task_deadline:.0f} s; nothing was submitted",
+                    provider=provider.name,
+                    shot=shot.id,
+                    hint="run the same command again later: nothing was submitted for this take",
+                ) from outcome
+            emit(Event(shot.id, job.take, shot.takes, "queued", None, f"provider busy: {outcome}"))
+            await self.sleep(wait)
         raise ProviderError(
             f"shot {shot.id}: {provider.name} kept refusing new tasks",
             provider=provider.name,
@@ -359,14 +442,152 @@ class LiveSession:
             hint="try again later; nothing was submitted",
         )
 
+    async def _submit_once(
+        self, provider: Provider, job: Job, *, claim: bool
+    ) -> TaskRef | ProviderBusy | SubmitOutcomeUnknown:
+        """One submit and its journalling (runs shielded; see :meth:`_submit`)."""
+        shot, journal = job.shot, self.journal
+        if claim:
+            claimed, created = await self._db(
+                partial(
+                    journal.claim,
+                    job.key,
+                    shot=shot.id,
+                    take=job.take,
+                    provider=provider.name,
+                    model=job.spec.id,
+                    seed=job.seed,
+                )
+            )
+            if not created:
+                # Another render process claimed the key while this one uploaded: that
+                # process submits it; submitting here too could pay twice.
+                raise ProviderError(
+                    f"shot {shot.id} take {job.take} is being rendered by another "
+                    f"storyboard process ({claimed.owner})",
+                    provider=provider.name,
+                    shot=shot.id,
+                    hint="wait for it to finish, then run again",
+                )
+        try:
+            task = await provider.submit(job)
+        except ProviderBusy as exc:
+            if claim:
+                # Nothing was created: the key is free again (same attempt) while we wait.
+                await self._db(partial(journal.release, job.key))
+            return exc
+        except SubmitOutcomeUnknown as exc:
+            await self._db(partial(journal.unknown, job.key, str(exc)))
+            return exc
+        except StoryboardError:
+            # A definite refusal (bad request, auth): nothing was created, so the key is
+            # free to be submitted again (same attempt) once the cause is fixed.
+            await self._db(partial(journal.release, job.key))
+            raise
+        await self._db(partial(journal.submitted, job.key, task.task_id))
+        return task
+
+    # -- lost replies -----------------------------------------------------------------------
+
+    async def _settle(
+        self, provider: Provider, job: Job, known: JournalEntry, emit: Callable[[Event], None]
+    ) -> TaskRef:
+        """A rerun finds the key ``intent``/``unknown``: find its task, or say what to do."""
+        if known.state == "intent":
+            # A crash (or a cut-off submit) left the intent: the request may have been sent.
+            await self._db(
+                partial(self.journal.unknown, job.key, "the run stopped while submitting")
+            )
+        return await self._find(provider, job, known.intent_at, emit)
+
+    async def _settle_after_loss(
+        self,
+        provider: Provider,
+        job: Job,
+        reason: str,
+        emit: Callable[[Event], None],
+        lost: SubmitOutcomeUnknown | None = None,
+    ) -> TaskRef:
+        """The submit just sent got no usable reply: find its task, or say what to do."""
+        if _resends_safely(provider):
+            # The same Idempotency-Key is resent by the next run: no need to look.
+            shot = job.shot
+            raise SubmitOutcomeUnknown(
+                f"shot {shot.id} take {job.take}: outcome unknown — {reason}",
+                provider=provider.name,
+                shot=shot.id,
+                task_id=lost.task_id if lost else None,
+                status=lost.status if lost else None,
+                hint=(lost.hint() if lost else None)
+                or "run the same command again: the submit is resent with the same "
+                "Idempotency-Key, which cannot pay twice",
+            ) from lost
+        known = await self._db(partial(self.journal.get, job.key))
+        return await self._find(provider, job, known.intent_at if known else None, emit)
+
+    async def _find(
+        self,
+        provider: Provider,
+        job: Job,
+        since: float | None,
+        emit: Callable[[Event], None],
+    ) -> TaskRef:
+        """Look the task of an unknown submit up in the provider's task list.
+
+        A task found is journalled as submitted and resumed (no new purchase). Otherwise the
+        key stays ``unknown`` and the one "outcome unknown" message is raised.
+        """
+        shot = job.shot
+        if not isinstance(provider, TaskFinder):
+            raise self._unknown(
+                job,
+                provider,
+                f"{provider.name} cannot list the tasks it created: check its dashboard",
+            )
+        emit(Event(shot.id, job.take, shot.takes, "rendering", None, "looking for a lost task"))
+        held = await self._db(partial(self.journal.task_ids, provider.name))
+        try:
+            found = await provider.find_task(job, since=since or 0.0, exclude=held)
+        except ProviderError as exc:
+            raise self._unknown(
+                job,
+                provider,
+                f"the provider's task list could not be read ({exc}); run the same command "
+                "again to look again",
+            ) from exc
+        if found is None:
+            raise self._unknown(job, provider, "the provider's task list shows no such task")
+        await self._db(partial(self.journal.submitted, job.key, found.task_id))
+        return found
+
+    def _unknown(self, job: Job, provider: Provider, finding: str) -> SubmitOutcomeUnknown:
+        """The one "outcome unknown" error, in the same words on every run."""
+        shot = job.shot.id
+        command = f"`storyboard render {_display(self.board_file)} --live --force {shot}`"
+        return SubmitOutcomeUnknown(
+            f"outcome unknown: provider {provider.name}, shot {shot} take {job.take}: the "
+            f"submit got no usable reply; {finding}; {command} submits it again "
+            "(and pays again)",
+            provider=provider.name,
+            shot=shot,
+            hint=f"{command} submits it again (and pays again)",
+        )
+
     async def _wait(
-        self, provider: Provider, task: TaskRef, job: Job, emit: Callable[[Event], None]
+        self,
+        provider: Provider,
+        task: TaskRef,
+        job: Job,
+        emit: Callable[[Event], None],
+        deadline: float,
     ) -> Succeeded:
         shot = job.shot
-        status = await wait_for_task(provider, task, job, emit, self.timing, self.sleep)
+        status = await wait_for_task(
+            provider, task, job, emit, self.timing, self.sleep, deadline=deadline
+        )
         if isinstance(status, Failed):
             message = f"{provider.name} task {task.task_id} failed: {status.message}"
-            self.journal.failed(job.key, message)
+            await self._db(partial(self.journal.failed, job.key, message))
             hint = (
                 "change the storyboard as the message says, then run again"
                 if status.user_fixable
@@ -392,6 +613,9 @@ class LiveRunner:
 
     def provider_name(self, job: Job) -> str:
         return job.spec.provider
+
+    async def resumes(self, job: Job) -> bool:
+        return await self.session.resumes(job)
 
     async def run(
         self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]

@@ -2,16 +2,25 @@
 
 One anyio task group over all shots; a ``CapacityLimiter`` per provider caps the tasks in
 flight; a shot waits for its upstream shot; a failed shot fails only its dependants. Without
-``keep_going`` the first failure stops new work and lets running work finish. Finished clips
-are moved into the store as they complete, so an interruption loses only work in progress.
+``keep_going`` the first failure stops new work and lets running work finish; a take that
+resumes a task already paid for is never stopped (its output would be stranded). Finished
+clips are moved into the store as they complete, so an interruption loses only work in
+progress.
+
+Nothing inside a take reaches the user as a traceback: a :class:`StoryboardError` is that
+take's failure, anything else becomes a :class:`TakeError` naming the shot, and an exception
+group never leaves :func:`render_plan` (failures are gathered into :class:`RenderFailed`,
+an interruption is a ``KeyboardInterrupt``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,13 +34,25 @@ from storyboard.errors import (
     RenderFailed,
     ShotFailure,
     StoryboardError,
+    TakeError,
     TaskFailed,
+    UnrecognisedStatus,
 )
 from storyboard.events import Event
 from storyboard.plan import Plan, ShotPlan, TakePlan
-from storyboard.providers.base import Failed, Job, Provider, Queued, Running, Succeeded, TaskRef
+from storyboard.providers.base import (
+    Failed,
+    Job,
+    Provider,
+    Queued,
+    Succeeded,
+    TaskRef,
+    TaskStatus,
+    Unrecognised,
+)
 
 __all__ = [
+    "MAX_UNRECOGNISED_POLLS",
     "Event",
     "ProviderRunner",
     "RenderReport",
@@ -39,6 +60,7 @@ __all__ = [
     "Timing",
     "fetch_to_store",
     "render_plan",
+    "take_error",
     "verify_clip",
     "wait_for_task",
 ]
@@ -58,7 +80,17 @@ class Timing:
 
     poll_interval: float = 0.0  # first wait between polls; it grows 1.5x per poll
     poll_max: float = 30.0
-    task_deadline: float = 3 * 3600.0  # a video task that runs longer has gone wrong
+    # One deadline per take: the provider-busy resubmits and the polling of a live take all
+    # end by then (a video task that runs longer has gone wrong).
+    task_deadline: float = 3 * 3600.0
+    # A submit in flight finishes (shielded from Ctrl-C) within this, so its task id reaches
+    # the journal; past it the outcome is unknown.
+    submit_deadline: float = 120.0
+
+
+# Consecutive polls answered with a status the client does not know before the take fails
+# (the task stays journalled: a rerun resumes it).
+MAX_UNRECOGNISED_POLLS = 10
 
 
 async def wait_for_task(
@@ -68,34 +100,73 @@ async def wait_for_task(
     emit: Callable[[Event], None],
     timing: Timing,
     sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+    *,
+    deadline: float | None = None,
 ) -> Succeeded | Failed:
     """Poll ``task`` until it ends, with growing jittered waits and a deadline.
 
+    Args:
+        deadline: ``time.monotonic()`` by which the task must end (default:
+            ``timing.task_deadline`` from now); no poll or wait runs past it.
+
     Raises:
-        ProviderTimeout: the task did not end before ``timing.task_deadline``.
+        ProviderTimeout: the task did not end before the deadline.
+        UnrecognisedStatus: the provider answered :data:`MAX_UNRECOGNISED_POLLS` polls in a
+            row with a status the client does not know.
     """
     shot = job.shot
-    deadline = time.monotonic() + timing.task_deadline
+    end = deadline if deadline is not None else time.monotonic() + timing.task_deadline
     attempt = 0
+    unrecognised = 0
+
+    def timeout() -> ProviderTimeout:
+        return ProviderTimeout(
+            f"{provider.name} task {task.task_id} of shot {shot.id} did not finish in time "
+            f"(deadline {timing.task_deadline:.0f} s)",
+            provider=provider.name,
+            shot=shot.id,
+            task_id=task.task_id,
+            hint="run the same command again: the task is resumed, not resubmitted",
+        )
+
+    async def poll() -> TaskStatus:
+        # A poll in flight at the deadline is cut short: no wait outlives the deadline.
+        with anyio.move_on_after(max(end - time.monotonic(), 0.0)):
+            return await provider.poll(task)
+        raise timeout()
+
     while True:
-        status = await provider.poll(task)
+        status = await poll()
         if isinstance(status, (Succeeded, Failed)):
             return status
-        if time.monotonic() > deadline:
-            raise ProviderTimeout(
-                f"task {task.task_id} did not finish within {timing.task_deadline:.0f} s",
-                provider=provider.name,
-                shot=shot.id,
-                task_id=task.task_id,
-                hint="run the same command again: the task is resumed, not resubmitted",
+        if isinstance(status, Unrecognised):
+            unrecognised += 1
+            if unrecognised >= MAX_UNRECOGNISED_POLLS:
+                raise UnrecognisedStatus(
+                    f"{provider.name} task {task.task_id} of shot {shot.id} reported the status "
+                    f"{status.status!r} {unrecognised} times in a row, and storyboard does not "
+                    "know what it means; the journal keeps the task, so a rerun resumes it",
+                    provider=provider.name,
+                    shot=shot.id,
+                    task_id=task.task_id,
+                    status=status.status,
+                    hint="run the same command again later: the task is resumed, not paid again",
+                )
+            emit(
+                Event(shot.id, job.take, shot.takes, "rendering", None, f"status {status.status!r}")
             )
-        if isinstance(status, Queued):
-            emit(Event(shot.id, job.take, shot.takes, "rendering", None, "queued at the provider"))
-        elif isinstance(status, Running):
-            emit(Event(shot.id, job.take, shot.takes, "rendering", status.progress))
-        else:  # issue 7: bounded below by the live runner's wait
-            emit(Event(shot.id, job.take, shot.takes, "rendering", None, f"status {status.status!r}"))
-        delay = min(timing.poll_max, timing.poll_interval * (1.5**attempt))
+        else:
+            unrecognised = 0
+            if isinstance(status, Queued):
+                emit(
+                    Event(shot.id, job.take, shot.takes, "rendering", None, "queued at the provider")
+                )
+            else:
+                emit(Event(shot.id, job.take, shot.takes, "rendering", status.progress))
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise timeout()
+        delay = min(timing.poll_max, timing.poll_interval * (1.5**attempt), remaining)
         await sleep(random.uniform(0.5 * delay, delay) if delay > 0 else 0.0)
         attempt += 1
 
@@ -113,13 +184,21 @@ async def fetch_to_store(
     part = tmp / f"{job.key}.part.mp4"
     await provider.download(task, status, part)
     seconds = await anyio.to_thread.run_sync(verify_clip, part, job)
-    return store.put(job.key, part, seconds=seconds, shot=job.shot.id, take=job.take, info=info)
+
+    def put() -> ClipEntry:  # hashes the clip: off the event loop
+        return store.put(job.key, part, seconds=seconds, shot=job.shot.id, take=job.take, info=info)
+
+    return await anyio.to_thread.run_sync(put)
 
 
 class TakeRunner(Protocol):
     """Renders one take and puts its clip in the store (preview or live)."""
 
     def provider_name(self, job: Job) -> str: ...
+
+    async def resumes(self, job: Job) -> bool:
+        """Whether the take resumes a task already paid for (never stopped after a failure)."""
+        ...
 
     async def run(
         self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]
@@ -143,6 +222,9 @@ class ProviderRunner:
 
     def provider_name(self, job: Job) -> str:
         return self.provider.name
+
+    async def resumes(self, job: Job) -> bool:
+        return False  # no journal: nothing is ever resumed
 
     async def aclose(self) -> None:
         await self.provider.aclose()
@@ -169,6 +251,33 @@ class ProviderRunner:
             "task_id": task.task_id,
         }
         return await fetch_to_store(provider, task, status, job, self.store, tmp, info)
+
+
+def take_error(job: Job, exc: BaseException, *, secrets: Iterable[str] = ()) -> TakeError:
+    """The failure of a take that something unexpected stopped, named by its shot.
+
+    ``secrets`` (API keys) are replaced by ``***`` wherever the exception's text shows them.
+    """
+    shot = job.shot
+    if isinstance(exc, sqlite3.Error):
+        what = f"the task journal failed: {exc}"
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        what = f"{exc.strerror or exc}: {exc.filename}"
+    elif isinstance(exc, OSError):
+        what = f"{exc.strerror or exc}"
+    else:
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    for secret in secrets:
+        if secret:
+            what = what.replace(secret, "***")
+    return TakeError(
+        f"shot {shot.id} take {job.take} stopped: {what}",
+        shot=shot.id,
+        take=job.take,
+        provider=job.spec.provider,
+        hint="fix the cause and run the same command again: a task already submitted for "
+        "this take is resumed from the journal, not paid for again",
+    )
 
 
 def verify_clip(path: Path, job: Job) -> float:
@@ -216,12 +325,52 @@ def render_plan(
 
     Raises:
         RenderFailed: some takes failed; finished ones are in the store.
-        KeyboardInterrupt: the user interrupted; finished clips are kept.
+        KeyboardInterrupt: the user interrupted; finished clips are kept (the first Ctrl-C
+            lets submits in flight reach the journal, a second one leaves at once).
     """
-    return anyio.run(
-        _render_async, plan, store, runner, dict(concurrency or {}), keep_going,
-        on_event or (lambda e: None), on_shot_done or (lambda s: None),
-    )  # fmt: skip
+    try:
+        return anyio.run(
+            _render_async, plan, store, runner, dict(concurrency or {}), keep_going,
+            on_event or (lambda e: None), on_shot_done or (lambda s: None),
+        )  # fmt: skip
+    except BaseExceptionGroup as group:
+        raise _from_group(group, []) from None
+    except asyncio.CancelledError:
+        # The event loop's main task was cancelled from outside (a Ctrl-C).
+        raise KeyboardInterrupt from None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _from_group(
+    group: BaseExceptionGroup[BaseException], failures: list[ShotFailure]
+) -> BaseException:
+    """What the user sees instead of an exception group: an interruption, or RenderFailed."""
+    leaves = _leaves(group)
+    for exc in leaves:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return exc
+    if any(isinstance(exc, asyncio.CancelledError) for exc in leaves):
+        return KeyboardInterrupt()
+    found = list(failures)
+    for exc in leaves:
+        error = exc if isinstance(exc, StoryboardError) else None
+        if error is None:
+            what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = TakeError(
+                f"the render stopped: {what}",
+                shot="",
+                take=0,
+                hint="run the same command again: finished clips and journalled tasks are kept",
+            )
+        shot = str(getattr(error, "shot", None) or "")
+        found.append(ShotFailure(shot or "(render)", 0, error, str(error)))
+    return RenderFailed(found)
 
 
 _DEFAULT_CONCURRENCY = {"preview": 2, "wavespeed": 2, "qingbo": 5}
@@ -277,18 +426,22 @@ async def _render_async(
         )
         emit(Event(shot.id, take.take, shot.takes, "queued"))
         async with limiter_for(runner.provider_name(job)):
-            if stopping:
-                emit(
-                    Event(
-                        shot.id, take.take, shot.takes, "skipped", message="stopped after a failure"
-                    )
-                )
-                return False
             try:
+                # After a failure no new work starts, but a task already paid for is always
+                # resumed and downloaded (a provider's output links expire).
+                if stopping and not await runner.resumes(job):
+                    emit(
+                        Event(
+                            shot.id, take.take, shot.takes, "skipped",
+                            message="stopped after a failure",
+                        )
+                    )  # fmt: skip
+                    return False
                 await runner.run(job, tmp=tmp, upstream_key=upstream_key, emit=emit)
-            except StoryboardError as exc:
-                failures.append(ShotFailure(shot.id, take.take, exc, str(exc)))
-                emit(Event(shot.id, take.take, shot.takes, "failed", message=str(exc)))
+            except Exception as exc:
+                error = exc if isinstance(exc, StoryboardError) else take_error(job, exc)
+                failures.append(ShotFailure(shot.id, take.take, error, str(error)))
+                emit(Event(shot.id, take.take, shot.takes, "failed", message=str(error)))
                 if not keep_going:
                     stopping = True
                 return False
@@ -298,73 +451,94 @@ async def _render_async(
 
     async def run_shot(sp: ShotPlan) -> None:
         try:
-            if sp.kind != "model" or not plan.in_scope(sp.id):
-                ok[sp.id] = sp.kind != "model" or sp.status == "fresh"
-                return
-            upstream_clip: Path | None = None
-            upstream_key: str | None = None
-            shot = sp.shot
-            if shot.upstream:
+            await render_shot(sp)
+        except Exception as exc:
+            # Outside any take (the store, the lock, a bug): the shot fails, never the run.
+            error = exc if isinstance(exc, StoryboardError) else None
+            message = str(exc) if error is not None else f"{type(exc).__name__}: {exc}"
+            if error is None:
+                error = TakeError(
+                    f"shot {sp.id} stopped: {message}",
+                    shot=sp.id,
+                    take=0,
+                    hint="fix the cause and run the same command again: finished clips and "
+                    "journalled tasks are kept",
+                )
+            failures.append(ShotFailure(sp.id, 0, error, str(error)))
+            ok[sp.id] = False
+        finally:
+            done[sp.id].set()
+
+    async def render_shot(sp: ShotPlan) -> None:
+        if sp.kind != "model" or not plan.in_scope(sp.id):
+            ok[sp.id] = sp.kind != "model" or sp.status == "fresh"
+            return
+        upstream_clip: Path | None = None
+        upstream_key: str | None = None
+        shot = sp.shot
+        if shot.upstream:
+            for take in sp.stale_takes:
+                emit(
+                    Event(
+                        shot.id,
+                        take.take,
+                        shot.takes,
+                        "waiting",
+                        message=f"for {shot.upstream}",
+                    )
+                )
+            await done[shot.upstream].wait()
+            if not ok.get(shot.upstream):
                 for take in sp.stale_takes:
+                    failures.append(
+                        ShotFailure(
+                            shot.id,
+                            take.take,
+                            None,
+                            f"upstream {shot.upstream} did not render",
+                            shot.upstream,
+                        )
+                    )
                     emit(
                         Event(
                             shot.id,
                             take.take,
                             shot.takes,
-                            "waiting",
-                            message=f"for {shot.upstream}",
+                            "skipped",
+                            message=f"upstream {shot.upstream} failed",
                         )
                     )
-                await done[shot.upstream].wait()
-                if not ok.get(shot.upstream):
-                    for take in sp.stale_takes:
-                        failures.append(
-                            ShotFailure(
-                                shot.id,
-                                take.take,
-                                None,
-                                f"upstream {shot.upstream} did not render",
-                                shot.upstream,
-                            )
-                        )
-                        emit(
-                            Event(
-                                shot.id,
-                                take.take,
-                                shot.takes,
-                                "skipped",
-                                message=f"upstream {shot.upstream} failed",
-                            )
-                        )
-                    ok[sp.id] = False
-                    return
-                up = plan.shot(shot.upstream).selected
-                entry = store.lookup(up.key) if up is not None else None
-                upstream_clip = entry.path if entry is not None else None
-                upstream_key = up.key if up is not None else None
-            for take in sp.takes:
-                if take.fresh:
-                    cached.append((shot.id, take.take))
-                    emit(Event(shot.id, take.take, shot.takes, "cached", 1.0))
-            results: dict[int, bool] = {}
+                ok[sp.id] = False
+                return
+            up = plan.shot(shot.upstream).selected
+            entry = (
+                await anyio.to_thread.run_sync(store.lookup, up.key) if up is not None else None
+            )
+            upstream_clip = entry.path if entry is not None else None
+            upstream_key = up.key if up is not None else None
+        for take in sp.takes:
+            if take.fresh:
+                cached.append((shot.id, take.take))
+                emit(Event(shot.id, take.take, shot.takes, "cached", 1.0))
+        results: dict[int, bool] = {}
 
-            async def one(take: TakePlan) -> None:
-                results[take.take] = await take_job(sp, take, upstream_clip, upstream_key)
+        async def one(take: TakePlan) -> None:
+            results[take.take] = await take_job(sp, take, upstream_clip, upstream_key)
 
-            async with anyio.create_task_group() as tg:
-                for take in sp.stale_takes:
-                    tg.start_soon(one, take)
-            ok[sp.id] = all(results.values())
-            if ok[sp.id] and sp.stale_takes:
-                store.record_material(plan.backend, shot.id, sp.takes[0].material)
-                shot_done(shot.id)
-        finally:
-            done[sp.id].set()
+        async with anyio.create_task_group() as tg:
+            for take in sp.stale_takes:
+                tg.start_soon(one, take)
+        ok[sp.id] = all(results.values())
+        if ok[sp.id] and sp.stale_takes:
+            store.record_material(plan.backend, shot.id, sp.takes[0].material)
+            shot_done(shot.id)
 
     try:
         async with anyio.create_task_group() as tg:
             for sp in plan.shots:
                 tg.start_soon(run_shot, sp)
+    except BaseExceptionGroup as group:
+        raise _from_group(group, failures) from None
     finally:
         with anyio.CancelScope(shield=True):
             await runner.aclose()
