@@ -110,6 +110,19 @@ def _build_parser() -> _Parser:
 
     p = sub.add_parser("emulate", help="run the provider emulator on 127.0.0.1")
     p.add_argument("--port", type=int, default=0, metavar="N", help="port (default: any free)")
+    p.add_argument(
+        "--qingbo-status-names",
+        choices=("task", "events"),
+        default=None,
+        help="Qingbo task states: the task pages' queued/processing/completed (default) or "
+        "the SkyReels page's queued/running/succeeded",
+    )
+    p.add_argument(
+        "--qingbo-cost",
+        choices=("quota", "usd", "none"),
+        default=None,
+        help="how Qingbo tasks report their cost (default: quota; none: not at all)",
+    )
     return parser
 
 
@@ -339,7 +352,12 @@ def _cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print("\n".join(lines), file=out, flush=True)
 
     try:
-        run_forever(args.port, on_ready=ready)
+        run_forever(
+            args.port,
+            on_ready=ready,
+            qingbo_status_names=args.qingbo_status_names,
+            qingbo_cost_unit=args.qingbo_cost,
+        )
     except OSError as exc:
         raise UsageError(f"cannot listen on port {args.port}: {exc.strerror}") from exc
     return EXIT_OK
