@@ -159,7 +159,9 @@ async def wait_for_task(
             unrecognised = 0
             if isinstance(status, Queued):
                 emit(
-                    Event(shot.id, job.take, shot.takes, "rendering", None, "queued at the provider")
+                    Event(
+                        shot.id, job.take, shot.takes, "rendering", None, "queued at the provider"
+                    )
                 )
             else:
                 emit(Event(shot.id, job.take, shot.takes, "rendering", status.progress))
@@ -511,9 +513,7 @@ async def _render_async(
                 ok[sp.id] = False
                 return
             up = plan.shot(shot.upstream).selected
-            entry = (
-                await anyio.to_thread.run_sync(store.lookup, up.key) if up is not None else None
-            )
+            entry = await anyio.to_thread.run_sync(store.lookup, up.key) if up is not None else None
             upstream_clip = entry.path if entry is not None else None
             upstream_key = up.key if up is not None else None
         for take in sp.takes:
