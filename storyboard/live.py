@@ -68,7 +68,7 @@ def _resends_safely(provider: Provider) -> bool:
     Qingbo de-duplicates submits by ``Idempotency-Key`` (derived from the generation key and
     the attempt) for 24 h; WaveSpeed has no such key.
     """
-    return provider.name == "qingbo"
+    return provider.idempotent_submit
 
 
 def _display(path: Path | None) -> str:

@@ -774,6 +774,8 @@ class HostedProvider:
     # Whether the provider can host a local file and give a URL other providers can fetch
     # (WaveSpeed's media API); a provider without it takes URLs only.
     can_host_files: ClassVar[bool] = False
+    # Whether a resent submit can never create a second task (an idempotency key).
+    idempotent_submit: ClassVar[bool] = False
 
     def __init__(
         self,

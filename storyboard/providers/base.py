@@ -110,6 +110,15 @@ class Provider(Protocol):
 
     name: str
 
+    @property
+    def idempotent_submit(self) -> bool:
+        """Whether submitting the same job again can never create a second task.
+
+        True for Qingbo (its Idempotency-Key) and the free local preview: a submit whose
+        reply was lost is then resent instead of being looked for or left to ``--force``.
+        """
+        ...
+
     async def submit(self, job: Job) -> TaskRef:
         """Start the task. Never retried automatically by callers."""
         ...

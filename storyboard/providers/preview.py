@@ -106,6 +106,7 @@ class PreviewProvider:
     """Renders each job locally; a task is done as soon as ``submit`` returns."""
 
     name = "preview"
+    idempotent_submit = True  # local and free: a repeat costs nothing
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir

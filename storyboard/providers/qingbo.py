@@ -397,6 +397,7 @@ class QingboProvider(HostedProvider):
     key_var = API_KEY_ENV
     base_var = BASE_URL_ENV
     default_base = DEFAULT_BASE_URL
+    idempotent_submit = True  # Idempotency-Key: the same key returns the original task
 
     def _api_root(self, base_url: str) -> str:
         # PROVIDERS §3.1 names the base ".../v1"; our paths carry /v1, so accept either.
