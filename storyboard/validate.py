@@ -371,7 +371,7 @@ class _Checker:
         # Upstream shots: earlier ones only, which also rules out cycles.
         for rel in ("extends", "continues"):
             if rel in f:
-                self._check_upstream(rel, f[rel], src[rel], shot_id, index, earlier)
+                self._check_upstream(rel, f[rel], src[rel], shot_id, index, earlier, spec)
         if "extends" in f and "continues" in f:
             bad("continues", "a shot either extends or continues another shot, not both")
         if "continues" in f and "first_frame" in f:
@@ -468,6 +468,7 @@ class _Checker:
         shot_id: str,
         index: int,
         earlier: dict[str, tuple[int, Shot | None]],
+        spec: ModelSpec,
     ) -> None:
         # Whether the model may extend/continue at all is its `accepts` set, checked earlier.
         if target == shot_id:
@@ -511,6 +512,20 @@ class _Checker:
                 hint="skip this shot too, or un-skip the upstream shot",
                 shot=shot_id,
             )
+        elif rel == "extends" and (limit := spec.seconds_range("video")) is not None:
+            # The upstream clip is sent as the video to extend: the same length limit as a
+            # reference video, known here from the models' output lengths.
+            seconds = _clip_seconds(upstream, earlier)
+            low, high = limit
+            if not low <= seconds <= high:
+                self.add(
+                    path,
+                    f"{spec.id}'s extension source must be {low:g}-{high:g} s long; the clip "
+                    f"of {target!r} is about {seconds:.1f} s",
+                    hint=f"shorten {target!r} (or the shots it extends), or extend a shorter "
+                    "shot: the provider refuses a longer source video",
+                    shot=shot_id,
+                )
 
     def _check_params(
         self, f: dict[str, Any], src: dict[str, JsonPath], spec: ModelSpec, shot_id: str
@@ -879,6 +894,21 @@ class _Checker:
             budget=float(budget) if budget is not None else None,
             concurrency=dict(raw.get("concurrency") or {}),
         )
+
+
+def _clip_seconds(shot: Shot, earlier: dict[str, tuple[int, Shot | None]]) -> float:
+    """The expected length of ``shot``'s clip: its new footage, plus its source's clip when
+    its model returns the source too (``extends`` chains are followed upwards)."""
+    seconds = 0.0
+    current: Shot | None = shot
+    for _ in range(len(earlier) + 1):  # ids are earlier shots only, so this ends
+        if current is None or current.spec is None:
+            break
+        seconds += current.spec.clip_seconds(current.duration)
+        if current.spec.extend_output != "source+new" or not current.extends:
+            break
+        current = earlier.get(current.extends, (0, None))[1]
+    return seconds
 
 
 def _section(json_path: str) -> str:
