@@ -3,6 +3,15 @@
 PyYAML silently keeps the last of two equal mapping keys; a storyboard author loses work
 that way, so duplicates are errors here. Every value's position (and every mapping key's) is
 kept by JSON path so later stages can report ``FILE:LINE:COL``.
+
+A storyboard may come from someone else's pull request, so reading one is bounded: the file
+is at most :data:`MAX_FILE_BYTES` (checked before it is read), and the document is composed
+here from libyaml's event stream (not by libyaml's recursive composer) with a budget: at most
+:data:`MAX_NODES` values once every alias is expanded (an alias counts as the whole value it
+names, so a 400-byte "billion laughs" stops at the alias that crosses the budget), at most
+:data:`MAX_TEXT` characters of scalars after expansion, and at most :data:`MAX_DEPTH` levels
+of nesting. Ordinary sharing (``defaults: &d {...}`` merged into hundreds of shots) is far
+below these limits.
 """
 
 from __future__ import annotations
@@ -16,13 +25,38 @@ import yaml
 
 from storyboard.errors import InvalidStoryboard, Problem
 
-__all__ = ["Document", "JsonPath", "Mark", "json_path", "load", "load_text"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "MAX_TEXT",
+    "Document",
+    "JsonPath",
+    "Mark",
+    "json_path",
+    "load",
+    "load_text",
+]
 
 JsonPath = tuple[str | int, ...]
 
 # libyaml's parser is an order of magnitude faster than the pure-Python one; positions and
 # node styles are the same.
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""Largest storyboard file read; a real one is a few KB."""
+MAX_NODES = 100_000
+"""Most values (mappings, sequences, scalars, keys) in a document, aliases expanded."""
+MAX_TEXT = 2 * MAX_FILE_BYTES
+"""Most characters of scalars in a document, aliases expanded."""
+MAX_DEPTH = 64
+"""Most levels of nested mappings and sequences; a storyboard needs fewer than ten."""
+
+_ALIAS_HINT = (
+    "anchors and aliases are for sharing a few settings; write the values out instead "
+    "of aliasing aliases"
+)
 
 
 @dataclass(frozen=True)
@@ -194,6 +228,165 @@ class _Builder:
         )
 
 
+class _Budget(Exception):
+    """The document went past a limit while composing; carries the problem."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
+    """Compose the single document of ``text`` like ``yaml.compose``, within the budgets.
+
+    libyaml's own composer recurses in C (a deeply nested ``[[[...]]]`` crashes the
+    interpreter) and expands nothing itself, but everything after it walks aliases as
+    copies; here every alias is charged the full size of the value it names, so the
+    document's expanded size is known before anything is built.
+
+    Raises:
+        yaml.YAMLError: malformed YAML (as ``yaml.compose`` would raise it).
+        _Budget: a limit was crossed; the problem is at the event that crossed it.
+    """
+    loader = _Loader(text)
+    try:
+        return _Composer(loader, file).run()
+    finally:
+        loader.dispose()
+
+
+class _Composer:
+    """One pass over the events; nodes and marks are the same as PyYAML's composer's."""
+
+    def __init__(self, loader: Any, file: str) -> None:
+        self.loader = loader
+        self.file = file
+        self.nodes = 0  # values so far, aliases expanded
+        self.chars = 0  # scalar characters so far, aliases expanded
+        # anchor -> (node, nodes and chars it expands to; None while it is being composed)
+        self.anchors: dict[str, tuple[yaml.Node, tuple[int, int] | None]] = {}
+
+    def _problem(self, mark: Any, message: str, hint: str) -> _Budget:
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        return _Budget(Problem(self.file, line, col, "$", message, hint))
+
+    def _charge(self, nodes: int, chars: int, mark: Any, alias: bool) -> None:
+        self.nodes += nodes
+        self.chars += chars
+        what = "this alias expands the document" if alias else "the document has"
+        if self.nodes > MAX_NODES:
+            raise self._problem(
+                mark,
+                f"{what} to more than {MAX_NODES} values",
+                _ALIAS_HINT if alias else "a storyboard has a few thousand values at most",
+            )
+        if self.chars > MAX_TEXT:
+            raise self._problem(
+                mark,
+                f"{what} to more than {MAX_TEXT} characters of text",
+                _ALIAS_HINT if alias else "a storyboard has a few KB of text",
+            )
+
+    def run(self) -> yaml.Node | None:
+        get = self.loader.get_event
+        get()  # StreamStartEvent
+        start = get()
+        if isinstance(start, yaml.StreamEndEvent):
+            return None
+        root = self._document()
+        end = get()
+        if not isinstance(end, yaml.StreamEndEvent):
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream",
+                start.start_mark,
+                "but found another document",
+                end.start_mark,
+            )
+        return root
+
+    def _anchor(self, event: Any, node: yaml.Node) -> None:
+        anchor = event.anchor
+        if anchor is None:
+            return
+        if anchor in self.anchors:
+            raise yaml.composer.ComposerError(
+                "found duplicate anchor; first occurrence",
+                self.anchors[anchor][0].start_mark,
+                "second occurrence",
+                event.start_mark,
+            )
+        self.anchors[anchor] = (node, None)
+
+    def _document(self) -> yaml.Node:
+        get = self.loader.get_event
+        resolve = self.loader.resolve
+        # Open collections: [node, pending mapping key, anchor, nodes and chars at its start].
+        stack: list[list[Any]] = []
+        root: yaml.Node | None = None
+        while True:
+            event = get()
+            kind = type(event)
+            node: yaml.Node
+            if kind is yaml.ScalarEvent:
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = resolve(yaml.ScalarNode, event.value, event.implicit)
+                node = yaml.ScalarNode(
+                    tag, event.value, event.start_mark, event.end_mark, style=event.style
+                )
+                self._charge(1, len(event.value), event.start_mark, alias=False)
+                if event.anchor is not None:
+                    self._anchor(event, node)
+                    self.anchors[event.anchor] = (node, (1, len(event.value)))
+            elif kind is yaml.AliasEvent:
+                if event.anchor not in self.anchors:
+                    raise yaml.composer.ComposerError(
+                        None, None, "found undefined alias", event.start_mark
+                    )
+                node, size = self.anchors[event.anchor]
+                # An alias inside the value it names (`&x [*x]`) is refused when built.
+                nodes, chars = size if size is not None else (1, 0)
+                self._charge(nodes, chars, event.start_mark, alias=True)
+            elif kind is yaml.SequenceStartEvent or kind is yaml.MappingStartEvent:
+                node_class = (
+                    yaml.SequenceNode if kind is yaml.SequenceStartEvent else yaml.MappingNode
+                )
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = resolve(node_class, None, event.implicit)
+                node = node_class(tag, [], event.start_mark, None, flow_style=event.flow_style)
+                if len(stack) >= MAX_DEPTH:
+                    raise self._problem(
+                        event.start_mark,
+                        f"nested more than {MAX_DEPTH} levels deep",
+                        "a storyboard needs only a few levels; look for unclosed brackets",
+                    )
+                self._charge(1, 0, event.start_mark, alias=False)
+                self._anchor(event, node)
+                stack.append([node, None, event.anchor, self.nodes - 1, self.chars])
+                continue
+            elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
+                node, _, anchor, nodes_at, chars_at = stack.pop()
+                node.end_mark = event.end_mark
+                if anchor is not None:
+                    self.anchors[anchor] = (node, (self.nodes - nodes_at, self.chars - chars_at))
+            else:  # DocumentEndEvent: the root is complete
+                assert root is not None
+                return root
+            if not stack:
+                root = node
+                continue
+            top = stack[-1]
+            parent = top[0]
+            if isinstance(parent, yaml.SequenceNode):
+                parent.value.append(node)
+            elif top[1] is None:
+                top[1] = node
+            else:
+                parent.value.append((top[1], node))
+                top[1] = None
+
+
 def _yaml_problem(file: str, exc: yaml.YAMLError, text: str = "") -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
@@ -224,11 +417,47 @@ def load_text(text: str, *, file: str, path: Path) -> Document:
         InvalidStoryboard: the text is not well-formed YAML, has duplicate keys or unsafe
             tags, or is empty.
     """
+    if len(text) > MAX_FILE_BYTES:
+        raise InvalidStoryboard([_too_large(file, len(text), "characters")])
+    try:
+        return _load_text(text, file=file, path=path)
+    except (MemoryError, RecursionError) as exc:
+        what = "memory" if isinstance(exc, MemoryError) else "nesting depth"
+        raise InvalidStoryboard(
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    "$",
+                    f"reading this file needs more {what} than is available",
+                    "a storyboard is a few KB of plain settings; look for deep nesting or "
+                    "aliases of aliases",
+                )
+            ]
+        ) from None
+
+
+def _too_large(file: str, size: int, unit: str) -> Problem:
+    return Problem(
+        file,
+        0,
+        0,
+        "$",
+        f"the file is {size} {unit}; a storyboard may be at most {MAX_FILE_BYTES} bytes",
+        "is this the right file? a storyboard is a few KB of settings; keep long text in "
+        "included template files",
+    )
+
+
+def _load_text(text: str, *, file: str, path: Path) -> Document:
     doc = Document(file=file, path=path, data=None, lines=text.splitlines())
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = _compose(text, file)
     except yaml.YAMLError as exc:
         raise InvalidStoryboard([_yaml_problem(file, exc, text)]) from None
+    except _Budget as exc:
+        raise InvalidStoryboard([exc.problem]) from None
     if node is None:
         raise InvalidStoryboard(
             [Problem(file, 0, 0, "$", "the file is empty", "start with `storyboard: 1`")]
@@ -252,7 +481,15 @@ def load(file: str | Path) -> Document:
     shown = str(file)
     path = Path(file).absolute()
     try:
-        raw = path.read_bytes()
+        # The size is checked before reading, and the read itself stops past the cap (a
+        # device or a file that grows reports a size that is no bound).
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InvalidStoryboard([_too_large(shown, size, "bytes")])
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise InvalidStoryboard([_too_large(shown, len(raw), "bytes or more")])
     except FileNotFoundError:
         raise InvalidStoryboard([Problem(shown, 0, 0, "$", "no such file")]) from None
     except IsADirectoryError:
