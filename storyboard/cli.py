@@ -311,14 +311,14 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(spent_line, file=err)
         for failure in failed.failures:
             take = f" take {failure.take}" if failure.take > 1 else ""
-            print(f"error: {failure.shot}{take}: {failure.message}", file=err)
+            print(_redact(f"error: {failure.shot}{take}: {failure.message}"), file=err)
             hint = failure.error.hint() if failure.error is not None else None
             if hint:
-                print(f"    hint: {hint}", file=err)
-        print(f"error: {failed}", file=err)
+                print(_redact(f"    hint: {hint}"), file=err)
+        print(_redact(f"error: {failed}"), file=err)
         hint = failed.hint()
         if hint:
-            print(f"hint: {hint}", file=err)
+            print(_redact(f"hint: {hint}"), file=err)
         return EXIT_FAILED
     if not args.quiet:
         rendered = len(report.rendered) if report else 0
@@ -373,6 +373,20 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
 }
 
 
+def _redact(text: str) -> str:
+    """``text`` with every form of the API keys in the environment replaced by ``***``.
+
+    The last line of defence: providers and the live runner redact what they raise, and
+    nothing an error prints may show a key, whatever produced the text.
+    """
+    import os
+
+    from storyboard.errors import redact_secrets
+
+    keys = [os.environ.get(var, "") for var in ("WAVESPEED_API_KEY", "QINGBO_API_KEY")]
+    return redact_secrets(text, [k for k in keys if k.strip()])
+
+
 def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
@@ -396,16 +410,16 @@ def main(
         _print_problems(exc.problems, err)
         return exc.exit_code
     except StoryboardError as exc:
-        print(f"error: {exc}", file=err)
+        print(_redact(f"error: {exc}"), file=err)
         if isinstance(exc, BudgetExceeded):
             for shot_id, cost in exc.per_shot:
                 print(f"  {shot_id}: {_money(cost)}", file=err)
         if isinstance(exc, CannotStart):
             for obstacle in exc.obstacles:
-                print(f"  {obstacle}", file=err)
+                print(_redact(f"  {obstacle}"), file=err)
         hint = exc.hint()
         if hint:
-            print(f"hint: {hint}", file=err)
+            print(_redact(f"hint: {hint}"), file=err)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=err)

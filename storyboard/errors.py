@@ -20,6 +20,7 @@ next. Only ``storyboard.cli.main`` prints errors and turns them into exit codes.
     ├── TakeError                    anything unexpected inside a take (shot)  exit 1
     └── ProviderError                provider, task_id, status                 exit 1
         ├── MissingAPIKey            env var is not set
+        ├── InvalidAPIKey            env var holds no usable key (never shown)  exit 2
         ├── ProviderHTTPError        http_status, retryable
         │   ├── AuthenticationError  401/403: names the env var to fix
         │   └── ProviderBusy         429: no task created; retry_after seconds
@@ -28,22 +29,35 @@ next. Only ``storyboard.cli.main`` prints errors and turns them into exit codes.
         ├── ProviderTimeout          a wait ran past its deadline (also TimeoutError)
         ├── UnrecognisedStatus       a status the client does not know, polled too often
         └── DownloadError            output missing, too large or not a video
+            └── OutputGone           the provider no longer serves a finished output
+
+:func:`redact_secrets` is the one redaction of API keys: every form a key can take in a
+text (raw, ``repr``- and JSON-escaped, URL-encoded, base64 of the key and of ``Bearer
+<key>``) becomes ``***``. Providers apply it to everything they turn into a message, the
+live runner to unexpected exceptions, and ``storyboard.cli`` once more to all it prints.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "AuthenticationError",
     "BudgetExceeded",
     "CannotStart",
     "DownloadError",
+    "InvalidAPIKey",
     "InvalidStoryboard",
     "LockUnreadable",
     "MissingAPIKey",
     "Obstacle",
+    "OutputGone",
     "PlanError",
     "Problem",
     "ProviderBusy",
@@ -60,7 +74,87 @@ __all__ = [
     "TaskFailed",
     "UnrecognisedStatus",
     "UsageError",
+    "redact_secrets",
+    "secret_forms",
 ]
+
+# What the next run does about a submit whose outcome is unknown (journalled with the key):
+# ``resend``: the provider de-duplicates submits (Qingbo's Idempotency-Key), so running the
+# same command again is safe; ``look``: the next run looks for the task in the provider's
+# task list first; ``force``: the list shows no such task, only ``--force`` buys it again.
+NextStep = Literal["resend", "look", "force"]
+
+_REDACTED = "***"
+
+
+def _escapes(text: str) -> set[str]:
+    """``text`` as it reads inside a str repr, a bytes repr and a JSON string."""
+    return {
+        text,
+        repr(text)[1:-1],
+        repr(text.encode("utf-8", "surrogatepass"))[2:-1],
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+        " ".join(text.split()),  # as a message excerpt collapses whitespace
+    }
+
+
+def _percent(text: str) -> set[str]:
+    """``text`` URL-encoded the usual ways, with upper- and lower-case hex digits."""
+    forms: set[str] = set()
+    for encoded in (quote(text, safe=""), quote(text), quote_plus(text)):
+        forms.add(encoded)
+        forms.add(_lower_hex(encoded))
+    return forms
+
+
+def _lower_hex(encoded: str) -> str:
+    parts = encoded.split("%")
+    return parts[0] + "".join("%" + p[:2].lower() + p[2:] for p in parts[1:])
+
+
+def _base64(text: str) -> set[str]:
+    raw = text.encode("utf-8", "surrogatepass")
+    forms: set[str] = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        value = encode(raw).decode("ascii")
+        forms.update((value, value.rstrip("=")))
+    return forms
+
+
+@lru_cache(maxsize=64)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """Every form of ``secret`` a message could show, longest first.
+
+    Raw; ``repr``-escaped (``'abc\\n'``), as a bytes repr and JSON-escaped; URL-encoded
+    (``%0A`` and ``%0a``); base64 (standard and URL-safe, with and without padding) of the
+    key and of ``Bearer <key>``; the key with surrounding whitespace stripped, in each of
+    those forms. Forms shorter than 4 characters are left out (they would blank ordinary
+    words, and no usable key is that short).
+    """
+    forms: set[str] = set()
+    for variant in {secret, secret.strip()}:
+        if not variant:
+            continue
+        for escaped in _escapes(variant):
+            forms.add(escaped)
+            forms.update(_percent(escaped))
+        forms.update(_percent(variant))
+        forms.update(_base64(variant))
+        forms.update(_base64(f"Bearer {variant}"))
+    return tuple(sorted((f for f in forms if len(f) >= 4), key=lambda f: (-len(f), f)))
+
+
+def redact_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every form of every secret (see :func:`secret_forms`) replaced by ``***``."""
+    forms = sorted(
+        {form for secret in secrets if secret for form in secret_forms(secret)},
+        key=lambda f: (-len(f), f),
+    )
+    for form in forms:
+        if form in text:
+            text = text.replace(form, _REDACTED)
+    return text
 
 
 @dataclass(frozen=True, order=True)
@@ -275,12 +369,35 @@ class RenderFailed(StoryboardError):
         super().__init__(f"{len(self.failures)} shot(s) did not render: {names}")
 
     def hint(self) -> str | None:
-        if any(isinstance(f.error, SubmitOutcomeUnknown) for f in self.failures):
-            return (
-                "every task already paid for was resumed; each 'outcome unknown' shot above "
-                "needs --force ID to be submitted again (and paid again)"
-            )
-        return "fix the cause and run the same command again: finished shots are not redone"
+        """One closing instruction that agrees with every shot's own hint.
+
+        Shots whose submit outcome is unknown are split by what helps next: ``--force`` for
+        those the provider's task list shows no task for, the same command for those that
+        are looked for again or resent under the same idempotency key. Otherwise the
+        generic advice is given only when some failure has no hint of its own.
+        """
+        unknown = [f for f in self.failures if isinstance(f.error, SubmitOutcomeUnknown)]
+        if unknown:
+            force = _shots(f for f in unknown if _next_step(f) == "force")
+            again = _shots(f for f in unknown if _next_step(f) != "force")
+            parts = ["every task already paid for was resumed"]
+            if force:
+                who = "each 'outcome unknown' shot above" if not again else ", ".join(force)
+                parts.append(f"{who} needs --force ID to be submitted again (and paid again)")
+            if again:
+                parts.append(
+                    f"run the same command again for {', '.join(again)}: its task is looked "
+                    "for or resent, never bought twice"
+                )
+            return "; ".join(parts)
+        bare = [
+            f
+            for f in self.failures
+            if f.skipped_because is None and (f.error is None or not f.error.hint())
+        ]
+        if bare:
+            return "fix the cause and run the same command again: finished shots are not redone"
+        return None
 
 
 class ProviderError(StoryboardError):
@@ -320,6 +437,26 @@ class MissingAPIKey(ProviderError):
         self.env_var = env_var
 
 
+class InvalidAPIKey(ProviderError):
+    """An API key variable is set to something that cannot be a key (exit 2).
+
+    The message names the variable and what is wrong with it, never the value or any part
+    of it: a key with a control character or a non-ASCII character would otherwise end up
+    in an HTTP library's error text, or in a traceback.
+    """
+
+    exit_code = 2
+
+    def __init__(self, provider: str, env_var: str, problem: str) -> None:
+        super().__init__(
+            f"{env_var} {problem}",
+            provider=provider,
+            hint=f"export {env_var}=... with the key as the provider's dashboard shows it",
+        )
+        self.env_var = env_var
+        self.problem = problem
+
+
 class ProviderHTTPError(ProviderError):
     """The provider answered with an HTTP error."""
 
@@ -348,8 +485,35 @@ class AuthenticationError(ProviderHTTPError):
 class SubmitOutcomeUnknown(ProviderError):
     """A submit was sent but its reply was lost: the task may exist and be billed.
 
-    Never retried automatically; ``--force ID`` submits again.
+    Never retried blindly. ``next_step`` says what helps: ``resend`` (the same command
+    resends it under the same idempotency key), ``look`` (the same command looks for it in
+    the provider's task list again), ``force`` (the list shows no task: ``--force ID``).
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        shot: str | None = None,
+        task_id: str | None = None,
+        status: str | None = None,
+        hint: str | None = None,
+        next_step: NextStep | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, shot=shot, task_id=task_id, status=status, hint=hint
+        )
+        self.next_step: NextStep | None = next_step
+
+
+def _next_step(failure: ShotFailure) -> NextStep | None:
+    error = failure.error
+    return error.next_step if isinstance(error, SubmitOutcomeUnknown) else None
+
+
+def _shots(failures: Iterable[ShotFailure]) -> list[str]:
+    return sorted({f.shot for f in failures})
 
 
 class TaskFailed(ProviderError):
@@ -379,6 +543,14 @@ class ProviderTimeout(ProviderError, TimeoutError):
 
 class DownloadError(ProviderError):
     """The output could not be downloaded or is not a plausible video."""
+
+
+class OutputGone(DownloadError):
+    """A finished task's output is no longer served (HTTP 403/404/410 on its link).
+
+    Output links expire (Qingbo's after 24 h, WaveSpeed's after 7 days). The journal keeps
+    the task, so nothing is bought automatically; ``--force ID`` buys the take again.
+    """
 
 
 class ProviderBusy(ProviderHTTPError):

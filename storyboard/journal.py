@@ -22,6 +22,13 @@ the current attempt's intent was committed: a lost reply is looked for in the pr
 list from that moment on. A journal written before these columns existed is migrated in place
 (every old key is attempt 0, its intent time its creation time).
 
+Each unsettled key (``intent``/``unknown``) also records its *next step*, what the next run
+does about it: ``resend`` (the provider de-duplicates the resend), ``look`` (the provider's
+task list is searched first) or ``force`` (the list shows no task: only ``--force`` buys it
+again). The provider URL of a finished output is kept with its expiry, and a link the
+provider stopped serving is recorded as gone (expiry 0), so ``plan`` can say whether the next
+render downloads a lost clip again or only ``--force`` can buy it.
+
 One connection serves every thread (writes run off the event loop): a lock serialises it.
 """
 
@@ -36,11 +43,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from storyboard.errors import StoreError
+from storyboard.errors import NextStep, StoreError
 
-__all__ = ["Journal", "JournalEntry", "read_states"]
+__all__ = ["Journal", "JournalEntry", "JournalFacts", "read_facts", "read_states"]
 
 _OPEN_DEADLINE = 30.0
 JournalState = Literal["new", "intent", "submitted", "unknown", "done", "failed"]
@@ -62,7 +69,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     created REAL NOT NULL,
     updated REAL NOT NULL,
     attempt INTEGER NOT NULL DEFAULT 0,
-    intent_at REAL
+    intent_at REAL,
+    next_step TEXT
 );
 CREATE TABLE IF NOT EXISTS uploads (
     digest TEXT NOT NULL,
@@ -95,6 +103,7 @@ class JournalEntry:
     owner: str | None
     attempt: int = 0  # which purchase of the key this is (0, then one more per --force)
     intent_at: float | None = None  # Unix time the current attempt's intent was committed
+    next_step: NextStep | None = None  # what the next run does about an unsettled submit
 
 
 # Columns added after the first release, with how an older journal gets them.
@@ -105,11 +114,20 @@ _MIGRATIONS = (
         "ALTER TABLE tasks ADD COLUMN intent_at REAL",
         "UPDATE tasks SET intent_at = created WHERE state != 'new' AND intent_at IS NULL",
     ),
+    ("next_step", "ALTER TABLE tasks ADD COLUMN next_step TEXT", None),
 )
 _COLUMNS = (
     "key, shot, take, provider, model, state, task_id, seed, digest, cost, error, owner,"
-    " attempt, intent_at"
+    " attempt, intent_at, next_step"
 )
+_NEXT_STEPS = frozenset(get_args(NextStep))
+
+
+def _entry(row: tuple[object, ...]) -> JournalEntry:
+    values = list(row)
+    if values[-1] not in _NEXT_STEPS:
+        values[-1] = None
+    return JournalEntry(*values)  # type: ignore[arg-type]
 
 
 def _owner() -> str:
@@ -208,7 +226,7 @@ class Journal:
     def get(self, key: str) -> JournalEntry | None:
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
-        return JournalEntry(*row) if row else None
+        return _entry(row) if row else None
 
     def task_ids(self, provider: str) -> frozenset[str]:
         """Every task id journalled for ``provider`` (tasks some key already holds)."""
@@ -220,14 +238,23 @@ class Journal:
         return frozenset(str(row[0]) for row in rows)
 
     def claim(
-        self, key: str, *, shot: str, take: int, provider: str, model: str, seed: int | None
+        self,
+        key: str,
+        *,
+        shot: str,
+        take: int,
+        provider: str,
+        model: str,
+        seed: int | None,
+        next_step: NextStep | None = None,
     ) -> tuple[JournalEntry, bool]:
         """Atomically record the intent to submit ``key``, unless it is already known.
 
         Returns the entry and whether this call created it (``True``: the caller may submit).
         A key in state ``new`` (forced, or refused before anything was created) is claimed
         too, keeping its attempt number. Any other existing entry is returned as it is, for
-        the caller to resume or report.
+        the caller to resume or report. ``next_step`` is what a later run does if this run
+        stops before the submit's reply is journalled (``resend`` or ``look``).
         """
         now = time.time()
         with self._tx() as db:
@@ -235,16 +262,17 @@ class Journal:
             if row is None:
                 db.execute(
                     "INSERT INTO tasks (key, shot, take, provider, model, state, seed, owner,"
-                    " created, updated, attempt, intent_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?, 0, ?)",
-                    (key, shot, take, provider, model, seed, self.owner, now, now, now),
+                    " created, updated, attempt, intent_at, next_step)"
+                    " VALUES (?, ?, ?, ?, ?, 'intent', ?, ?, ?, ?, 0, ?, ?)",
+                    (key, shot, take, provider, model, seed, self.owner, now, now, now, next_step),
                 )
                 created = True
             elif row[0] == "new":
                 db.execute(
                     "UPDATE tasks SET state = 'intent', shot = ?, take = ?, provider = ?,"
-                    " model = ?, seed = ?, owner = ?, intent_at = ?, updated = ? WHERE key = ?",
-                    (shot, take, provider, model, seed, self.owner, now, now, key),
+                    " model = ?, seed = ?, owner = ?, intent_at = ?, next_step = ?, updated = ?"
+                    " WHERE key = ?",
+                    (shot, take, provider, model, seed, self.owner, now, next_step, now, key),
                 )
                 created = True
             else:
@@ -275,10 +303,14 @@ class Journal:
             )
 
     def submitted(self, key: str, task_id: str) -> None:
-        self._set(key, state="submitted", task_id=task_id)
+        self._set(key, state="submitted", task_id=task_id, next_step=None)
 
-    def unknown(self, key: str, message: str) -> None:
-        self._set(key, state="unknown", error=message)
+    def unknown(self, key: str, message: str, *, next_step: NextStep | None = None) -> None:
+        """The submit's reply was lost; ``next_step`` (if given) is what the next run does."""
+        if next_step is None:
+            self._set(key, state="unknown", error=message)
+        else:
+            self._set(key, state="unknown", error=message, next_step=next_step)
 
     def failed(self, key: str, message: str) -> None:
         self._set(key, state="failed", error=message)
@@ -309,8 +341,8 @@ class Journal:
                 attempt += 1
                 db.execute(
                     "UPDATE tasks SET state = 'new', attempt = ?, task_id = NULL, digest = NULL,"
-                    " cost = NULL, error = NULL, intent_at = NULL, owner = ?, updated = ?"
-                    " WHERE key = ?",
+                    " cost = NULL, error = NULL, intent_at = NULL, next_step = NULL, owner = ?,"
+                    " updated = ? WHERE key = ?",
                     (attempt, self.owner, time.time(), key),
                 )
                 db.execute("DELETE FROM outputs WHERE key = ?", (key,))
@@ -318,7 +350,7 @@ class Journal:
 
     def release(self, key: str) -> None:
         """A submit that certainly created nothing: the key is free again, same attempt."""
-        self._set(key, state="new", task_id=None, intent_at=None)
+        self._set(key, state="new", task_id=None, intent_at=None, next_step=None)
 
     # -- uploads and outputs ----------------------------------------------------------------
 
@@ -354,6 +386,68 @@ class Journal:
                 "INSERT OR REPLACE INTO outputs (key, url, expires) VALUES (?, ?, ?)",
                 (key, url, expires),
             )
+
+    def output_gone(self, key: str) -> None:
+        """The provider no longer serves the output of ``key`` (its link answered 403/404/410).
+
+        Recorded as an expiry of 0, so :meth:`output_url` never offers the link again and
+        ``plan`` says that only ``--force`` can buy the take again.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT url FROM outputs WHERE key = ?", (key,)).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO outputs (key, url, expires) VALUES (?, ?, 0)",
+                (key, str(row[0]) if row else ""),
+            )
+
+    def output_expires(self, key: str) -> float | None:
+        """When the provider's link to the output of ``key`` expires (0: gone), if known."""
+        with self._lock:
+            row = self._db.execute("SELECT expires FROM outputs WHERE key = ?", (key,)).fetchone()
+        return float(row[0]) if row else None
+
+
+@dataclass(frozen=True)
+class JournalFacts:
+    """What ``plan`` needs to know about a key the journal holds."""
+
+    state: JournalState
+    provider: str
+    next_step: NextStep | None = None
+    output_expires: float | None = None  # Unix time; 0 when the provider no longer has it
+
+
+def read_facts(path: Path) -> dict[str, JournalFacts]:
+    """Generation key -> :class:`JournalFacts`, read without creating or locking anything.
+
+    Like :func:`read_states`: a missing or unreadable journal knows nothing, and keys in
+    state ``new`` are left out. A journal of an earlier version (no ``next_step`` column)
+    reads with no next steps.
+    """
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            columns = {str(row[1]) for row in db.execute("PRAGMA table_info(tasks)")}
+            step = "t.next_step" if "next_step" in columns else "NULL"
+            rows = db.execute(
+                f"SELECT t.key, t.state, t.provider, {step}, o.expires FROM tasks t"
+                " LEFT JOIN outputs o ON o.key = t.key WHERE t.state != 'new'"
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}
+    return {
+        str(key): JournalFacts(
+            state=state,
+            provider=str(provider),
+            next_step=step_value if step_value in _NEXT_STEPS else None,
+            output_expires=None if expires is None else float(expires),
+        )
+        for key, state, provider, step_value, expires in rows
+    }
 
 
 def read_states(path: Path) -> dict[str, JournalState]:

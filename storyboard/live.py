@@ -12,6 +12,11 @@ Money rules kept here:
 * A submit whose reply was lost is settled before anyone is asked to ``--force``: a provider
   that can list its tasks (:class:`~storyboard.providers.base.TaskFinder`) is asked for the
   task created since the journalled intent; one found is resumed, never bought again.
+* Every lost reply ends in one message with one instruction, the same on every run (see
+  :meth:`LiveSession._unknown`), and the journal records that instruction as the key's
+  *next step*, so ``plan`` says what the next render will do.
+* An output the provider no longer serves (an expired link) fails the take naming the task;
+  the journal keeps the task and records the link as gone: only ``--force`` buys it again.
 * A submit in flight is shielded from cancellation (Ctrl-C) for at most
   ``Timing.submit_deadline``, so its task id reaches the journal.
 * One deadline per take (``Timing.task_deadline``) bounds the provider-busy waits and the
@@ -36,7 +41,10 @@ import anyio
 from storyboard.cache import ClipEntry, Store
 from storyboard.errors import (
     BudgetExceeded,
+    DownloadError,
     MissingAPIKey,
+    NextStep,
+    OutputGone,
     ProviderBusy,
     ProviderError,
     ProviderTimeout,
@@ -44,6 +52,7 @@ from storyboard.errors import (
     SubmitOutcomeUnknown,
     TaskFailed,
     UsageError,
+    redact_secrets,
 )
 from storyboard.events import Event
 from storyboard.journal import Journal, JournalEntry
@@ -69,6 +78,19 @@ def _resends_safely(provider: Provider) -> bool:
     the attempt) for 24 h; WaveSpeed has no such key.
     """
     return provider.idempotent_submit
+
+
+def _first_step(provider: Provider) -> NextStep:
+    """What a later run does with a submit of ``provider`` whose reply never came."""
+    return "resend" if _resends_safely(provider) else "look"
+
+
+def _lifetime(provider: Provider) -> float:
+    """Seconds the provider serves a finished output (its class says, else the table)."""
+    value = getattr(provider, "output_lifetime", None)
+    if isinstance(value, int | float):
+        return float(value)
+    return _OUTPUT_LIFETIME.get(provider.name, 0.0)
 
 
 def _display(path: Path | None) -> str:
@@ -221,8 +243,16 @@ class LiveSession:
         return await anyio.to_thread.run_sync(call)
 
     def secrets(self) -> tuple[str, ...]:
-        """The API keys in use, to keep out of every message."""
-        return tuple(self.environ[v] for v in _KEY_VARS if self.environ.get(v))
+        """The API keys in use (as set and stripped), to keep out of every message."""
+        values = [self.environ.get(v, "") for v in _KEY_VARS]
+        return tuple(dict.fromkeys(x for v in values for x in (v, v.strip()) if x))
+
+    def _board(self) -> str:
+        return _display(self.board_file)
+
+    def _command(self, *extra: str) -> str:
+        """The command line that does the next step, as the user would type it."""
+        return "`" + " ".join(["storyboard render", self._board(), "--live", *extra]) + "`"
 
     async def resumes(self, job: Job) -> bool:
         """Whether ``job``'s key has a task the journal knows (paid for: resume, never stop)."""
@@ -382,12 +412,60 @@ class LiveSession:
             else {"amount": status.reported.amount, "unit": status.reported.unit},
             "seed": job.seed,
         }
-        entry = await fetch_to_store(provider, task, status, job, self.store, tmp, info)
+        entry = await self._fetch(provider, task, status, job, tmp, info)
         await self._db(partial(journal.done, job.key, entry.digest, None))
         if status.outputs:
-            expires = time.time() + _OUTPUT_LIFETIME.get(provider.name, 0)
+            # The expiry the provider reports (Qingbo does), else its documented lifetime.
+            expires = status.expires_at or time.time() + _lifetime(provider)
             await self._db(partial(journal.record_output, job.key, status.outputs[0], expires))
         return entry
+
+    async def _fetch(
+        self,
+        provider: Provider,
+        task: TaskRef,
+        status: Succeeded,
+        job: Job,
+        tmp: Path,
+        info: dict[str, object],
+    ) -> ClipEntry:
+        """Download, verify and store the output; a failure names the provider and task.
+
+        An output the provider no longer serves is recorded as gone in the journal, which
+        keeps the task: nothing is bought again unless the user passes ``--force``.
+        """
+        shot = job.shot.id
+        where = f"{provider.name} task {task.task_id} (shot {shot} take {job.take})"
+        try:
+            return await fetch_to_store(provider, task, status, job, self.store, tmp, info)
+        except OutputGone as exc:
+            await self._db(partial(self.journal.output_gone, job.key))
+            lifetime = getattr(provider, "output_lifetime_text", "")
+            expiry = f"; links expire after {lifetime}" if lifetime else ""
+            raise OutputGone(
+                f"{where}: the provider no longer has this output (HTTP {exc.status}{expiry}); "
+                "the journal keeps the task, so nothing is bought again by itself",
+                provider=provider.name,
+                shot=shot,
+                task_id=task.task_id,
+                status=exc.status,
+                hint=f"{self._command('--force', shot)} buys it again (and pays again)",
+            ) from exc
+        except DownloadError as exc:
+            if type(exc) is not DownloadError:
+                raise  # a kind of its own (a short output...) says what it needs itself
+            text = redact_secrets(str(exc), self.secrets())
+            raise DownloadError(
+                text if text.startswith(where) else f"{where}: {text}",
+                provider=provider.name,
+                shot=shot,
+                task_id=task.task_id,
+                status=exc.status,
+                hint=exc.hint()
+                or f"{self._command()} downloads it again at no cost (the task is resumed); "
+                f"if the provider keeps sending this, {self._command('--force', shot)} buys "
+                "a new take",
+            ) from exc
 
     # -- submitting, once ------------------------------------------------------------------
 
@@ -416,7 +494,8 @@ class LiveSession:
                 # The submit outlived its deadline and was cut off in flight.
                 with anyio.CancelScope(shield=True):
                     message = f"no reply to the submit within {self.timing.submit_deadline:.0f} s"
-                    await self._db(partial(self.journal.unknown, job.key, message))
+                    step = _first_step(provider)
+                    await self._db(partial(self.journal.unknown, job.key, message, next_step=step))
                 return await self._settle_after_loss(provider, job, message, emit)
             if isinstance(outcome, TaskRef):
                 return outcome
@@ -457,6 +536,7 @@ class LiveSession:
                     provider=provider.name,
                     model=job.spec.id,
                     seed=job.seed,
+                    next_step=_first_step(provider),
                 )
             )
             if not created:
@@ -477,7 +557,10 @@ class LiveSession:
                 await self._db(partial(journal.release, job.key))
             return exc
         except SubmitOutcomeUnknown as exc:
-            await self._db(partial(journal.unknown, job.key, str(exc)))
+            message = redact_secrets(str(exc), self.secrets())
+            await self._db(
+                partial(journal.unknown, job.key, message, next_step=_first_step(provider))
+            )
             return exc
         except StoryboardError:
             # A definite refusal (bad request, auth): nothing was created, so the key is
@@ -496,7 +579,12 @@ class LiveSession:
         if known.state == "intent":
             # A crash (or a cut-off submit) left the intent: the request may have been sent.
             await self._db(
-                partial(self.journal.unknown, job.key, "the run stopped while submitting")
+                partial(
+                    self.journal.unknown,
+                    job.key,
+                    "the run stopped while submitting",
+                    next_step="look",
+                )
             )
         return await self._find(provider, job, known.intent_at, emit)
 
@@ -511,17 +599,10 @@ class LiveSession:
         """The submit just sent got no usable reply: find its task, or say what to do."""
         if _resends_safely(provider):
             # The same Idempotency-Key is resent by the next run: no need to look.
-            shot = job.shot
-            raise SubmitOutcomeUnknown(
-                f"shot {shot.id} take {job.take}: outcome unknown — {reason}",
-                provider=provider.name,
-                shot=shot.id,
-                task_id=lost.task_id if lost else None,
-                status=lost.status if lost else None,
-                hint=(lost.hint() if lost else None)
-                or "run the same command again: the submit is resent with the same "
-                "Idempotency-Key, which cannot pay twice",
-            ) from lost
+            detail = redact_secrets(reason, self.secrets())
+            if "may exist" not in detail:
+                detail += "; the task may exist"
+            raise self._unknown(job, provider, detail, "resend") from lost
         known = await self._db(partial(self.journal.get, job.key))
         return await self._find(provider, job, known.intent_at if known else None, emit)
 
@@ -539,38 +620,72 @@ class LiveSession:
         """
         shot = job.shot
         if not isinstance(provider, TaskFinder):
+            await self._db(
+                partial(self.journal.unknown, job.key, "no task list", next_step="force")
+            )
             raise self._unknown(
                 job,
                 provider,
                 f"{provider.name} cannot list the tasks it created: check its dashboard",
+                "force",
             )
         emit(Event(shot.id, job.take, shot.takes, "rendering", None, "looking for a lost task"))
         held = await self._db(partial(self.journal.task_ids, provider.name))
         try:
             found = await provider.find_task(job, since=since or 0.0, exclude=held)
         except ProviderError as exc:
+            # Still unsettled: the next run looks again (never --force: the task may exist).
+            await self._db(
+                partial(self.journal.unknown, job.key, "task list unreadable", next_step="look")
+            )
+            detail = redact_secrets(str(exc), self.secrets())
             raise self._unknown(
-                job,
-                provider,
-                f"the provider's task list could not be read ({exc}); run the same command "
-                "again to look again",
+                job, provider, f"the provider's task list could not be read ({detail})", "look"
             ) from exc
         if found is None:
-            raise self._unknown(job, provider, "the provider's task list shows no such task")
+            await self._db(
+                partial(self.journal.unknown, job.key, "not in the task list", next_step="force")
+            )
+            raise self._unknown(
+                job, provider, "the provider's task list shows no such task", "force"
+            )
         await self._db(partial(self.journal.submitted, job.key, found.task_id))
         return found
 
-    def _unknown(self, job: Job, provider: Provider, finding: str) -> SubmitOutcomeUnknown:
-        """The one "outcome unknown" error, in the same words on every run."""
+    def _unknown(
+        self, job: Job, provider: Provider, finding: str, next_step: NextStep
+    ) -> SubmitOutcomeUnknown:
+        """The one "outcome unknown" error of a situation, in the same words on every run.
+
+        The message says what is known; the hint gives the one command that helps next, and
+        ``next_step`` (journalled too, so ``plan`` agrees) says which it is:
+
+        * ``resend`` (Qingbo): the same command resends the submit under the same
+          Idempotency-Key, which returns the task if there is one and bills once;
+        * ``look`` (WaveSpeed, its task list unreadable): the same command looks again;
+        * ``force`` (the task list shows no task): ``--force SHOT`` buys it again.
+        """
         shot = job.shot.id
-        command = f"`storyboard render {_display(self.board_file)} --live --force {shot}`"
+        if next_step == "force":
+            hint = f"{self._command('--force', shot)} submits it again (and pays again)"
+        elif next_step == "look":
+            hint = (
+                f"{self._command()} looks for its task in the provider's task list again; "
+                "nothing is bought again meanwhile"
+            )
+        else:
+            hint = (
+                f"{self._command()} resends it with the same Idempotency-Key: "
+                f"{provider.name} answers with its task if it made one, and bills it once"
+            )
         return SubmitOutcomeUnknown(
             f"outcome unknown: provider {provider.name}, shot {shot} take {job.take}: the "
-            f"submit got no usable reply; {finding}; {command} submits it again "
-            "(and pays again)",
+            f"submit got no usable reply; {finding}",
             provider=provider.name,
             shot=shot,
-            hint=f"{command} submits it again (and pays again)",
+            status="unknown",
+            hint=hint,
+            next_step=next_step,
         )
 
     async def _wait(
@@ -586,7 +701,8 @@ class LiveSession:
             provider, task, job, emit, self.timing, self.sleep, deadline=deadline
         )
         if isinstance(status, Failed):
-            message = f"{provider.name} task {task.task_id} failed: {status.message}"
+            said = redact_secrets(status.message, self.secrets())
+            message = f"{provider.name} task {task.task_id} failed: {said}"
             await self._db(partial(self.journal.failed, job.key, message))
             hint = (
                 "change the storyboard as the message says, then run again"

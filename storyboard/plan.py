@@ -13,6 +13,7 @@ Two keys (ARCHITECTURE §1):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -274,13 +275,37 @@ def generation_material(
 
 
 # Why a live take the journal knows is still stale, and what the next render does about it.
+# The words agree with what the render then says (storyboard.live): an unsettled submit by
+# its journalled next step, a lost clip by whether the provider still serves its output.
 _JOURNAL_REASONS = {
-    "intent": "submit outcome unknown: --force {id} submits again",
-    "unknown": "submit outcome unknown: --force {id} submits again",
+    "resend": "submit outcome unknown: the next render resends it with the same "
+    "Idempotency-Key, which the provider bills once",
+    "look": "submit outcome unknown: the next render looks for its task in the provider's "
+    "task list before anything is bought",
+    "force": "submit outcome unknown, and the provider's task list shows no such task: "
+    "--force {id} submits again",
+    "unsettled": "submit outcome unknown: the next render settles it before anything is bought",
     "submitted": "submitted earlier: the next render resumes it, no new cost",
+    "submitted-gone": "submitted earlier, but the provider no longer has its output: "
+    "--force {id} buys it again",
     "failed": "the provider's task failed: --force {id} submits again",
     "done": "rendered, but the clip is gone from the store: the next render downloads it again",
+    "done-gone": "rendered, but the clip is gone from the store and the provider no longer "
+    "has it (its link expired): --force {id} buys it again",
 }
+
+
+def _journal_reason(facts: Any, shot_id: str, now: float) -> str:
+    """Why a take the journal holds is stale, from the journal's facts (``JournalFacts``)."""
+    state = facts.state
+    gone = facts.output_expires is not None and facts.output_expires <= now
+    if state in ("intent", "unknown"):
+        reason = facts.next_step or "unsettled"
+    elif state in ("submitted", "done") and gone:
+        reason = f"{state}-gone"
+    else:
+        reason = state
+    return _JOURNAL_REASONS[reason].format(id=shot_id)
 
 
 def _key(material: dict[str, Any]) -> str:
@@ -382,14 +407,14 @@ def make_plan(
     # A live render's lock names the clip of every take: with the object in the store, a
     # take is fresh even when the store's own index does not know the key (another checkout).
     locked: dict[str, dict[str, Any]] = {}
-    journalled: dict[str, str] = {}
+    journalled: dict[str, Any] = {}
     if backend == "live":
-        from storyboard.journal import read_states
+        from storyboard.journal import read_facts
         from storyboard.lockfile import lock_index
 
         locked = lock_index(board.path)
         # Takes an earlier run submitted are resumed, not bought again (unless forced).
-        journalled = dict(read_states(store.root / "journal.sqlite"))
+        journalled = dict(read_facts(store.root / "journal.sqlite"))
 
     def lookup(key: str, shot_id: str, take: int) -> ClipEntry | None:
         entry = store.lookup(key)
@@ -438,7 +463,7 @@ def make_plan(
         elif not stale:
             reason = "up to date"
         elif paid and len(paid) == len(stale):
-            reason = _JOURNAL_REASONS[journalled[paid[0].key]].format(id=shot.id)
+            reason = _journal_reason(journalled[paid[0].key], shot.id, time.time())
         else:
             previous = store.last_material(backend, shot.id)
             reason = _why(previous, stale[0].material, shot, sources)

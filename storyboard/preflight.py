@@ -3,7 +3,9 @@
 Everything that would make a take of this run impossible is found up front and reported
 together, so a run never pays for an upstream shot and then stops at its dependant:
 
-* a provider the run needs has no API key (the variable is named, never a value);
+* a provider the run needs has no API key, or one that cannot be a key (a control,
+  non-ASCII or whitespace character inside, an absurd length): the variable is named, and
+  what is wrong with it, never the value or any part of it;
 * a take sends a local file (first/last frame, keyframes, refs and their audio, audio, a
   reference video) to a provider that takes only URLs, and no provider that can host files
   has its key set;
@@ -85,14 +87,21 @@ def preflight(
     Raises:
         CannotStart: with one :class:`~storyboard.errors.Obstacle` per shot and problem.
     """
+    from storyboard.providers._http import key_problem
+
     env = os.environ if environ is None else environ
     classes = {cls.name: cls for cls in _provider_classes()}
 
     def has_key(cls: type[HostedProvider]) -> bool:
         return bool(env.get(cls.key_var, "").strip())
 
+    def bad_key(cls: type[HostedProvider]) -> str | None:
+        """What is wrong with the provider's key, if it is set and unusable."""
+        value = env.get(cls.key_var, "").strip()
+        return key_problem(value) if value else None
+
     hosts = [cls for cls in classes.values() if cls.can_host_files]
-    hosting_ready = any(has_key(cls) for cls in hosts)
+    hosting_ready = any(has_key(cls) and bad_key(cls) is None for cls in hosts)
     host_vars = " or ".join(cls.key_var for cls in hosts) or "a hosting provider's key"
     host_var = hosts[0].key_var if hosts else None
     rendered_now = {
@@ -124,11 +133,25 @@ def preflight(
                     env_var=cls.key_var,
                 )
             )
+        elif (problem := bad_key(cls)) is not None:
+            obstacles.append(
+                Obstacle(
+                    shot.id,
+                    f"{cls.key_var} {problem}; {spec.id} runs on {cls.label}",
+                    provider=cls.name,
+                    env_var=cls.key_var,
+                )
+            )
         if cls.can_host_files or hosting_ready:
             continue  # local files are uploaded (by this provider, or the hosting one)
         if not any(submits(sp, take) for take in sp.stale_takes):
             continue  # every take is resumed: nothing is uploaded
-        why = f"{cls.label} takes only URLs and {host_vars} is not set to host it"
+        unusable = [f"{h.key_var} {bad_key(h)}" for h in hosts if bad_key(h) is not None]
+        why = (
+            f"{cls.label} takes only URLs and {host_vars} is not set to host it"
+            if not unusable
+            else f"{cls.label} takes only URLs and {'; '.join(unusable)}, so it cannot host it"
+        )
         for field, media in local_inputs(shot):
             obstacles.append(
                 Obstacle(

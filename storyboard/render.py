@@ -258,8 +258,11 @@ class ProviderRunner:
 def take_error(job: Job, exc: BaseException, *, secrets: Iterable[str] = ()) -> TakeError:
     """The failure of a take that something unexpected stopped, named by its shot.
 
-    ``secrets`` (API keys) are replaced by ``***`` wherever the exception's text shows them.
+    Every form of ``secrets`` (API keys: raw, escaped, URL-encoded, base64) is replaced by
+    ``***`` wherever the exception's text shows it (:func:`~storyboard.errors.redact_secrets`).
     """
+    from storyboard.errors import redact_secrets
+
     shot = job.shot
     if isinstance(exc, sqlite3.Error):
         what = f"the task journal failed: {exc}"
@@ -269,9 +272,7 @@ def take_error(job: Job, exc: BaseException, *, secrets: Iterable[str] = ()) -> 
         what = f"{exc.strerror or exc}"
     else:
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    for secret in secrets:
-        if secret:
-            what = what.replace(secret, "***")
+    what = redact_secrets(what, secrets)
     return TakeError(
         f"shot {shot.id} take {job.take} stopped: {what}",
         shot=shot.id,

@@ -100,6 +100,10 @@ def live(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
         monkeypatch.setenv("WAVESPEED_BASE_URL", server.url)
         monkeypatch.setenv("QINGBO_BASE_URL", server.url)
         monkeypatch.setenv("STORYBOARD_POLL_INTERVAL", "0.05")
+        # Served clips are cut to max_seconds: not the "much shorter than asked" of a broken
+        # provider output (issue 8 item 5), so that check is relaxed for these runs.
+        if options["max_seconds"] is not None:
+            monkeypatch.setenv("STORYBOARD_MIN_OUTPUT_SHARE", "0")
         handle = Live(emu, server)
         servers.append(handle)
         return handle
@@ -683,11 +687,13 @@ def test_slow_replies_are_waited_for(project: Project, live: Callable[..., Live]
     assert len(emu.submissions("qingbo")) == 1
 
 
-# The one message of an unknown outcome the task list cannot settle, on every run.
+# The one message of an unknown outcome the task list cannot settle, and its one instruction,
+# on every run.
 UNKNOWN_KITE = (
-    "outcome unknown: provider wavespeed, shot kite take 1: the submit got no usable reply; "
-    "the provider's task list shows no such task; "
-    "`storyboard render storyboard.yaml --live --force kite` submits it again (and pays again)"
+    "error: kite: outcome unknown: provider wavespeed, shot kite take 1: the submit got no "
+    "usable reply; the provider's task list shows no such task\n"
+    "    hint: `storyboard render storyboard.yaml --live --force kite` submits it again "
+    "(and pays again)\n"
 )
 
 

@@ -37,18 +37,22 @@ from storyboard import __version__
 from storyboard.errors import (
     AuthenticationError,
     DownloadError,
+    InvalidAPIKey,
     MissingAPIKey,
+    OutputGone,
     ProviderError,
     ProviderHTTPError,
     ProviderTimeout,
     StoreError,
     SubmitOutcomeUnknown,
+    redact_secrets,
 )
 from storyboard.providers.base import Job, Succeeded, TaskRef
 
 __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
+    "KEY_LENGTH",
     "MAX_DOWNLOAD_BYTES",
     "RETRY_STATUSES",
     "USER_AGENT",
@@ -60,9 +64,11 @@ __all__ = [
     "RetryableResponse",
     "Sleep",
     "Timeouts",
+    "check_key",
     "check_params",
     "excerpt",
     "http_error",
+    "key_problem",
     "make_client",
     "parse_retry_after",
     "provider_message",
@@ -83,6 +89,48 @@ USER_AGENT = f"storyboard/{__version__}"
 RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 MAX_DOWNLOAD_BYTES = 2 * 1024**3  # far above any 15 s clip; stops a runaway or hostile reply
 _CHUNK = 1024 * 1024
+# A sane API key length: both providers' keys are a few dozen printable ASCII characters.
+KEY_LENGTH = (8, 512)
+# A download of a finished task's output answered with one of these: the provider (its CDN or
+# bucket) no longer serves it. 403 is what an expired presigned link gets from S3.
+_GONE_STATUSES = frozenset({403, 404, 410})
+
+
+def key_problem(value: str) -> str | None:
+    """What makes ``value`` (already stripped) unusable as an API key, or ``None``.
+
+    Printable ASCII only, no whitespace or control character inside, a sane length. The
+    answer never quotes the value or any part of it.
+    """
+    low, high = KEY_LENGTH
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "contains a control character"
+    if any(ord(c) > 0x7F for c in value):
+        return "contains a non-ASCII character"
+    if any(c.isspace() for c in value):
+        return "contains whitespace"
+    if len(value) < low:
+        return f"is too short to be an API key ({len(value)} characters; at least {low})"
+    if len(value) > high:
+        return f"is too long to be an API key ({len(value)} characters; at most {high})"
+    return None
+
+
+def check_key(provider: str, env_var: str, value: str) -> str:
+    """``value`` stripped of surrounding whitespace, checked to be a usable key.
+
+    Raises:
+        MissingAPIKey: Nothing is left after stripping.
+        InvalidAPIKey: The key has a control, non-ASCII or whitespace character inside, or
+            an absurd length; the error names ``env_var``, never the value.
+    """
+    key = value.strip()
+    if not key:
+        raise MissingAPIKey(provider, env_var)
+    problem = key_problem(key)
+    if problem is not None:
+        raise InvalidAPIKey(provider, env_var, problem)
+    return key
 
 
 @dataclass(frozen=True)
@@ -306,8 +354,9 @@ def make_client(
 class ProviderContext:
     """Who we are talking to, for error messages: name, label, the env var, what to hide.
 
-    ``secrets`` (the API key) is kept out of ``repr`` and is replaced by ``***`` in every
-    text :meth:`redact` sees.
+    ``secrets`` (the API key) is kept out of ``repr`` and every form of it (raw, escaped,
+    URL-encoded, base64; :func:`~storyboard.errors.redact_secrets`) is replaced by ``***``
+    in every text :meth:`redact` sees.
     """
 
     name: str
@@ -317,11 +366,12 @@ class ProviderContext:
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret replaced by ``***``."""
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        """``text`` with every form of every secret replaced by ``***``."""
+        return redact_secrets(text, self.secrets)
+
+    def clean(self, text: str, limit: int = 300) -> str:
+        """A redacted one-line excerpt (redacted before and after whitespace is collapsed)."""
+        return self.redact(excerpt(self.redact(text), limit))
 
 
 def excerpt(text: str, limit: int = 300) -> str:
@@ -376,7 +426,7 @@ def http_error(
     """
     status = response.status_code
     message, code = provider_message(response)
-    said = f": {ctx.redact(excerpt(message))}" if message else ""
+    said = f": {ctx.clean(message)}" if message else ""
     if status in (401, 403):
         return AuthenticationError(
             f"{ctx.label} rejected the API key in {ctx.env_var} (HTTP {status}{said})",
@@ -496,7 +546,7 @@ def translate_errors(
             ) from exc
         raise http_error(ctx, exc.response, action=action, shot=shot, task_id=task_id) from exc
     except httpx.HTTPError as exc:
-        detail = ctx.redact(excerpt(f"{type(exc).__name__}: {exc}".rstrip(": ")))
+        detail = ctx.clean(f"{type(exc).__name__}: {exc}".rstrip(": "))
         if mode == "download":
             raise DownloadError(
                 f"{action} failed: {detail}", provider=ctx.name, shot=shot, task_id=task_id
@@ -626,7 +676,7 @@ class ApiSession:
         try:
             return response.json()
         except ValueError as exc:
-            body = self.ctx.redact(excerpt(response.text, 120))
+            body = self.ctx.clean(response.text, 120)
             raise ProviderError(
                 f"{self.ctx.label} answered the {action} with something that is not JSON "
                 f"(HTTP {response.status_code}: {body!r})",
@@ -698,6 +748,16 @@ class ApiSession:
                 if should_retry(status=response.status_code):
                     await response.aread()
                     raise RetryableResponse(response, self.retry_after(response))
+                if response.status_code in _GONE_STATUSES and task_id is not None:
+                    # A finished task's link that no longer answers: expired, or removed.
+                    raise OutputGone(
+                        f"{action} failed with HTTP {response.status_code}: the provider no "
+                        "longer has this output",
+                        provider=self.ctx.name,
+                        shot=shot,
+                        task_id=task_id,
+                        status=str(response.status_code),
+                    )
                 if not response.is_success:
                     raise DownloadError(
                         f"{action} failed with HTTP {response.status_code}"
@@ -764,6 +824,7 @@ class HostedProvider:
 
     Raises:
         MissingAPIKey: ``api_key`` is empty.
+        InvalidAPIKey: ``api_key`` cannot be a key (see :func:`key_problem`).
     """
 
     name: str  # an instance attribute to the Provider protocol; set per class
@@ -776,6 +837,9 @@ class HostedProvider:
     can_host_files: ClassVar[bool] = False
     # Whether a resent submit can never create a second task (an idempotency key).
     idempotent_submit: ClassVar[bool] = False
+    # How long the provider serves a finished task's output (seconds), and in words.
+    output_lifetime: ClassVar[float] = 24 * 3600.0
+    output_lifetime_text: ClassVar[str] = "24 h"
 
     def __init__(
         self,
@@ -789,10 +853,10 @@ class HostedProvider:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        if not api_key:
-            raise MissingAPIKey(self.name, self.key_var)
+        raw_key = api_key
+        api_key = check_key(self.name, self.key_var, api_key)
         context = ProviderContext(
-            self.name, self.label, self.key_var, self.base_var, secrets=(api_key,)
+            self.name, self.label, self.key_var, self.base_var, secrets=(api_key, raw_key)
         )
         self._http = ApiSession(
             context,
@@ -822,11 +886,12 @@ class HostedProvider:
 
         Raises:
             MissingAPIKey: the key variable is unset or empty.
+            InvalidAPIKey: the variable holds something that cannot be a key (a control,
+                non-ASCII or whitespace character inside, an absurd length); the error
+                names the variable, never the value.
         """
         env = os.environ if environ is None else environ
-        key = env.get(cls.key_var, "").strip()
-        if not key:
-            raise MissingAPIKey(cls.name, cls.key_var)
+        key = check_key(cls.name, cls.key_var, env.get(cls.key_var, ""))
         base = env.get(cls.base_var, "").strip() or cls.default_base
         return cls(api_key=key, base_url=base, transport=transport, sleep=sleep)
 
@@ -851,9 +916,18 @@ class HostedProvider:
                 provider=self.name,
                 task_id=task.task_id,
             )
-        await self._http.download(
-            status.outputs[0], dest, max_bytes=max_bytes, task_id=task.task_id
-        )
+        try:
+            await self._http.download(
+                status.outputs[0], dest, max_bytes=max_bytes, task_id=task.task_id
+            )
+        except OutputGone as exc:
+            raise OutputGone(
+                f"{self.label} task {task.task_id}: the provider no longer has this output "
+                f"(HTTP {exc.status}; its links expire after {self.output_lifetime_text})",
+                provider=self.name,
+                task_id=task.task_id,
+                status=exc.status,
+            ) from exc
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""

@@ -85,6 +85,7 @@ class ReportedCost:
 class Succeeded:
     outputs: tuple[str, ...]  # URLs (or local paths for the preview backend)
     reported: ReportedCost | None = None  # what the provider says it charged, if anything
+    expires_at: float | None = None  # Unix time the output links stop working, if it says
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,6 @@ from storyboard.providers._http import (
     RetryableResponse,
     RetryPolicy,
     check_params,
-    excerpt,
     http_error,
     submit_outcome_unknown,
     translate_errors,
@@ -325,6 +324,7 @@ class QingboTask:
             return Succeeded(
                 outputs=self.outputs,
                 reported=None if self.cost is None else ReportedCost(self.cost, "quota"),
+                expires_at=self.expires_at,
             )
         if name in _FAILED:
             cancelled = name in _CANCELLED
@@ -398,6 +398,8 @@ class QingboProvider(HostedProvider):
     base_var = BASE_URL_ENV
     default_base = DEFAULT_BASE_URL
     idempotent_submit = True  # Idempotency-Key: the same key returns the original task
+    output_lifetime = 24 * 3600.0  # result links are valid 24 h (PROVIDERS §3.3)
+    output_lifetime_text = "24 h"
 
     def _api_root(self, base_url: str) -> str:
         # PROVIDERS §3.1 names the base ".../v1"; our paths carry /v1, so accept either.
@@ -500,7 +502,7 @@ class QingboProvider(HostedProvider):
         # sit: look inside ``error`` first, then at the top level.
         top: Mapping[str, Any] = payload if isinstance(payload, dict) else {}
         code = str(fields.get("code") or top.get("code") or "") or None
-        message = self._http.ctx.redact(excerpt(str(fields.get("message") or "")))
+        message = self._http.ctx.clean(str(fields.get("message") or ""))
         header_wait = self._http.retry_after(response)
         kind: Literal["quota", "queue", "rate"]
         if code == "quota_window_exceeded":

@@ -47,7 +47,6 @@ from storyboard.providers._http import (
     ProviderContext,
     RetryPolicy,
     check_params,
-    excerpt,
     http_error,
     provider_message,
     submit_outcome_unknown,
@@ -297,6 +296,8 @@ class WaveSpeedProvider(HostedProvider):
     base_var = BASE_URL_ENV
     default_base = DEFAULT_BASE_URL
     can_host_files = True
+    output_lifetime = 7 * 86_400.0  # outputs are kept 7 days (PROVIDERS §1.6)
+    output_lifetime_text = "7 days"
 
     # ---- the protocol -------------------------------------------------------------------------
 
@@ -317,9 +318,12 @@ class WaveSpeedProvider(HostedProvider):
         shot = job.shot.id
         ctx = self._http.ctx
         action = f"submit of shot {shot}"
+        # One instruction (the live runner settles the outcome before it says anything else):
+        # the task is looked for in the prediction list; only a task that is not there is
+        # bought again, and only by --force.
         hint = (
-            f"run the same command again: storyboard looks the task up in WaveSpeed's "
-            f"prediction list; if it is not there, --force {shot} submits it again"
+            f"the task may exist: storyboard looks for it in WaveSpeed's prediction list; "
+            f"only if it is not there does --force {shot} buy it again"
         )
 
         def unknown(what: str) -> SubmitOutcomeUnknown:
@@ -615,7 +619,7 @@ class WaveSpeedProvider(HostedProvider):
         code = payload.get("code")
         number = _task_code(code)
         if code is not None and number not in (200, 0):
-            message = ctx.redact(excerpt(str(payload.get("message") or "")))
+            message = ctx.clean(str(payload.get("message") or ""))
             raise ProviderHTTPError(
                 f"WaveSpeed {action} failed with code {code}" + (f": {message}" if message else ""),
                 provider=NAME,
@@ -651,4 +655,4 @@ def _canonical(value: object) -> str:
 
 def _http_message(ctx: ProviderContext, response: httpx.Response) -> tuple[str | None, str | None]:
     message, code = provider_message(response)
-    return (ctx.redact(excerpt(message)) if message else None), code
+    return (ctx.clean(message) if message else None), code
