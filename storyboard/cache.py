@@ -12,13 +12,23 @@ Layout::
 Every write goes to a temporary file and is renamed into place. A missing or corrupt object
 or entry is a cache miss, never a crash. ``<ns>`` separates storyboards sharing one
 ``$STORYBOARD_CACHE``.
+
+Two levels of trust. :meth:`Store.lookup` is stat-only (the digest memo by path, size and
+mtime), so a no-op plan reads no media. Before a clip's bytes are used where a wrong byte
+would do harm (a cut being rebuilt, an upload, an export), :meth:`Store.verify` /
+:meth:`Store.verified` read the whole object and compare its sha256 with its name; an object
+that fails is deleted and its key's entry dropped, so the plan sees the take as not rendered
+(a cache miss). A process verifies an object once per (size, mtime): the stitcher and the
+uploader of one run share the work, and a clip just hashed by :meth:`Store.put` counts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +69,9 @@ class Store:
         self.root = root
         self.namespace = sha256_bytes(str(storyboard_path).encode())[:16]
         self.memo = DigestMemo(root / "digests.json")
+        # Objects this process read in full and found intact: path -> (size, mtime_ns).
+        self._verified: dict[str, tuple[int, int]] = {}
+        self._verify_lock = threading.Lock()
 
     @classmethod
     def for_storyboard(cls, storyboard_path: Path) -> Store:
@@ -107,6 +120,51 @@ class Store:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def verified(self, entry: ClipEntry) -> bool:
+        """Whether ``entry``'s object really holds the bytes its digest names (a full read).
+
+        A mismatch (or an unreadable object) is a cache miss: the object is deleted and the
+        key's entry dropped, so every later :meth:`lookup` of a key naming it misses and the
+        plan renders (or downloads) the take again. Blocking: call it off the event loop.
+        """
+        path = entry.path
+        try:
+            st = path.stat()
+        except OSError:
+            self._discard(entry)
+            return False
+        stamp = (st.st_size, st.st_mtime_ns)
+        name = str(path)
+        with self._verify_lock:
+            if self._verified.get(name) == stamp:
+                return True
+        try:
+            actual: str | None = sha256_file(path)
+        except OSError:
+            actual = None
+        if actual == entry.digest:
+            with self._verify_lock:
+                self._verified[name] = stamp
+            return True
+        self._discard(entry)
+        return False
+
+    def verify(self, key: str) -> ClipEntry | None:
+        """The clip ``key`` produced, only if a full read proves its bytes (see :meth:`verified`)."""
+        entry = self.lookup(key)
+        if entry is None or not self.verified(entry):
+            return None
+        return entry
+
+    def _discard(self, entry: ClipEntry) -> None:
+        """Drop a clip that is not what its digest says: the object and the key's entry."""
+        with self._verify_lock:
+            self._verified.pop(str(entry.path), None)
+        for path in (entry.path, self._entry_path(entry.key)):
+            # Best effort: an object that cannot be deleted fails every later verify too.
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
     def link(
         self, key: str, digest: str, *, seconds: float, shot: str, take: int, info: dict[str, Any]
     ) -> ClipEntry | None:
@@ -141,12 +199,14 @@ class Store:
         target = self.object_path(digest)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists() and self.memo.digest(target) == digest:
-                clip.unlink(missing_ok=True)
-            else:
-                os.replace(clip, target)
-            self.memo.digest(target)  # remember it verified
-            size = target.stat().st_size
+            # Always the bytes just hashed: an object already there may have changed on disk
+            # with its size and mtime kept, which the digest memo cannot see.
+            os.replace(clip, target)
+            st = target.stat()
+            self.memo.digest(target)  # remember it verified (a new mtime: hashed once more)
+            with self._verify_lock:
+                self._verified[str(target)] = (st.st_size, st.st_mtime_ns)
+            size = st.st_size
             record = {
                 "key": key,
                 "digest": digest,

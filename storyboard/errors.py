@@ -51,6 +51,7 @@ __all__ = [
     "AuthenticationError",
     "BudgetExceeded",
     "CannotStart",
+    "ClipCorrupt",
     "DownloadError",
     "InvalidAPIKey",
     "InvalidStoryboard",
@@ -65,6 +66,7 @@ __all__ = [
     "ProviderHTTPError",
     "ProviderTimeout",
     "RenderFailed",
+    "ShortOutput",
     "ShotFailure",
     "StitchError",
     "StoreError",
@@ -543,6 +545,45 @@ class ProviderTimeout(ProviderError, TimeoutError):
 
 class DownloadError(ProviderError):
     """The output could not be downloaded or is not a plausible video."""
+
+
+class ShortOutput(DownloadError):
+    """A provider's output is much shorter than asked; the journal keeps the task as failed.
+
+    ``asked`` and ``received`` are seconds of new footage. Never bought again automatically:
+    ``--force SHOT`` buys a new take.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        shot: str,
+        task_id: str | None,
+        asked: float,
+        received: float,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, shot=shot, task_id=task_id, hint=hint)
+        self.asked = asked
+        self.received = received
+
+
+class ClipCorrupt(StitchError):
+    """Stored clips whose bytes no longer match their digest; they were dropped from the store.
+
+    A cache miss, never stitched or uploaded: the next render brings them back (free where a
+    preview re-renders or a journalled live task is downloaded again).
+    """
+
+    def __init__(self, message: str, *, shots: Sequence[str], hint: str | None = None) -> None:
+        super().__init__(message, shot=shots[0] if shots else None)
+        self.shots = tuple(shots)
+        self._hint = hint
+
+    def hint(self) -> str | None:
+        return self._hint
 
 
 class OutputGone(DownloadError):

@@ -48,6 +48,7 @@ from storyboard.errors import (
     ProviderBusy,
     ProviderError,
     ProviderTimeout,
+    ShortOutput,
     StoryboardError,
     SubmitOutcomeUnknown,
     TaskFailed,
@@ -58,7 +59,13 @@ from storyboard.events import Event
 from storyboard.journal import Journal, JournalEntry
 from storyboard.plan import Plan
 from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskFinder, TaskRef
-from storyboard.render import Timing, fetch_to_store, take_error, wait_for_task
+from storyboard.render import (
+    Timing,
+    fetch_to_store,
+    take_error,
+    verified_upstream,
+    wait_for_task,
+)
 
 _T = TypeVar("_T")
 
@@ -308,13 +315,17 @@ class LiveSession:
                 if upstream_key
                 else None
             )
-            urls["upstream"] = url or await self._upload(job.upstream, shot.id, "upstream clip")
+            # Our own bytes leave the machine only once a full read proves them.
+            urls["upstream"] = url or await self._upload(
+                await verified_upstream(self.store, job, upstream_key), shot.id, "upstream clip"
+            )
         elif job.upstream is not None and job.upstream_mode == "continues":
             from storyboard.providers.animatic import last_frame
 
             folder = tmp if tmp is not None else self.store.tmp_dir()
             frame = folder / f"{job.key}.last.png"
-            await anyio.to_thread.run_sync(last_frame, job.upstream, frame)
+            clip = await verified_upstream(self.store, job, upstream_key)
+            await anyio.to_thread.run_sync(last_frame, clip, frame)
             urls["upstream_frame"] = await self._upload(frame, shot.id, "upstream last frame")
         return replace(job, urls=urls)
 
@@ -438,6 +449,20 @@ class LiveSession:
         where = f"{provider.name} task {task.task_id} (shot {shot} take {job.take})"
         try:
             return await fetch_to_store(provider, task, status, job, self.store, tmp, info)
+        except ShortOutput as exc:
+            # The provider delivered, too short: the task is failed in the journal, so it is
+            # never bought again by itself.
+            message = f"{exc}; the journal keeps the task, so nothing is bought again by itself"
+            await self._db(partial(self.journal.failed, job.key, message))
+            raise ShortOutput(
+                message,
+                provider=provider.name,
+                shot=shot,
+                task_id=task.task_id,
+                asked=exc.asked,
+                received=exc.received,
+                hint=f"{self._command('--force', shot)} buys it again (and pays again)",
+            ) from exc
         except OutputGone as exc:
             await self._db(partial(self.journal.output_gone, job.key))
             lifetime = getattr(provider, "output_lifetime_text", "")

@@ -4,26 +4,33 @@ The cut is cached by its edit key: changing ``select``, ``trim``, a transition, 
 output settings re-stitches and renders nothing. A shot that extends another contributes only
 its new footage; whether a provider returned source + new or only the new part is decided by
 the model registry and checked against the clip's real length.
+
+Nothing unverified enters a cut: before a stale cut is rebuilt, every clip it uses is read in
+full and checked against its digest (:func:`verify_cut`, once per process and clip). A clip
+that fails is dropped from the store (a cache miss) and the stitch stops with
+:class:`~storyboard.errors.ClipCorrupt`; ``render`` checks the same before rendering, so the
+clip is rendered or downloaded again in that run. A fresh cut that is reused reads nothing.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storyboard.cache import Store
-from storyboard.errors import StitchError
+from storyboard.cache import ClipEntry, Store
+from storyboard.errors import ClipCorrupt, StitchError
 from storyboard.hashing import canonical_json, sha256_bytes
 from storyboard.models import frame_size
-from storyboard.plan import Plan, cut_record_name
+from storyboard.plan import Plan, check_cut, cut_record_name
 
 if TYPE_CHECKING:  # the cutter pulls in media code: imported only when a cut is made
     from storyboard.cutter import Segment
 
-__all__ = ["StitchResult", "new_footage_offset", "stitch"]
+__all__ = ["StitchResult", "new_footage_offset", "new_footage_seconds", "stitch", "verify_cut"]
 
 # How far a clip's length may be from what the registry predicts before we say so.
 _TOLERANCE = 0.35
@@ -46,12 +53,90 @@ def new_footage_offset(
     """
     if upstream_seconds is None:
         return 0.0
+    if _holds_source(actual, new_seconds, upstream_seconds, extend_output):
+        return max(0.0, actual - new_seconds)
+    return 0.0
+
+
+def new_footage_seconds(
+    actual: float, new_seconds: float, upstream_seconds: float | None, extend_output: str
+) -> float:
+    """How much new footage a clip of ``actual`` seconds really holds.
+
+    An extension clip that holds its source (by the registry, or by its length) holds only
+    what follows the source; any other clip is all new footage.
+    """
+    if upstream_seconds is None or not _holds_source(
+        actual, new_seconds, upstream_seconds, extend_output
+    ):
+        return actual
+    return max(0.0, actual - upstream_seconds)
+
+
+def _holds_source(
+    actual: float, new_seconds: float, upstream_seconds: float, extend_output: str
+) -> bool:
+    """Whether an extension clip starts with its source footage (see new_footage_offset)."""
     with_source = upstream_seconds + new_seconds
     looks_with_source = abs(actual - with_source) < abs(actual - new_seconds)
     registry_says_source = extend_output == "source+new" and actual > new_seconds + _TOLERANCE
-    if looks_with_source or registry_says_source:
-        return max(0.0, actual - new_seconds)
-    return 0.0
+    return looks_with_source or registry_says_source
+
+
+def _display(path: Path) -> str:
+    """A path as the user would type it (relative to the working folder when inside it)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def verify_cut(plan: Plan, store: Store) -> tuple[str, ...]:
+    """Read every clip a stale cut uses in full; the shots whose clip failed and was dropped.
+
+    A fresh cut (reused as it is) reads nothing. A clip whose bytes no longer match its
+    digest is deleted from the store with its key's entry (see :meth:`Store.verified`), so a
+    new plan sees that take as not rendered. Clips are hashed in parallel, each once per
+    process.
+    """
+    if plan.stitch == "fresh":
+        return ()
+    clips: dict[str, tuple[ClipEntry, list[str]]] = {}
+    for sp in plan.shots:
+        sel = sp.selected
+        if sp.kind == "model" and sel is not None and sel.clip is not None:
+            clips.setdefault(sel.clip.key, (sel.clip, []))[1].append(sp.id)
+    if not clips:
+        return ()
+    entries = [entry for entry, _ in clips.values()]
+    workers = max(1, min(len(entries), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
+        good = list(pool.map(store.verified, entries))
+    return tuple(
+        shot
+        for (_, shots), ok in zip(clips.values(), good, strict=True)
+        if not ok
+        for shot in shots
+    )
+
+
+def _corrupt(plan: Plan, shots: tuple[str, ...]) -> ClipCorrupt:
+    """The error for clips that failed verification, with the command that brings them back."""
+    names = ", ".join(shots)
+    file = _display(plan.board.path)
+    if plan.backend == "preview":
+        hint = f"run `storyboard render {file}`: it renders {names} again (a preview is free)"
+    else:
+        hint = (
+            f"run `storyboard plan {file} --live`: it shows whether {names} comes back for "
+            "free (a journalled task is downloaded again) or must be bought again"
+        )
+    return ClipCorrupt(
+        f"the stored clip of {names} no longer matches its digest (changed on disk); it was "
+        "removed from the store and nothing was stitched",
+        shots=shots,
+        hint=hint,
+    )
 
 
 def _segments(plan: Plan) -> list[Segment]:
@@ -125,7 +210,12 @@ def stitch(
 ) -> StitchResult:
     """Write the final cut of ``plan`` (or reuse it when its edit key is unchanged).
 
+    Every clip of a cut that is rebuilt is first verified against its digest
+    (:func:`verify_cut`); a reused cut reads no clip.
+
     Raises:
+        ClipCorrupt: a clip of the cut no longer matches its digest (it was dropped from the
+            store; nothing was written).
         StitchError: a shot of the cut is not rendered, or ffmpeg failed.
     """
     missing = [sp.id for sp in plan.shots if sp.kind == "model" and sp.output is None]
@@ -137,6 +227,9 @@ def stitch(
     if plan.stitch == "fresh" and not force:
         record = store.cut_record(cut_record_name(plan.cut)) or {}
         return StitchResult(plan.cut, float(record.get("seconds", 0.0)), reused=True)
+    corrupt = verify_cut(replace(plan, stitch="stale"), store)
+    if corrupt:
+        raise _corrupt(plan, corrupt)
     from storyboard.cutter import CutSpec, cut
 
     board = plan.board
@@ -152,6 +245,7 @@ def stitch(
         fade_out=o.audio.fade_out if o.audio is not None else 0.0,
     )
     segments = _segments(plan)
+    check_cut(plan)  # right before the first write: still inside the storyboard's tree
     plan.cut.parent.mkdir(parents=True, exist_ok=True)
     seconds = cut(segments, spec, plan.cut, store.cuts_dir() / "work", progress)
     st = os.stat(plan.cut)
