@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from storyboard import __version__
@@ -175,6 +176,8 @@ def _load_plan(args: argparse.Namespace, *, output: str | None = None) -> tuple[
     from storyboard.templating import parse_set
     from storyboard.validate import load_storyboard
 
+    if output:
+        _check_output_option(Path(output))
     board = load_storyboard(args.file, overrides=parse_set(args.set))
     store = Store.for_storyboard(board.path)
     plan = make_plan(
@@ -187,6 +190,18 @@ def _load_plan(args: argparse.Namespace, *, output: str | None = None) -> tuple[
         output=Path(output).absolute() if output else None,
     )
     return plan, store
+
+
+def _check_output_option(path: Path) -> None:
+    """``-o/--output`` may point anywhere (the user chose it) but must name a video file."""
+    from storyboard.paths import VIDEO_CONTAINERS
+
+    if path.suffix.lower() not in VIDEO_CONTAINERS or path.is_dir():
+        what = "is a folder" if path.is_dir() else "does not name a .mp4 or .mov file"
+        raise UsageError(
+            f"-o/--output {str(path)!r} {what}",
+            hint=f"give the cut's file name, e.g. -o {(path.stem or 'cut').lstrip('.')}.mp4",
+        )
 
 
 def _money(value: float) -> str:

@@ -88,6 +88,15 @@ class DigestMemo:
         self._dirty = True
         return digest
 
+    def known(self, file: Path) -> str | None:
+        """The digest of ``file`` if it is memoised for its current size and mtime, else
+        ``None``; never reads the file's bytes. Raises ``OSError`` if it cannot be stat'ed."""
+        st = file.stat()
+        entry = self._entries.get(str(file))
+        if entry is not None and entry[:2] == [st.st_size, st.st_mtime_ns]:
+            return str(entry[2])
+        return None
+
     def save(self) -> None:
         """Persist the memo if it changed (best effort: a failure only costs re-reading)."""
         if self.path is None or not self._dirty:

@@ -29,6 +29,7 @@ from storyboard.cache import Store
 from storyboard.errors import LockUnreadable
 from storyboard.hashing import atomic_write
 from storyboard.journal import Journal
+from storyboard.paths import safe_output_path
 from storyboard.plan import Plan, take_price
 
 __all__ = [
@@ -52,7 +53,14 @@ _UNSENT_STATES: frozenset[str] = frozenset({"new"})
 
 
 def lock_path(storyboard: Path) -> Path:
-    return storyboard.with_suffix(".lock")
+    """``<stem>.lock`` beside the storyboard.
+
+    Raises:
+        UnsafePath: it is a link that leads outside the storyboard's folder.
+    """
+    path = storyboard.with_suffix(".lock")
+    safe_output_path(storyboard.parent, path.name, what="lock")
+    return path
 
 
 def _line_of(text: str, needle: str) -> int:

@@ -24,12 +24,14 @@ from storyboard.errors import PlanError, UsageError
 from storyboard.hashing import canonical_json, sha256_bytes
 from storyboard.model import Media, Shot, Storyboard
 from storyboard.models import PREVIEW_PROVIDER, ModelSpec
+from storyboard.paths import VIDEO_CONTAINERS, preview_path, safe_output_path
 
 __all__ = [
     "KEY_FORMAT",
     "Plan",
     "ShotPlan",
     "TakePlan",
+    "check_cut",
     "cut_path",
     "generation_material",
     "make_plan",
@@ -150,11 +152,37 @@ class Plan:
 
 
 def cut_path(board: Storyboard, backend: Backend, override: Path | None = None) -> Path:
-    """Where the final cut goes: preview cuts add ``.preview`` before the suffix."""
-    path = override if override is not None else board.output.path
-    if backend == "preview" and override is None:
-        return path.with_name(f"{path.stem}.preview{path.suffix or '.mp4'}")
+    """Where the final cut goes: preview cuts add ``.preview`` before the suffix.
+
+    ``override`` (``-o``) is the user's own choice and is returned as given. The storyboard's
+    own ``output.path`` is checked (again: validate checked it) to stay inside the
+    storyboard's folder tree with no link out, and to name a video container.
+
+    Raises:
+        UnsafePath: the storyboard's cut would be written outside its tree.
+    """
+    if override is not None:
+        return override
+    path = board.output.path
+    if backend == "preview":
+        path = preview_path(path)
+    safe_output_path(board.path.parent, path, suffixes=VIDEO_CONTAINERS, what="cut")
     return path
+
+
+def check_cut(plan: Plan) -> Path:
+    """``plan.cut``, checked once more right before it is written (a link may have appeared
+    since the plan was made); a cut the user chose with ``-o`` is not confined.
+
+    Raises:
+        UnsafePath: the storyboard's cut would now be written outside its tree.
+    """
+    own = plan.board.output.path
+    if plan.backend == "preview":
+        own = preview_path(own)
+    if plan.cut != own:
+        return plan.cut
+    return cut_path(plan.board, plan.backend)
 
 
 def _effective(shot: Shot, spec: ModelSpec) -> dict[str, Any]:

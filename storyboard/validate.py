@@ -20,7 +20,7 @@ import yaml
 from storyboard import models
 from storyboard.errors import InvalidStoryboard, Problem
 from storyboard.loader import Document, JsonPath, load
-from storyboard.mediainfo import DurationMemo, UnreadableMedia
+from storyboard.mediainfo import MediaMemo, UnreadableMedia, WrongContent
 from storyboard.model import (
     Card,
     Keyframe,
@@ -36,6 +36,7 @@ from storyboard.model import (
     Trim,
 )
 from storyboard.models import MANAGED, MODELS, ModelSpec
+from storyboard.paths import VIDEO_CONTAINERS, UnsafePath, preview_path, safe_output_path
 from storyboard.schema import validate_schema
 from storyboard.templating import TemplateProblem, Templater
 
@@ -73,7 +74,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.root = doc.path.parent
         self._real_root = Path(os.path.realpath(self.root))
-        self._lengths: DurationMemo | None = None
+        self._media_memo: MediaMemo | None = None
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -97,8 +98,8 @@ class _Checker:
         try:
             return self._run()
         finally:
-            if self._lengths is not None:
-                self._lengths.save()
+            if self._media_memo is not None:
+                self._media_memo.save()
 
     def _run(self) -> Storyboard:
         data = self.doc.data
@@ -150,6 +151,7 @@ class _Checker:
         shots = self._shots(rendered, data, bad_shots)
         output = self._output(data) if "output" not in broken else OutputSettings(path=self.root)
         render = self._render_settings(data) if "render" not in broken else RenderSettings()
+        self._check_beside()
         if self.problems:
             raise InvalidStoryboard(self.problems)
         return Storyboard(
@@ -672,9 +674,19 @@ class _Checker:
                 shot=shot_id,
             )
             return None
+        try:
+            self._memo().content(real, kind, hash=seconds is not None)
+        except WrongContent as exc:
+            self.add(path, exc.describe(repr(source)), hint=exc.hint(), shot=shot_id)
+            return None
         if seconds is not None and not self._lasts(real, source, path, kind, seconds, shot_id):
             return None
         return Media(source=source, kind=kind, path=real)
+
+    def _memo(self) -> MediaMemo:
+        if self._media_memo is None:
+            self._media_memo = _media_memo(self.doc.path)
+        return self._media_memo
 
     def _lasts(
         self,
@@ -686,10 +698,8 @@ class _Checker:
         shot_id: str | None,
     ) -> bool:
         """Whether a local file's length (read from its header) is within ``limits``."""
-        if self._lengths is None:
-            self._lengths = _duration_memo(self.doc.path)
         try:
-            length = self._lengths.seconds(file)
+            length = self._memo().seconds(file)
         except UnreadableMedia as exc:
             self.add(
                 path,
@@ -858,8 +868,7 @@ class _Checker:
 
     def _output(self, data: dict[str, Any]) -> OutputSettings:
         raw = data.get("output") or {}
-        stem = self.doc.path.stem
-        path = self.root / raw.get("path", f"renders/{stem}.mp4")
+        path = self._cut_path(raw)
         soundtrack = None
         if "audio" in raw:
             media = self._file(raw["audio"]["path"], ("output", "audio", "path"), "audio", None)
@@ -886,6 +895,36 @@ class _Checker:
             audio=soundtrack,
             fit=raw.get("fit", "crop"),
         )
+
+    def _cut_path(self, raw: dict[str, Any]) -> Path:
+        """``output.path`` (default ``renders/<stem>.mp4``), checked to be a video file inside
+        the storyboard's tree, for the live cut and the preview cut alike."""
+        given = raw.get("path")
+        written = given if isinstance(given, str) else f"renders/{self.doc.path.stem}.mp4"
+        try:
+            safe_output_path(self.root, written, suffixes=VIDEO_CONTAINERS, what="output")
+            safe_output_path(self.root, preview_path(Path(written)), what="preview cut")
+        except UnsafePath as exc:
+            hint = exc.hint()
+            if exc.reason in ("outside", "link"):
+                hint = f"{hint}; to write the cut elsewhere, pass -o PATH to render"
+            self.add(("output", "path"), str(exc), hint=hint)
+        return self.root / written
+
+    def _check_beside(self) -> None:
+        """The files written beside the storyboard (its lock, its store) do not lead out of
+        its folder through a link: a pull request can add links as well as YAML."""
+        beside = [(self.doc.path.with_suffix(".lock").name, "lock", False)]
+        if not os.environ.get("STORYBOARD_CACHE"):  # a store the user chose may be anywhere
+            beside.append((".storyboard", "store folder", True))
+        for name, what, folder in beside:
+            try:
+                safe_output_path(self.root, name, what=what, folder=folder)
+            except UnsafePath as exc:
+                hint = exc.hint()
+                if folder and exc.reason == "link":
+                    hint = "remove the link; to keep the store elsewhere, set STORYBOARD_CACHE"
+                self.add((), str(exc), hint=hint)
 
     def _render_settings(self, data: dict[str, Any]) -> RenderSettings:
         raw = data.get("render") or {}
@@ -933,8 +972,9 @@ _REQUIRE_HINTS = {
 }
 
 
-def _duration_memo(storyboard: Path) -> DurationMemo:
-    """Media lengths by digest: persisted beside the store's digest memo if the store exists.
+def _media_memo(storyboard: Path) -> MediaMemo:
+    """Media formats and lengths by digest: persisted beside the store's digest memo if the
+    store exists.
 
     ``validate`` never creates the store; a storyboard rendered before reuses what its
     render learned (and the other way round).
@@ -944,8 +984,8 @@ def _duration_memo(storyboard: Path) -> DurationMemo:
 
     root = store_root(storyboard)
     if root.is_dir():
-        return DurationMemo(root / "media.json", DigestMemo(root / "digests.json"))
-    return DurationMemo()
+        return MediaMemo(root / "media.json", DigestMemo(root / "digests.json"))
+    return MediaMemo()
 
 
 def _field_hint(spec: ModelSpec, field: str, value: Any) -> str:
