@@ -88,10 +88,12 @@ class DigestMemo:
         self._dirty = True
         return digest
 
-    def known(self, file: Path) -> str | None:
-        """The digest of ``file`` if it is memoised for its current size and mtime, else
-        ``None``; never reads the file's bytes. Raises ``OSError`` if it cannot be stat'ed."""
-        st = file.stat()
+    def known(self, file: Path, st: os.stat_result | None = None) -> str | None:
+        """The digest of ``file`` if it is memoised for its current size and mtime (``st``:
+        its stat when the caller has it), else ``None``; never reads the file's bytes.
+        Raises ``OSError`` if it cannot be stat'ed."""
+        if st is None:
+            st = file.stat()
         entry = self._entries.get(str(file))
         if entry is not None and entry[:2] == [st.st_size, st.st_mtime_ns]:
             return str(entry[2])

@@ -675,7 +675,7 @@ class _Checker:
             )
             return None
         try:
-            self._memo().content(real, kind, hash=seconds is not None)
+            self._memo().content(real, kind, hash=seconds is not None, st=st)
         except WrongContent as exc:
             self.add(path, exc.describe(repr(source)), hint=exc.hint(), shot=shot_id)
             return None
