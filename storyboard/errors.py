@@ -90,8 +90,12 @@ _REDACTED = "***"
 
 
 def _escapes(text: str) -> set[str]:
-    """``text`` as it reads inside a str repr, a bytes repr and a JSON string."""
-    return {
+    """``text`` as it reads inside a str repr, a bytes repr and a JSON string.
+
+    A repr quotes with ``'`` unless the text holds one (then ``"``); with both inside it
+    escapes ``'``, so each escaped form also comes with its quotes escaped.
+    """
+    forms = {
         text,
         repr(text)[1:-1],
         repr(text.encode("utf-8", "surrogatepass"))[2:-1],
@@ -99,6 +103,7 @@ def _escapes(text: str) -> set[str]:
         json.dumps(text, ensure_ascii=False)[1:-1],
         " ".join(text.split()),  # as a message excerpt collapses whitespace
     }
+    return forms | {f.replace("'", "\\'") for f in forms} | {f.replace('"', '\\"') for f in forms}
 
 
 def _percent(text: str) -> set[str]:
