@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,6 +107,8 @@ def verify_cut(plan: Plan, store: Store) -> tuple[str, ...]:
             clips.setdefault(sel.clip.key, (sel.clip, []))[1].append(sp.id)
     if not clips:
         return ()
+    from concurrent.futures import ThreadPoolExecutor  # only when a cut is rebuilt
+
     entries = [entry for entry, _ in clips.values()]
     workers = max(1, min(len(entries), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:

@@ -398,6 +398,16 @@ def test_a_corrupt_live_clip_is_downloaded_again_not_bought_again(
     assert sha256(clip) == digest
     assert "spent $0.00 on 0 takes" in again.err
 
+    # With no journal (say, the clip came from a lock made elsewhere) nothing is free: the
+    # plan says what rendering it again costs, before anything is spent.
+    for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+        (store_of(project).root / name).unlink(missing_ok=True)
+    corrupt_in_place(clip)
+    project.edit("trim: {start: 0.5}", "trim: {start: 0.25}")
+    assert run_cli("stitch", "--live", str(project.file)).code == 1
+    shot = project.plan("--live")["shots"][0]
+    assert shot["status"] == "stale" and shot["cost"] == pytest.approx(0.204)
+
 
 EXTEND_BOARD = """\
 storyboard: 1
