@@ -239,9 +239,11 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard._progress import Reporter
     from storyboard.errors import RenderFailed, StitchError
     from storyboard.plan import make_plan
-    from storyboard.stitch import stitch
+    from storyboard.stitch import stitch, verify_cut
 
     plan, store = _load_plan(args, output=args.output)
+    if verify_cut(plan, store):  # a clip of the cut changed on disk: dropped, so render it again
+        plan, store = _load_plan(args, output=args.output)
     board = plan.board
     concurrency = dict(board.render.concurrency)
     if args.jobs is not None:
