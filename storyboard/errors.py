@@ -107,9 +107,10 @@ def _escapes(text: str) -> set[str]:
 
 
 def _percent(text: str) -> set[str]:
-    """``text`` URL-encoded the usual ways, with upper- and lower-case hex digits."""
+    """``text`` URL-encoded the usual ways (and every byte escaped), in either hex case."""
+    every_byte = "".join(f"%{b:02X}" for b in text.encode("utf-8", "surrogatepass"))
     forms: set[str] = set()
-    for encoded in (quote(text, safe=""), quote(text), quote_plus(text)):
+    for encoded in (quote(text, safe=""), quote(text), quote_plus(text), every_byte):
         forms.add(encoded)
         forms.add(_lower_hex(encoded))
     return forms

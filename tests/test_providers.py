@@ -27,7 +27,9 @@ from storyboard import __version__
 from storyboard.errors import (
     AuthenticationError,
     DownloadError,
+    InvalidAPIKey,
     MissingAPIKey,
+    OutputGone,
     ProviderBusy,
     ProviderError,
     ProviderHTTPError,
@@ -1776,3 +1778,82 @@ async def test_wavespeed_find_task_has_one_deadline(
         with pytest.raises(ProviderTimeout, match="took longer than") as info:
             await provider.find_task(job, since=emu.wall_clock())
     assert info.value.shot == "s1"
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 8: keys checked and never echoed in any form; outputs the provider no longer has
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "form",
+    [
+        lambda k: k,
+        lambda k: repr(k + "\n")[1:-1],
+        lambda k: json.dumps(k + "\u00e9\t")[1:-1],
+        lambda k: "%".join(["", *(f"{b:02X}" for b in k.encode())]),
+        lambda k: __import__("base64").b64encode(f"Bearer {k}".encode()).decode(),
+        lambda k: __import__("base64").b64encode(k.encode()).decode().rstrip("="),
+    ],
+)
+async def test_a_key_echoed_in_any_form_is_redacted(emu: Emulator, form: Any) -> None:
+    echoed = form(QB_KEY)
+    emu.script(Fault(on="poll", provider="qingbo", status=400, message=f"header {echoed} bad"))
+    async with opened(qb_provider(emu)) as provider:
+        task = await provider.submit(make_job("skyreels-v4-fast"))
+        with pytest.raises(ProviderHTTPError) as info:
+            await provider.poll(task)
+    text = str(info.value)
+    assert echoed not in text and QB_KEY not in text and "header ***" in text
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (f"{WS_KEY}\n", None),  # surrounding whitespace is stripped, as ever
+        (f"{WS_KEY}\x07", "contains a control character"),
+        (f"{WS_KEY[:4]}\n{WS_KEY[4:]}", "contains a control character"),
+        (f"{WS_KEY}é", "contains a non-ASCII character"),
+        (f"{WS_KEY[:4]} {WS_KEY[4:]}", "contains whitespace"),
+    ],
+)
+def test_from_env_checks_the_keys_shape(key: str, problem: str | None) -> None:
+    env = {"WAVESPEED_API_KEY": key}
+    if problem is None:
+        WaveSpeedProvider.from_env(environ=env)
+        return
+    with pytest.raises(InvalidAPIKey) as info:
+        WaveSpeedProvider.from_env(environ=env)
+    assert str(info.value) == f"WAVESPEED_API_KEY {problem}"
+    assert WS_KEY[4:] not in repr(info.value.args) + (info.value.hint() or "")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [403, 404, 410])
+async def test_a_finished_output_no_longer_served_is_output_gone(
+    emu: Emulator, tmp_path: Path, status: int
+) -> None:
+    emu.script(Fault(on="download", provider="qingbo", status=status))
+    async with opened(qb_provider(emu)) as provider:
+        task = await provider.submit(make_job("skyreels-v4-fast"))
+        done = await poll_until_done(provider, task)
+        assert isinstance(done, Succeeded)
+        with pytest.raises(OutputGone) as info:
+            await provider.download(task, done, tmp_path / "clip.mp4")
+    error = info.value
+    assert error.task_id == task.task_id and error.provider == "qingbo"
+    assert "no longer has this output" in str(error) and "24 h" in str(error)
+    assert not (tmp_path / "clip.mp4").exists()
+    assert len([r for r in emu.requests if r.kind == "download"]) == 1  # not retried
+
+
+@pytest.mark.anyio
+async def test_qingbo_reports_when_its_output_links_expire() -> None:
+    emulator = make_emulator(wall_clock=lambda: WALL)
+    async with opened(qb_provider(emulator)) as provider:
+        task = await provider.submit(make_job("skyreels-v4-fast"))
+        done = await poll_until_done(provider, task)
+    assert isinstance(done, Succeeded)
+    assert done.expires_at is not None
+    assert abs(done.expires_at - (WALL + 24 * 3600)) < 5  # 24 h after the task ended

@@ -54,6 +54,7 @@ def wire_forms(key: str) -> list[str]:
         json.dumps(key)[1:-1],
         quote(key, safe=""),
         quote_plus(key),
+        "".join(f"%{b:02x}" for b in key.encode("utf-8", "surrogatepass")),
         base64.b64encode(key.encode("utf-8", "surrogatepass")).decode(),
         base64.b64encode(f"Bearer {key}".encode("utf-8", "surrogatepass")).decode(),
     ]
