@@ -119,7 +119,7 @@ def safe_output_path(
             "outside",
             f"the {what} path {shown!r} is outside the storyboard's folder",
             hint="write it inside the storyboard's folder tree, e.g. renders/"
-            + (Path(shown).name or "cut.mp4"),
+            + _suggested_name(shown, suffixes),
         )
     real_root = Path(os.path.realpath(root))
     if not Path(os.path.realpath(target)).is_relative_to(real_root):
@@ -183,3 +183,13 @@ def _link_out(root: Path, target: Path, real_root: Path) -> Path | None:
         if not current.exists() and not current.is_symlink():
             return None
     return None
+
+
+def _suggested_name(shown: str, suffixes: Collection[str] | None) -> str:
+    """The file name of ``shown`` with an accepted ending (for hints)."""
+    name = Path(shown).name
+    if name in ("", ".", ".."):
+        name = "cut.mp4"
+    if suffixes and Path(name).suffix.lower() not in suffixes:
+        name = f"{Path(name).stem or 'cut'}{sorted(suffixes)[-1]}"
+    return name

@@ -125,6 +125,18 @@ def test_a_path_is_refused_exactly_when_it_leaves_the_tree(
         assert written.is_relative_to(root)
 
 
+@pytest.mark.parametrize(
+    ("path", "suggested"),
+    [("../victim.txt", "renders/victim.mp4"), ("../cut.mov", "renders/cut.mov"), ("..", "cut.mp4")],
+)
+def test_the_hint_for_an_escaping_cut_suggests_a_video_inside(
+    tmp_path: Path, path: str, suggested: str
+) -> None:
+    with pytest.raises(UnsafePath) as caught:
+        safe_output_path(tmp_path / "board", path, suffixes=VIDEO_CONTAINERS)
+    assert suggested in (caught.value.hint() or "")
+
+
 def test_links_that_lead_out_are_refused_wherever_they_are(tmp_path: Path) -> None:
     root = tmp_path / "board"
     outside = tmp_path / "outside"
