@@ -415,10 +415,12 @@ class MediaMemo:
         name = None
         if digest is not None:
             name = self._formats.get(digest) or _FORMATS_SEEN.get(digest)
-        if name is not None and _KIND_OF.get(name) == kind:
-            return _accept(file, kind, name, "")
-        name = check_content(file, kind)
+        if name is None or _KIND_OF.get(name) != kind:
+            name = check_content(file, kind)
+        else:
+            _accept(file, kind, name, "")
         if digest is not None:
+            # Known in this process but not yet in this memo's file: persist it too.
             _FORMATS_SEEN[digest] = name
             if self._formats.get(digest) != name:
                 self._formats[digest] = name

@@ -489,6 +489,20 @@ def test_formats_are_memoised_by_digest_beside_the_lengths(tmp_path: Path) -> No
         again.content(renamed, "audio", hash=True)
 
 
+def test_a_format_known_to_the_process_is_still_saved_by_a_new_memo(tmp_path: Path) -> None:
+    """Another memo (another storyboard, another test) sniffed the file first: a memo with
+    a file still records the format, so the next process need not read it."""
+    file = tmp_path / "voice.wav"
+    shutil.copy(REFS / "voice.wav", file)
+    digests = DigestMemo(tmp_path / "digests.json")
+    assert MediaMemo(None, digests).content(file, "audio", hash=True) == "WAV"
+    memo = MediaMemo(tmp_path / "media.json", digests)
+    assert memo.content(file, "audio", hash=True) == "WAV"
+    memo.save()
+    saved = json.loads((tmp_path / "media.json").read_text(encoding="utf-8"))
+    assert saved == {"formats": {sha256_file(file): "WAV"}}
+
+
 def test_without_a_known_digest_an_image_is_sniffed_not_hashed(tmp_path: Path) -> None:
     digests = DigestMemo(None)
     image = write_image(tmp_path / "a.png", (1, 2, 3))
