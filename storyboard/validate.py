@@ -225,8 +225,10 @@ class _Checker:
                     kinds[shot_id] = (i, None)
                 continue
             built = self._shot(i, shot, raw["shots"][i], raw_defaults, kinds)
+            # An invalid shot is still known by its id (None): a shot built on it is told
+            # that its upstream is invalid, not that there is no such shot.
+            kinds[shot_id] = (i, built)
             if built is not None:
-                kinds[shot_id] = (i, built)
                 result.append(built)
         return result
 
@@ -499,7 +501,13 @@ class _Checker:
             return
         upstream = earlier[target][1]
         if upstream is None:
-            return  # the upstream shot has problems of its own, reported there
+            self.add(
+                path,
+                f"upstream {target!r} is invalid (see its error above)",
+                hint=f"fix {target!r} first: this shot {rel} it",
+                shot=shot_id,
+            )
+            return
         if upstream.card is not None:
             self.add(
                 path,
