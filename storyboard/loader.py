@@ -36,6 +36,7 @@ __all__ = [
     "json_path",
     "load",
     "load_text",
+    "storyboard_path",
 ]
 
 JsonPath = tuple[str | int, ...]
@@ -73,7 +74,7 @@ class Document:
     """A parsed storyboard file: plain data plus the source position of every node."""
 
     file: str  # the name to show in messages (as the user wrote it)
-    path: Path  # absolute path
+    path: Path  # real absolute path (see storyboard_path): its parent is the storyboard's folder
     data: Any
     values: dict[JsonPath, Mark] = field(default_factory=dict)
     keys: dict[JsonPath, Mark] = field(default_factory=dict)
@@ -472,6 +473,23 @@ def _load_text(text: str, *, file: str, path: Path) -> Document:
     return doc
 
 
+def storyboard_path(file: str | Path) -> Path:
+    """The real absolute path of the storyboard file the user named, however it is spelled.
+
+    ``Path.resolve()``: the working folder, ``.`` and ``..`` and every symbolic link on the
+    way are followed the way the system follows them when it opens the file, so
+    ``../repo/examples/dawn/storyboard.yaml``, ``examples/minimal/../dawn/storyboard.yaml``
+    and a path through a linked folder all name one storyboard with one folder (its inputs,
+    lock, store and cut). A link to the storyboard file itself is followed too: the file
+    lives in its target's folder, where its relative paths were written (as Python does for
+    a linked script). Messages keep naming the file as typed (:attr:`Document.file`).
+    """
+    try:
+        return Path(file).resolve()
+    except (OSError, RuntimeError):  # a link loop: opening the file reports it
+        return Path(file).absolute()
+
+
 def load(file: str | Path) -> Document:
     """Read and parse a storyboard file.
 
@@ -479,7 +497,7 @@ def load(file: str | Path) -> Document:
         InvalidStoryboard: the file cannot be read or parsed.
     """
     shown = str(file)
-    path = Path(file).absolute()
+    path = storyboard_path(file)
     try:
         # The size is checked before reading, and the read itself stops past the cap (a
         # device or a file that grows reports a size that is no bound).

@@ -8,7 +8,10 @@ before the stitcher writes), the lock beside the storyboard, and any future writ
 pages, exports). Paths the user types on the command line (``-o/--output``) are the user's
 own choice and are not confined; they still go through :func:`check_container`.
 
-The rule, the same as for inputs:
+The storyboard's folder is where the storyboard file really is
+(:func:`storyboard.loader.storyboard_path`): however its path was typed (``..``, a linked
+folder on the way, any working folder), and when the file itself is a link (then it is the
+link's target's folder). The rule, the same as for inputs:
 
 * the path, taken relative to the storyboard's folder and normalised, stays inside it
   (no ``..`` escape, no absolute path elsewhere);
@@ -101,14 +104,18 @@ def safe_output_path(
         folder: ``path`` is a folder the tool writes into (the store): it may exist.
 
     Returns:
-        The normalised absolute path (links inside the tree are kept as written).
+        The normalised absolute path under ``root``'s real location (links inside the tree
+        are kept as written).
 
     Raises:
         UnsafePath: the path escapes ``root``, a link on the way leads out of it, it names
             an existing folder, or its suffix is not one of ``suffixes``.
     """
     shown = str(path)
-    root = Path(os.path.normpath(Path(root).absolute()))
+    # The folder's real location, like the loader's (storyboard.loader.storyboard_path):
+    # a `..` after a linked folder in ``root`` goes where the system goes, not where the
+    # letters suggest.
+    root = Path(os.path.realpath(Path(root).absolute()))
     if "\0" in shown:
         raise UnsafePath(shown, root, "nul", f"the {what} path {shown!r} contains a NUL character")
     target = Path(os.path.normpath(root / path))
