@@ -9,7 +9,9 @@ Every problem found is reported together, each at its ``FILE:LINE:COL``.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,7 +40,7 @@ from storyboard.model import (
 from storyboard.models import MANAGED, MODELS, ModelSpec
 from storyboard.paths import VIDEO_CONTAINERS, UnsafePath, preview_path, safe_output_path
 from storyboard.schema import validate_schema
-from storyboard.templating import TemplateProblem, Templater
+from storyboard.templating import TemplateProblem, Templater, unread_overrides
 
 __all__ = ["load_storyboard"]
 
@@ -111,6 +113,17 @@ class _Checker:
         variables.update(self.overrides)
         title = data.get("title") if isinstance(data.get("title"), str) else None
         self.templater = Templater(self.root, variables, title)
+        # A --set nothing reads would be silently ignored (a typo): an error at `vars:`.
+        defined = raw_vars if isinstance(raw_vars, dict) else {}
+        unread, known = unread_overrides(self.templater, self.overrides, defined, data)
+        for name in unread:
+            self.add(
+                ("vars",) if isinstance(raw_vars, dict) else (),
+                f"--set {name}: the storyboard has no variable {name!r} (not in vars:, and no "
+                "template reads it)",
+                hint=_close(name, known) or f"variables: {', '.join(sorted(known)) or 'none'}",
+                key=True,
+            )
 
         # Shot fields are rendered before the schema check so that the schema (enums,
         # patterns) sees what the provider will see.
@@ -151,6 +164,7 @@ class _Checker:
         shots = self._shots(rendered, data, bad_shots)
         output = self._output(data) if "output" not in broken else OutputSettings(path=self.root)
         render = self._render_settings(data) if "render" not in broken else RenderSettings()
+        self._check_transitions(shots, raw_shots, data, output)
         self._check_beside()
         if self.problems:
             raise InvalidStoryboard(self.problems)
@@ -919,6 +933,107 @@ class _Checker:
             self.add(("output", "path"), str(exc), hint=hint)
         return self.root / written
 
+    def _check_transitions(
+        self,
+        shots: list[Shot],
+        raw_shots: list[Any],
+        data: dict[str, Any],
+        output: OutputSettings,
+    ) -> None:
+        """Every transition fits the footage it joins, as the stitcher measures it.
+
+        The stitcher (``cutter._clamp``) silently shortens a transition to what both
+        neighbours show: at most all of the next shot, and at most what the incoming
+        transition left of this one. Here that is an error at the transition's line instead,
+        counted in frames of the cut as the stitcher counts them. A shot shows its card's
+        length, its trimmed length, and for an extension only its new footage; skipped shots
+        are not in the cut, the last shot's transition joins nothing, and a pair next to an
+        invalid shot is not judged.
+        """
+        built = {shot.index: shot for shot in shots}
+        sequence: list[Shot | None] = []
+        for i in range(len(raw_shots)):
+            shot = built.get(i)
+            if shot is None or not shot.skip:
+                sequence.append(shot)
+        fps = output.fps
+        incoming = 0  # frames of `a` that the transition into it takes
+        before: Transition | None = None  # that transition
+        for a, b in itertools.pairwise(sequence):
+            shown_a = _on_screen(a, fps) if a is not None else None
+            shown_b = _on_screen(b, fps) if b is not None else None
+            if a is None or b is None or shown_a is None or shown_b is None:
+                incoming, before = 0, None
+                continue
+            transition = a.transition or output.transition
+            want = round(transition.duration * fps) if transition.type != "cut" else 0
+            fits = max(0, min(want, shown_a[0] - incoming, shown_b[0]))
+            if fits < want:
+                self._transition_too_long(
+                    a, b, transition, raw_shots[a.index], data, fps, before, shown_a, shown_b
+                )
+            incoming, before = fits, transition
+
+    def _transition_too_long(
+        self,
+        a: Shot,
+        b: Shot,
+        transition: Transition,
+        raw_a: Any,
+        data: dict[str, Any],
+        fps: int,
+        before: Transition | None,
+        shown_a: tuple[int, str],
+        shown_b: tuple[int, str],
+    ) -> None:
+        """Report the transition from ``a`` into ``b`` where it is written: on ``a``, in
+        ``defaults`` or as ``output.transition`` (then naming the two shots is all that
+        says which join it is)."""
+        if isinstance(raw_a, dict) and "transition" in raw_a:
+            source, where = "shot", ("shots", a.index, "transition")
+        elif (
+            a.card is None
+            and isinstance(data.get("defaults"), dict)
+            and ("transition" in data["defaults"])
+        ):
+            source, where = "defaults", ("defaults", "transition")
+        else:
+            source, where = "output", ("output", "transition")
+        if (*where, "duration") in self.doc.values:
+            where = (*where, "duration")
+        kind = f"{_seconds(transition.duration)} s {transition.type}"
+        if source == "output":
+            kind = f"default transition ({kind})"
+        elif source == "defaults":
+            kind = f"{kind} (from defaults)"
+        between = f"the {kind} between {a.id!r} and {b.id!r}"
+        (len_a, what_a), (len_b, what_b) = shown_a, shown_b
+        want = round(transition.duration * fps)
+        if want <= len_a and want <= len_b:
+            # Each fits alone: the transition into `a` took the rest (the stitcher would
+            # give this one only what that one left).
+            into = f"{_seconds(before.duration)} s {before.type}" if before else "transition"
+            most = _seconds(len_a / fps)
+            self.add(
+                where,
+                f"{between} and the {into} into {a.id!r} together are longer than {a.id!r} "
+                f"({what_a})",
+                hint=f"the two transitions may take at most {most} s of {a.id!r} together: "
+                f"shorten one, or lengthen {a.id!r}",
+                shot=a.id,
+            )
+            return
+        short, frames, what = (b, len_b, what_b) if len_b <= len_a else (a, len_a, what_a)
+        most = f"{_seconds(frames / fps)} s"
+        if source == "shot":
+            hint = f"shorten the transition to at most {most}, or lengthen {short.id!r}"
+        else:
+            hint = (
+                f"shorten {source}.transition to at most {most}, or give {a.id!r} its own "
+                "transition"
+            )
+        self.add(where, f"{between} is longer than {short.id!r} ({what})", hint=hint, shot=a.id)
+
     def _check_beside(self) -> None:
         """The files written beside the storyboard (its lock, its store) do not lead out of
         its folder through a link: a pull request can add links as well as YAML."""
@@ -941,6 +1056,30 @@ class _Checker:
             budget=float(budget) if budget is not None else None,
             concurrency=dict(raw.get("concurrency") or {}),
         )
+
+
+def _on_screen(shot: Shot, fps: int) -> tuple[int, str] | None:
+    """How many frames of the cut ``shot`` fills (as the stitcher counts them), and how
+    that is said in a message; ``None`` when a length is not a finite number."""
+    if shot.card is not None:
+        seconds, what = shot.card.duration, "a {} s card"
+    elif shot.spec is not None:
+        seconds = shot.spec.clip_seconds(shot.duration)
+        what = "{} s of new footage" if shot.extends else "{} s"
+        if shot.trim is not None:
+            end = shot.trim.end if shot.trim.end is not None else seconds
+            seconds, what = end - shot.trim.start, "{} s after trim"
+    else:
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    frames = max(1, round(seconds * fps))
+    return frames, what.format(_seconds(frames / fps))
+
+
+def _seconds(value: float) -> str:
+    """Seconds for a message: at most two decimals, no trailing zeros (4.04, 1.5, 3)."""
+    return f"{round(value, 2):g}"
 
 
 def _clip_seconds(shot: Shot, earlier: dict[str, tuple[int, Shot | None]]) -> float:

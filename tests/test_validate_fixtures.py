@@ -23,8 +23,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storyboard.cli import main
 from storyboard.errors import InvalidStoryboard, Problem
@@ -571,3 +575,113 @@ def test_params_keys_that_are_not_reserved_pass_unchanged() -> None:
         "camera": "static",
     }
     assert dict(board.shot("still").params) == {"enable_safety_checker": False}
+
+
+# -- transitions fit the footage they join (issue 9 item 4) --------------------------------
+
+
+def test_a_bare_transition_name_too_long_for_a_card_points_at_it(tmp_path: Path) -> None:
+    """``transition: fade`` is 0.5 s; into a 0.25 s card it is reported where it is written
+    and names both shots; the CLI exits 2 instead of cutting a shorter fade."""
+    file = tmp_path / "storyboard.yaml"
+    file.write_text(
+        "storyboard: 1\n"
+        "shots:\n"
+        "  - id: opening\n"
+        "    card: {text: Hello, duration: 2}\n"
+        "    transition: fade\n"
+        "  - id: flash\n"
+        "    card: {text: '!', duration: 0.25}\n",
+        encoding="utf-8",
+    )
+    code, _, err = run_cli("validate", str(file))
+    assert code == 2
+    assert (
+        f"{file}:5:17: $.shots[0].transition: the 0.5 s fade between 'opening' and 'flash' "
+        "is longer than 'flash' (a 0.25 s card)"
+    ) in err
+    assert "hint: shorten the transition to at most 0.25 s, or lengthen 'flash'" in err
+
+
+_cards = st.fixed_dictionaries(
+    {"card": st.fixed_dictionaries({"text": st.just("T"), "duration": st.sampled_from(
+        [0.05, 0.25, 0.5, 1.0, 1.5, 2.0, 3.3])})},
+    optional={"skip": st.booleans()},
+)  # fmt: skip
+_model_shots = st.fixed_dictionaries(
+    {
+        "model": st.just("skyreels-v4-fast"),
+        "prompt": st.just("a fox"),
+        "duration": st.integers(3, 5),
+    },
+    optional={
+        "trim": st.sampled_from([{"start": 1.0}, {"end": 1.0}, {"start": 0.5, "end": 2.75}]),
+        "skip": st.booleans(),
+    },
+)
+_transitions = st.one_of(
+    st.sampled_from(["cut", "crossfade", "fade"]),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["cut", "crossfade", "wipe-left"])},
+        optional={"duration": st.sampled_from([0.0, 0.04, 0.5, 1.0, 1.5, 2.5, 4.0, 10.0])},
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    items=st.lists(
+        st.tuples(st.one_of(_cards, _model_shots), st.one_of(st.none(), _transitions)),
+        min_size=2,
+        max_size=5,
+    ),
+    default=st.one_of(st.none(), _transitions),
+    fps=st.sampled_from([12, 24, 30]),
+)
+def test_a_transition_is_an_error_exactly_when_the_stitcher_would_shorten_it(
+    tmp_path_factory: pytest.TempPathFactory,
+    items: list[tuple[dict[str, Any], Any]],
+    default: Any,
+    fps: int,
+) -> None:
+    """The validator's verdict is the stitcher's own clamp (``cutter._clamp``) on the
+    lengths the stitcher counts: cards their duration, model shots their trimmed length."""
+    from storyboard.cutter import _clamp
+
+    shots = []
+    for i, (fields, transition) in enumerate(items):
+        shot = {"id": f"s{i}", **fields}
+        if transition is not None:
+            shot["transition"] = transition
+        shots.append(shot)
+    output: dict[str, Any] = {"fps": fps}
+    if default is not None:
+        output["transition"] = default
+    file = tmp_path_factory.mktemp("t") / "storyboard.yaml"
+    file.write_text(
+        yaml.safe_dump({"storyboard": 1, "output": output, "shots": shots}), encoding="utf-8"
+    )
+
+    def seconds(t: Any) -> float:
+        if t is None or t == "cut" or (isinstance(t, dict) and t["type"] == "cut"):
+            return 0.0
+        return float(t.get("duration", 0.5)) if isinstance(t, dict) else 0.5
+
+    cut = [s for s in shots if not s.get("skip")]
+    lengths = []
+    for s in cut:
+        if "card" in s:
+            length = s["card"]["duration"]
+        else:
+            trim = s.get("trim", {})
+            length = trim.get("end", s["duration"]) - trim.get("start", 0.0)
+        lengths.append(max(1, round(length * fps)))
+    requested = [round(seconds(s.get("transition", default)) * fps) for s in cut[:-1]]
+    shortened = {
+        cut[i]["id"]
+        for i, (want, got) in enumerate(zip(requested, _clamp(requested, lengths), strict=True))
+        if got < want
+    }
+    problems = problems_of(file)
+    assert {p.shot for p in problems} == shortened, "\n".join(map(str, problems))
+    assert all("transition" in p.path and "longer than" in p.message for p in problems)
