@@ -989,6 +989,7 @@ class _Checker:
         """Report the transition from ``a`` into ``b`` where it is written: on ``a``, in
         ``defaults`` or as ``output.transition`` (then naming the two shots is all that
         says which join it is)."""
+        where: JsonPath
         if isinstance(raw_a, dict) and "transition" in raw_a:
             source, where = "shot", ("shots", a.index, "transition")
         elif (
