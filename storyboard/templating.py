@@ -53,6 +53,7 @@ __all__ = [
     "is_template",
     "parse_set",
     "render_simple",
+    "unread_overrides",
 ]
 
 _MARKERS = ("{{", "{%", "{#")
@@ -720,6 +721,72 @@ def _undefined_hint(message: str, variables: Mapping[str, Any]) -> str:
     if "has no attribute" in message:
         return f"check the name after the dot; variables defined: {known}"
     return f"define it under vars: or pass --set NAME=VALUE (variables defined: {known})"
+
+
+_SCOPE_NAMES = frozenset({"vars", "shot", "storyboard"})
+_MAX_SCANNED_INCLUDES = 256
+
+
+def unread_overrides(
+    templater: Templater, overrides: Mapping[str, Any], defined: Iterable[str], data: Any
+) -> tuple[list[str], set[str]]:
+    """The ``--set`` names nothing in the storyboard reads, and the names that are read.
+
+    A name is read when ``vars:`` defines it or a template names it (``{{ hero }}``,
+    ``{{ vars.hero }}``), in the document or in a file it includes. A ``--set`` of any other
+    name would be silently ignored (a typo), so the caller reports it. The templates are
+    parsed only when some override is not in ``vars:``.
+    """
+    known = set(defined)
+    if all(name in known for name in overrides):
+        return [], known
+    from jinja2 import meta
+
+    env = templater.env
+    ignored = _SCOPE_NAMES | set(env.globals)
+    sources: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if is_template(value):
+                sources.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(data)
+    read: set[str] = set()
+    seen: set[str] = set()
+    while sources:
+        try:
+            tree = env.parse(sources.pop())
+        except jinja2.TemplateError:
+            continue  # reported where it is rendered
+        read |= meta.find_undeclared_variables(tree) - ignored
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            base: Any = None
+            key: Any = None
+            if isinstance(node, nodes.Getattr):
+                base, key = node.node, node.attr
+            elif isinstance(node, nodes.Getitem):
+                base, key = node.node, getattr(node.arg, "value", None)
+            if isinstance(base, nodes.Name) and base.name == "vars" and isinstance(key, str):
+                read.add(key)  # {{ vars.hero }}, {{ vars["hero"] }}
+        for name in meta.find_referenced_templates(tree):
+            if name is None or name in seen or len(seen) >= _MAX_SCANNED_INCLUDES:
+                continue
+            seen.add(name)
+            try:
+                source = env.loader.get_source(env, name)[0] if env.loader else None
+            except (jinja2.TemplateNotFound, OSError, UnicodeDecodeError):
+                source = None
+            if source is not None and len(source) <= MAX_INCLUDE_BYTES:
+                sources.append(source)
+    known |= read
+    return [name for name in overrides if name not in known], known
 
 
 def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
