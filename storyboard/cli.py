@@ -9,7 +9,10 @@ storyboard, 3 refused by the budget, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,72 +47,184 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+_EXIT_CODES = """\
+exit codes:
+  0 success
+  1 a render, provider or stitch failure
+  2 usage error or invalid storyboard
+  3 refused by the budget{budget}
+  130 interrupted"""
+
+_EXAMPLES = {
+    "": """\
+examples:
+  storyboard validate examples/*/storyboard.yaml
+  storyboard plan examples/dawn/storyboard.yaml
+  storyboard render examples/dawn/storyboard.yaml        # free, offline animatic
+  storyboard render --live --budget 5 examples/dawn/storyboard.yaml
+
+FILE is a storyboard YAML file; `storyboard COMMAND --help` lists the options of each
+command, and a command refuses an option it does not take.""",
+    "validate": """\
+examples:
+  storyboard validate examples/dawn/storyboard.yaml
+  storyboard validate --json examples/*/storyboard.yaml
+  storyboard validate --set weather=snow examples/templated/storyboard.yaml""",
+    "plan": """\
+examples:
+  storyboard plan examples/dawn/storyboard.yaml
+  storyboard plan --live --budget 5 examples/dawn/storyboard.yaml
+  storyboard plan --json --only hover --force hover examples/dawn/storyboard.yaml
+
+With --budget (or render.budget, for --live), plan says whether the run fits and, like
+`make -q`, exits 3 when `render` would refuse it: `plan -q --live && render --live`.""",
+    "render": """\
+examples:
+  storyboard render examples/dawn/storyboard.yaml
+  storyboard render --live --budget 5 examples/dawn/storyboard.yaml
+  storyboard render --only hover --force hover --json examples/dawn/storyboard.yaml""",
+    "stitch": """\
+examples:
+  storyboard stitch examples/dawn/storyboard.yaml
+  storyboard stitch --live -o cut.mp4 examples/dawn/storyboard.yaml
+  storyboard stitch --json examples/dawn/storyboard.yaml""",
+}
+
+
+def _epilog(command: str) -> str:
+    budget = {
+        "plan": " (plan: the run it describes would be refused)",
+        "render": " before anything was submitted",
+    }.get(command, "")
+    return _EXAMPLES[command] + "\n\n" + _EXIT_CODES.format(budget=budget)
+
+
+# Which command takes which option. A command takes only the options it honours; any other
+# is refused with a hint naming the commands that do take it (see `_check_options`).
+_TAKES: dict[str, tuple[str, ...]] = {
+    "validate": ("--set", "--json", "-q"),
+    "plan": ("--live", "--set", "--only", "--force", "--force-all", "--budget", "-o", "--json",
+             "-q", "-v"),
+    "render": ("--live", "--set", "--only", "--force", "--force-all", "--jobs", "--budget",
+               "--keep-going", "-o", "--json", "-q", "-v"),
+    "stitch": ("--live", "--set", "-o", "--json", "-q"),
+}  # fmt: skip
+
+_HELP = {
+    "plan": {
+        "--live": "plan the live render (its real cost, what the journal and the lock know)",
+        "--budget": "say whether this run fits USD; exit 3 when it does not",
+        "-o": "plan the cut at PATH instead of output.path",
+        "--json": "the plan as JSON on stdout",
+        "-v": "also list every take: seed, key, clip",
+    },
+    "render": {
+        "--live": "render through the hosted providers (costs money)",
+        "--budget": "refuse a live run whose estimate is over USD (overrides render.budget)",
+        "-o": "write the cut to PATH",
+        "--json": "one JSON report on stdout: rendered, up to date, failed, spent, the cut",
+        "-v": "say which shots this run renders and why, before rendering",
+    },
+    "stitch": {
+        "--live": "stitch the live clips, not the preview",
+        "-o": "write the cut to PATH",
+        "--json": "one JSON report on stdout: the cut's path and length, or why not",
+    },
+    "validate": {"--json": "the problems as a JSON list on stdout"},
+}
+
+
+def _add_option(p: argparse.ArgumentParser, command: str, name: str) -> None:
+    helps = _HELP.get(command, {})
+    if name == "--set":
+        p.add_argument(
+            "--set",
+            dest="set",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="override a variable of vars: or one a template reads (repeatable; VALUE "
+            "is read as YAML)",
+        )
+    elif name == "--json":
+        p.add_argument("--json", action="store_true", help=helps.get(name))
+    elif name == "-q":
+        p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    elif name == "-v":
+        p.add_argument("-v", "--verbose", action="store_true", help=helps.get(name))
+    elif name == "--live":
+        p.add_argument("--live", action="store_true", help=helps.get(name))
+    elif name == "--only":
+        p.add_argument(
+            "--only", type=_csv, default=[], metavar="ID[,ID]",
+            help="only these shots (and the shots they extend or continue)",
+        )  # fmt: skip
+    elif name == "--force":
+        p.add_argument(
+            "--force", type=_csv, default=[], metavar="ID[,ID]",
+            help="render these shots again even if they are up to date",
+        )  # fmt: skip
+    elif name == "--force-all":
+        p.add_argument("--force-all", action="store_true", help="render every shot again")
+    elif name == "--budget":
+        p.add_argument("--budget", type=float, default=None, metavar="USD", help=helps.get(name))
+    elif name == "--jobs":
+        p.add_argument(
+            "--jobs", type=int, default=None, metavar="N",
+            help="tasks in flight per provider (default: render.concurrency)",
+        )  # fmt: skip
+    elif name == "--keep-going":
+        p.add_argument(
+            "--keep-going", action="store_true",
+            help="render everything possible despite failures",
+        )  # fmt: skip
+    elif name == "-o":
+        p.add_argument("-o", "--output", default=None, metavar="PATH", help=helps.get(name))
+    else:  # pragma: no cover - a name in _TAKES with no definition here
+        raise AssertionError(name)
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="storyboard",
         description="Turn a versioned YAML storyboard into a finished multi-shot video.",
+        epilog=_epilog(""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"storyboard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    common = _Parser(add_help=False)
-    common.add_argument(
-        "--set",
-        dest="set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a template variable (repeatable; VALUE is read as YAML)",
-    )
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    common.add_argument("-v", "--verbose", action="store_true", help="say more")
+    def command(name: str, summary: str) -> _Parser:
+        p: _Parser = sub.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=_epilog(name) if name in _EXAMPLES else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,
+        )
+        for option in _TAKES.get(name, ()):
+            _add_option(p, name, option)
+        return p
 
-    p = sub.add_parser(
-        "validate",
-        parents=[common],
-        help="check storyboards: schema, model rules, references, templates (no network)",
+    p = command(
+        "validate", "check storyboards: schema, model rules, references, templates (no network)"
     )
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="one or more storyboard YAML files")
+    board = "a storyboard YAML file (paths inside it are relative to its folder)"
+    command("plan", "what render would do, and what it would cost").add_argument(
+        "file", metavar="FILE", help=board
+    )
+    command("render", "render what is stale, then stitch the cut").add_argument(
+        "file", metavar="FILE", help=board
+    )
+    command("stitch", "re-stitch the final cut from rendered clips only").add_argument(
+        "file", metavar="FILE", help=board
+    )
+    command("schema", "print the JSON Schema of the storyboard format")
 
-    shot_opts = _Parser(add_help=False)
-    shot_opts.add_argument("--live", action="store_true", help="use the real providers")
-    shot_opts.add_argument(
-        "--only", type=_csv, default=[], metavar="ID[,ID]", help="only these shots"
-    )
-    shot_opts.add_argument(
-        "--force", type=_csv, default=[], metavar="ID[,ID]", help="render these shots again"
-    )
-    shot_opts.add_argument("--force-all", action="store_true", help="render every shot again")
-
-    p = sub.add_parser(
-        "plan", parents=[common, shot_opts], help="what render would do, and what it would cost"
-    )
-    p.add_argument("file", metavar="FILE")
-
-    p = sub.add_parser(
-        "render", parents=[common, shot_opts], help="render what is stale, then stitch the cut"
-    )
-    p.add_argument("file", metavar="FILE")
-    p.add_argument(
-        "--jobs", type=int, default=None, metavar="N", help="tasks in flight per provider"
-    )
-    p.add_argument("--budget", type=float, default=None, metavar="USD", help="spending cap")
-    p.add_argument(
-        "--keep-going", action="store_true", help="render everything possible despite failures"
-    )
-    p.add_argument("-o", "--output", default=None, metavar="PATH", help="where to write the cut")
-
-    p = sub.add_parser(
-        "stitch", parents=[common], help="re-stitch the final cut from rendered clips only"
-    )
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--live", action="store_true", help="stitch the live clips, not the preview")
-    p.add_argument("-o", "--output", default=None, metavar="PATH", help="where to write the cut")
-
-    sub.add_parser("schema", help="print the JSON Schema of the storyboard format")
-
-    p = sub.add_parser("emulate", help="run the provider emulator on 127.0.0.1")
+    p = command("emulate", "run the provider emulator on 127.0.0.1")
     p.add_argument("--port", type=int, default=0, metavar="N", help="port (default: any free)")
     p.add_argument(
         "--qingbo-status-names",
@@ -125,6 +240,88 @@ def _build_parser() -> _Parser:
         help="how Qingbo tasks report their cost (default: quota; none: not at all)",
     )
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)$")
+
+
+def _check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Refuse an option the command does not take, before argparse reads anything.
+
+    argparse would say "unrecognized arguments"; this says which commands take the option,
+    or which option was meant, and an option written before the command is shown where it
+    goes.
+
+    Raises:
+        UsageError: the first option the command does not take.
+    """
+    commands = _subparsers(parser)
+    names = [a for a in argv if a in commands]
+    if not names:
+        return  # no command: argparse answers (help, version, or what is missing)
+    name = names[0]
+    at = list(argv).index(name)
+    before, after = list(argv[:at]), list(argv[at + 1 :])
+    if any(a in ("-h", "--help", "--version") for a in [*before, *after]):
+        return
+    sub = commands[name]
+    takes = sub._option_string_actions
+    takers = [c for c, p in commands.items()]
+
+    def refuse(option: str) -> UsageError:
+        who = [c for c in takers if option in commands[c]._option_string_actions]
+        if who:
+            hint = f"{option} is taken by {', '.join(who)}"
+        else:
+            from storyboard.validate import _close
+
+            near = _close(option, [o for o in takes if o.startswith("-")])
+            hint = near or f"see `storyboard {name} --help`"
+        return UsageError(f"storyboard {name} does not take {option}", hint=hint)
+
+    for option in before:
+        flag = option.split("=", 1)[0]
+        if flag in takes:
+            rest = " ".join([option, *after])
+            raise UsageError(
+                f"{option} goes after the command",
+                hint=f"storyboard {name} {rest}",
+            )
+        raise refuse(flag)
+
+    i = 0
+    while i < len(after):
+        token = after[i]
+        i += 1
+        if token == "--":
+            break
+        if not token.startswith("-") or token == "-" or _NUMBER.match(token):
+            continue
+        flag, eq, _ = token.partition("=")
+        if token.startswith("--"):
+            action = takes.get(flag)
+            if action is None:
+                raise refuse(flag)
+            if action.nargs != 0 and not eq:
+                i += 1  # its value
+            continue
+        # -q, -qv, -o PATH, -oPATH
+        for pos in range(1, len(token)):
+            short = "-" + token[pos]
+            action = takes.get(short)
+            if action is None:
+                raise refuse(short if pos > 1 or len(token) == 2 else token[:2])
+            if action.nargs != 0:
+                if pos == len(token) - 1:
+                    i += 1  # its value is the next argument
+                break
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -208,31 +405,96 @@ def _money(value: float) -> str:
     return f"${value:.2f}"
 
 
+def _budget(args: argparse.Namespace, plan: Any) -> float | None:
+    """The budget a render of this plan would apply: --budget, else render.budget (live)."""
+    if args.budget is not None:
+        if args.budget < 0:
+            raise UsageError(f"--budget must be 0 or more, not {args.budget:g}")
+        return float(args.budget)
+    if plan.backend == "live" and plan.board.render.budget is not None:
+        return float(plan.board.render.budget)
+    return None
+
+
+def _budget_line(cost: float, budget: float) -> str:
+    if cost <= budget + 1e-9:
+        return f"fits the budget of {_money(budget)} (this run costs {_money(cost)})"
+    return (
+        f"over the budget of {_money(budget)} by {_money(cost - budget)}: "
+        f"render would refuse it, nothing would be submitted"
+    )
+
+
+def _missing_after(plan: Any) -> list[str]:
+    """Shots of the cut that have no clip and that this run does not render either."""
+    return [m for m in plan.missing if not plan.will_render(m)]
+
+
+def _only_note(plan: Any) -> str:
+    return f" (outside --only {','.join(sorted(plan.only))})" if plan.only else ""
+
+
 def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    plan, store = _load_plan(args)
+    plan, store = _load_plan(args, output=args.output)
     store.save()
+    budget = _budget(args, plan)
+    fits = budget is None or plan.cost <= budget + 1e-9
+    code = EXIT_OK if fits else BudgetExceeded.exit_code
     if args.json:
-        print(json.dumps(plan.to_json(), indent=2), file=out)
-        return EXIT_OK
-    rows = [("shot", "model", "status", "takes", "cost", "live $", "reason")]
+        data = plan.to_json()
+        data["budget"] = budget
+        data["fits"] = fits
+        print(json.dumps(data, indent=2), file=out)
+        return code
+    if args.quiet:
+        if budget is not None and not fits:
+            print(f"error: {_budget_line(plan.cost, budget)}", file=err)
+        return code
+    rows = [("shot", "model", "status", "run", "takes", "cost", "live $", "reason")]
     for sp in plan.shots:
         takes = f"{len(sp.stale_takes)}/{len(sp.takes)}" if sp.takes else "-"
+        reason = sp.reason
+        if sp.status == "stale" and not plan.in_scope(sp.id):
+            reason += " (outside --only)"
+        run = "render" if plan.will_render(sp.id) else "-"
         rows.append(
-            (sp.id, sp.shot.model or "card", sp.status, takes, _money(sp.cost),
-             _money(sp.live_cost) if sp.takes else "-", sp.reason)
+            (sp.id, sp.shot.model or "card", sp.status, run, takes, _money(sp.cost),
+             _money(sp.live_cost) if sp.takes else "-", reason)
         )  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
         print("  ".join([*cells, row[-1]]).rstrip(), file=out)
-    stale = sum(1 for sp in plan.shots if sp.status == "stale")
+    if args.verbose:
+        print("", file=out)
+        for sp in plan.shots:
+            for t in sp.takes:
+                where = str(t.clip.path) if t.clip is not None else "not rendered"
+                seed = "random" if t.seed is None else str(t.seed)
+                mark = " (selected)" if len(sp.takes) > 1 and t is sp.selected else ""
+                print(
+                    f"{sp.id} take {t.take}{mark}: seed {seed}, key {t.key[:16]}, {where}",
+                    file=out,
+                )
     live_total = sum(sp.live_cost for sp in plan.shots)
     print(
-        f"\n{stale} shot(s) to render ({plan.backend}); this run costs {_money(plan.cost)} "
-        f"(all takes live: {_money(live_total)}); cut {plan.stitch}: {plan.cut}",
+        f"\n{len(plan.to_render)} shot(s) to render ({plan.backend}); this run costs "
+        f"{_money(plan.cost)} (all takes live: {_money(live_total)})",
         file=out,
     )
-    return EXIT_OK
+    if budget is not None:
+        print(_budget_line(plan.cost, budget), file=out)
+    missing = _missing_after(plan)
+    if missing:
+        print(
+            f"cut not stitched by this run: {', '.join(missing)} not rendered yet"
+            f"{_only_note(plan)}: {plan.cut}",
+            file=out,
+        )
+    else:
+        after = "stale" if plan.to_render else plan.stitch
+        print(f"cut {after}: {plan.cut}", file=out)
+    return code
 
 
 def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -245,6 +507,11 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if verify_cut(plan, store):  # a clip of the cut changed on disk: dropped, so render it again
         plan, store = _load_plan(args, output=args.output)
     board = plan.board
+    before = plan  # what this run was asked to do: its scope, and what was up to date
+    if args.verbose and not args.quiet:
+        for sp in plan.to_render:
+            n = len(sp.stale_takes)
+            print(f"to render: {sp.id}: {n} take{'' if n == 1 else 's'} ({sp.reason})", file=err)
     concurrency = dict(board.render.concurrency)
     if args.jobs is not None:
         if args.jobs < 1:
@@ -318,11 +585,25 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         store.save()
         if journal is not None:
             journal.close()
+    count, usd = paid or (0, 0.0)
     if args.live and not args.quiet:
-        count, usd = paid or (0, 0.0)
         spent_line = f"spent {_money(usd)} on {count} take{'' if count == 1 else 's'} (list price)"
     else:
         spent_line = None
+    if report is not None:
+        rendered = list(report.rendered)
+    else:  # a failed run reports no list: what it stored is what the new plan finds fresh
+        now = set(_up_to_date(plan))
+        rendered = [
+            (sp.id, t.take) for sp in before.to_render for t in sp.stale_takes
+            if (sp.id, t.take) in now
+        ]  # fmt: skip
+    if args.json:
+        data = _run_report(
+            before, args, rendered=rendered, failed=failed, spent=(count, usd), result=result,
+            missing=missing,
+        )  # fmt: skip
+        print(json.dumps(data, indent=2), file=out)
     if failed is not None:
         if spent_line:
             print(spent_line, file=err)
@@ -338,25 +619,111 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(_redact(f"hint: {hint}"), file=err)
         return EXIT_FAILED
     if not args.quiet:
-        rendered = len(report.rendered) if report else 0
-        cached = len(report.cached) if report else 0
-        print(f"rendered {rendered} clip(s), {cached} up to date", file=err)
-        if result is not None:
+        fresh = _up_to_date(before)
+        print(f"rendered {len(rendered)} clip(s), {len(fresh)} up to date", file=err)
+        if result is None:
+            message, hint = _not_stitched(before, args, missing)
+            print(message, file=err)
+            print(f"hint: {hint}", file=err)
+        elif not args.json:
             print(f"cut: {result.path} ({result.seconds:.1f} s)", file=out)
-        else:
-            print(f"cut not stitched: not rendered yet: {', '.join(missing)}", file=err)
         if spent_line:
             print(spent_line, file=err)  # the last line: what this run bought
     return EXIT_OK
 
 
+def _up_to_date(plan: Any) -> list[tuple[str, int]]:
+    """Every take the plan found in the store: what a run did not have to render."""
+    return [(sp.id, t.take) for sp in plan.shots if sp.kind == "model" for t in sp.takes if t.fresh]
+
+
+def _not_stitched(plan: Any, args: argparse.Namespace, missing: Sequence[str]) -> tuple[str, str]:
+    """Why the cut was not stitched, naming the shots still missing, and what to run next."""
+    verb = "is" if len(missing) == 1 else "are"
+    message = f"cut not stitched: {', '.join(missing)} {verb} not rendered yet"
+    if plan.only and any(not plan.in_scope(m) for m in missing):
+        message += _only_note(plan)
+    if plan.cut.exists():
+        message += f"; {plan.cut} is left as it was (stale)"
+    command = "storyboard render " + ("--live " if args.live else "") + shlex.quote(args.file)
+    them = "it" if len(missing) == 1 else "them"
+    return message, f"{command} renders {them} and stitches the cut"
+
+
+def _run_report(
+    plan: Any,
+    args: argparse.Namespace,
+    *,
+    rendered: Sequence[tuple[str, int]],
+    failed: Any,
+    spent: tuple[int, float],
+    result: Any,
+    missing: Sequence[str],
+) -> dict[str, Any]:
+    """The one JSON document ``render --json`` and ``stitch --json`` print on stdout."""
+    failures = []
+    for f in failed.failures if failed is not None else ():
+        hint = f.error.hint() if f.error is not None else None
+        failures.append(
+            {
+                "shot": f.shot,
+                "take": f.take,
+                "message": _redact(f.message),
+                "hint": _redact(hint) if hint else None,
+            }
+        )
+    not_stitched = None
+    if result is None:
+        if missing:
+            message, hint = _not_stitched(plan, args, missing)
+            reason = message.removeprefix("cut not stitched: ")
+        else:
+            reason, hint = "the render failed", None
+        not_stitched = {"reason": reason, "missing": list(missing), "hint": hint}
+    return {
+        "storyboard": str(plan.board.path),
+        "backend": plan.backend,
+        "rendered": [{"shot": s, "take": t} for s, t in rendered],
+        "up_to_date": [{"shot": s, "take": t} for s, t in _up_to_date(plan)],
+        "outside_only": [
+            sp.id for sp in plan.shots if sp.status == "stale" and not plan.in_scope(sp.id)
+        ],
+        "failed": failures,
+        "spent": {"usd": round(spent[1], 6), "takes": spent[0]},
+        "cut": None
+        if result is None
+        else {
+            "path": str(result.path),
+            "seconds": round(result.seconds, 3),
+            "state": "reused" if result.reused else "written",
+        },
+        "not_stitched": not_stitched,
+    }
+
+
 def _cmd_stitch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from storyboard.errors import StitchError
     from storyboard.stitch import stitch
 
     plan, store = _load_plan(args, output=args.output)
-    result = stitch(plan, store)
-    store.save()
-    if not args.quiet:
+    try:
+        result = stitch(plan, store)
+    except StitchError:
+        if args.json:
+            data = _run_report(
+                plan, args, rendered=[], failed=None, spent=(0, 0.0), result=None,
+                missing=plan.missing,
+            )  # fmt: skip
+            print(json.dumps(data, indent=2), file=out)
+        raise
+    finally:
+        store.save()
+    if args.json:
+        data = _run_report(
+            plan, args, rendered=[], failed=None, spent=(0, 0.0), result=result, missing=()
+        )
+        print(json.dumps(data, indent=2), file=out)
+    elif not args.quiet:
         state = "up to date" if result.reused else "written"
         print(f"cut: {result.path} ({result.seconds:.1f} s, {state})", file=out)
     return EXIT_OK
@@ -412,10 +779,19 @@ def main(
     err = err or sys.stderr
     parser = _build_parser()
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        _check_options(parser, argv)
         try:
-            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+            with contextlib.redirect_stdout(out):  # --help and --version print to `out`
+                args, extra = parser.parse_known_args(argv)
         except SystemExit as exc:  # --help and --version exit 0 through argparse
             return int(exc.code or 0)
+        if extra:
+            what = "one FILE" if args.command in ("plan", "render", "stitch") else "no arguments"
+            raise UsageError(
+                f"storyboard {args.command} takes {what}, not also {' '.join(extra)}",
+                hint=f"see `storyboard {args.command} --help`",
+            )
         if not args.command:
             parser.print_help(out)
             return EXIT_USAGE

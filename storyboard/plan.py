@@ -102,6 +102,8 @@ class Plan:
     edit_key: str | None  # None while some clip of the cut is not rendered
     stitch: Literal["fresh", "stale"]
     selected: frozenset[str]  # shots this run is limited to (--only), empty = all
+    only: frozenset[str] = frozenset()  # the shots --only named (selected adds their upstreams)
+    forced: frozenset[str] = frozenset()  # the shots --force/--force-all render again
 
     @property
     def cost(self) -> float:
@@ -110,6 +112,18 @@ class Plan:
     def in_scope(self, shot_id: str) -> bool:
         """Whether this run may render the shot (``--only`` limits it)."""
         return not self.selected or shot_id in self.selected
+
+    def will_render(self, shot_id: str, take: int | None = None) -> bool:
+        """Whether this run renders the shot (or one of its takes): stale and in scope."""
+        sp = self.shot(shot_id)
+        if sp.kind != "model" or not self.in_scope(shot_id):
+            return False
+        return any(not t.fresh for t in sp.takes if take is None or t.take == take)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The shots of the cut with no rendered clip yet (the cut cannot be stitched)."""
+        return tuple(sp.id for sp in self.shots if sp.kind == "model" and sp.output is None)
 
     @property
     def to_render(self) -> tuple[ShotPlan, ...]:
@@ -141,9 +155,25 @@ class Plan:
                     "keys": [t.key for t in s.takes],
                     "upstream": s.shot.upstream,
                     "output": str(s.output) if s.output else None,
+                    # --only limits rendering; a card is drawn with the cut, so always in.
+                    "in_scope": s.kind == "card" or (s.kind == "model" and self.in_scope(s.id)),
+                    "will_render": self.will_render(s.id),
+                    "take_plan": [
+                        {
+                            "take": t.take,
+                            "seed": t.seed,
+                            "fresh": t.fresh,
+                            "will_render": self.will_render(s.id, t.take),
+                        }
+                        for t in s.takes
+                    ],
                 }
                 for s in self.shots
             ],
+            "only": sorted(self.only),
+            "forced": sorted(self.forced),
+            "to_render": [s.id for s in self.to_render],
+            "missing": list(self.missing),
             "cost": self.cost,
             "stitch": self.stitch,
             "cut": str(self.cut),
@@ -532,7 +562,11 @@ def make_plan(
                 stitch = "fresh"
         except OSError:
             pass
-    return Plan(board, backend, shots, out, edit_key, stitch, frozenset(selected))
+    forced_ids = {sp.id for sp in shots if sp.kind == "model" and (force_all or sp.id in force_set)}
+    return Plan(
+        board, backend, shots, out, edit_key, stitch, frozenset(selected),
+        only=frozenset(only_set), forced=frozenset(forced_ids),
+    )  # fmt: skip
 
 
 def cut_record_name(out: Path) -> str:
