@@ -121,7 +121,8 @@ class _Checker:
                 ("vars",) if isinstance(raw_vars, dict) else (),
                 f"--set {name}: the storyboard has no variable {name!r} (not in vars:, and no "
                 "template reads it)",
-                hint=_close(name, known) or f"variables: {', '.join(sorted(known)) or 'none'}",
+                hint=_close(name, known)
+                or (f"variables: {', '.join(sorted(known))}" if known else "add it under vars:"),
                 key=True,
             )
 
