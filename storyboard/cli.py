@@ -273,10 +273,9 @@ def _check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None
         return
     sub = commands[name]
     takes = sub._option_string_actions
-    takers = [c for c, p in commands.items()]
 
     def refuse(option: str) -> UsageError:
-        who = [c for c in takers if option in commands[c]._option_string_actions]
+        who = [c for c, p in commands.items() if option in p._option_string_actions]
         if who:
             hint = f"{option} is taken by {', '.join(who)}"
         else:

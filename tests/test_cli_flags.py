@@ -127,6 +127,20 @@ def test_plan_budget_says_whether_the_run_fits(project: Project) -> None:
     assert plain["fits"] is True and plain["budget"] is None
 
 
+def test_plan_verbose_lists_every_take_and_output_names_the_cut(project: Project) -> None:
+    project.write(BOARD.replace("    prompt: a blue door", "    takes: 2\n    prompt: a blue door"))
+    result = run_cli("plan", "-v", str(project.file))
+    assert result.code == 0, result.err
+    assert "c take 1 (selected): seed random, key " in result.out
+    assert "c take 2: seed random, key " in result.out
+    assert "a take 1: seed random" in result.out
+    cut = project.root / "elsewhere" / "cut.mp4"
+    data = json.loads(run_cli("plan", "--json", "-o", str(cut), str(project.file)).out)
+    assert data["cut"] == str(cut)
+    bad = run_cli("plan", "-o", str(project.root / "cut.txt"), str(project.file))
+    assert bad.code == 2 and "-o/--output" in bad.err
+
+
 # -- a flag a command does not take is refused ---------------------------------------------
 
 
@@ -234,8 +248,9 @@ def test_render_and_stitch_json_reports_and_counts(project: Project) -> None:
 @pytest.mark.slow
 def test_only_leaves_the_cut_stale_and_names_the_missing_shots(project: Project) -> None:
     project.write(PAIR)
-    result = run_cli("render", "--only", "c", str(project.file))
+    result = run_cli("render", "-v", "--only", "c", str(project.file))
     assert result.code == 0, result.err
+    assert "to render: c: 1 take (" in result.err and "to render: a" not in result.err
     assert "rendered 1 clip(s), 0 up to date" in result.err
     assert "cut not stitched" in result.err and "a is not rendered yet" in result.err
     assert "outside --only c" in result.err
