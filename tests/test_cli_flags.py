@@ -280,3 +280,41 @@ def test_render_json_reports_failures_with_message_and_hint(project: Project) ->
     assert "hint" in report["failed"][0]
     assert [r["shot"] for r in report["rendered"]] == ["c"]
     assert report["cut"] is None and report["not_stitched"]["missing"] == ["a"]
+
+
+@pytest.mark.slow
+def test_live_render_json_reports_what_was_spent_at_list_price(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storyboard.testing.emulator import Emulator, EmulatorServer
+
+    ws_key, qb_key = "ws-test-key-0123456789", "qb-test-key-0123456789"
+    emu = Emulator(wavespeed_keys=(ws_key,), qingbo_keys=(qb_key,), scale=1 / 16, max_seconds=1.0)
+    server = EmulatorServer(emu)
+    try:
+        for name, value in {
+            "WAVESPEED_API_KEY": ws_key,
+            "QINGBO_API_KEY": qb_key,
+            "WAVESPEED_BASE_URL": server.url,
+            "QINGBO_BASE_URL": server.url,
+            "STORYBOARD_POLL_INTERVAL": "0.02",
+            "STORYBOARD_MIN_OUTPUT_SHARE": "0",  # the emulator serves 1 s clips
+        }.items():
+            monkeypatch.setenv(name, value)
+        project.write(PAIR)
+        first = run_cli("render", "--live", "--json", "--only", "a", str(project.file))
+        assert first.code == 0, first.err
+        report = json.loads(first.out)
+        assert report["backend"] == "live"
+        assert report["rendered"] == [{"shot": "a", "take": 1}]
+        assert report["spent"] == {"usd": pytest.approx(PRICE), "takes": 1}
+        assert report["outside_only"] == ["c"] and report["not_stitched"]["missing"] == ["c"]
+        assert "--live" in report["not_stitched"]["hint"]
+        assert len(emu.tasks()) == 1
+        again = json.loads(run_cli("render", "--live", "--json", str(project.file)).out)
+        assert again["spent"] == {"usd": pytest.approx(PRICE), "takes": 1}  # only c
+        assert again["up_to_date"] == [{"shot": "a", "take": 1}]
+        assert again["cut"]["path"].endswith("storyboard.mp4")
+    finally:
+        server.close()
+    assert emu.internal_errors == []
