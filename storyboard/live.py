@@ -55,9 +55,9 @@ from storyboard.errors import (
     UsageError,
     redact_secrets,
 )
-from storyboard.events import Event
+from storyboard.events import Event, Stage
 from storyboard.journal import Journal, JournalEntry
-from storyboard.plan import Plan
+from storyboard.plan import Plan, take_price
 from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskFinder, TaskRef
 from storyboard.render import (
     Timing,
@@ -268,13 +268,26 @@ class LiveSession:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    async def _upload(self, path: Path, shot: str, what: str) -> str:
+    async def _upload(
+        self,
+        path: Path,
+        shot: str,
+        what: str,
+        announce: Callable[[], None] | None = None,
+    ) -> str:
         digest = await anyio.to_thread.run_sync(self.store.memo.digest, path)
         lock = self._upload_locks.setdefault(digest, anyio.Lock())
         async with lock:
-            return await self._upload_once(path, digest, shot, what)
+            return await self._upload_once(path, digest, shot, what, announce)
 
-    async def _upload_once(self, path: Path, digest: str, shot: str, what: str) -> str:
+    async def _upload_once(
+        self,
+        path: Path,
+        digest: str,
+        shot: str,
+        what: str,
+        announce: Callable[[], None] | None = None,
+    ) -> str:
         url = await self._db(partial(self.journal.upload_url, digest, "wavespeed"))
         if url is not None:
             return url
@@ -292,22 +305,51 @@ class LiveSession:
         if upload is None:  # pragma: no cover - WaveSpeed always uploads
             raise ProviderError("the WaveSpeed client cannot upload", provider="wavespeed")
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if announce is not None:
+            announce()
         url, expires = await upload(path, content_type)
         await self._db(partial(self.journal.record_upload, digest, "wavespeed", url, expires))
         return str(url)
 
-    async def prepare(self, job: Job, upstream_key: str | None, tmp: Path | None = None) -> Job:
+    async def prepare(
+        self,
+        job: Job,
+        upstream_key: str | None,
+        tmp: Path | None = None,
+        emit: Callable[[Event], None] | None = None,
+    ) -> Job:
         """The job with a URL for every local input and for the upstream clip or frame.
 
         The upstream's last frame (``continues``) is extracted into ``tmp`` (the run's work
         folder), under a name of this take's own: never beside the clip in the store, whose
         ``objects/`` hold only clips, and never a file another take may be rewriting.
+        ``emit`` receives an ``uploading`` event for each file actually uploaded.
         """
         urls: dict[str, str] = dict(job.urls)
         shot = job.shot
+
+        def uploading(what: str) -> Callable[[], None]:
+            def announce() -> None:
+                if emit is not None:
+                    emit(
+                        Event(
+                            shot.id,
+                            job.take,
+                            shot.takes,
+                            "rendering",
+                            None,
+                            what,
+                            stage="uploading",
+                        )
+                    )
+
+            return announce
+
         for media in shot.media():
             if media.path is not None and media.source not in urls:
-                urls[media.source] = await self._upload(media.path, shot.id, media.kind)
+                urls[media.source] = await self._upload(
+                    media.path, shot.id, media.kind, uploading(media.source)
+                )
         if job.upstream is not None and job.upstream_mode == "extends":
             # The provider's own URL of the upstream clip while it is valid, else upload ours.
             url = (
@@ -317,7 +359,10 @@ class LiveSession:
             )
             # Our own bytes leave the machine only once a full read proves them.
             urls["upstream"] = url or await self._upload(
-                await verified_upstream(self.store, job, upstream_key), shot.id, "upstream clip"
+                await verified_upstream(self.store, job, upstream_key),
+                shot.id,
+                "upstream clip",
+                uploading(f"the clip of {shot.upstream}"),
             )
         elif job.upstream is not None and job.upstream_mode == "continues":
             from storyboard.providers.animatic import last_frame
@@ -326,7 +371,12 @@ class LiveSession:
             frame = folder / f"{job.key}.last.png"
             clip = await verified_upstream(self.store, job, upstream_key)
             await anyio.to_thread.run_sync(last_frame, clip, frame)
-            urls["upstream_frame"] = await self._upload(frame, shot.id, "upstream last frame")
+            urls["upstream_frame"] = await self._upload(
+                frame,
+                shot.id,
+                "upstream last frame",
+                uploading(f"the last frame of {shot.upstream}"),
+            )
         return replace(job, urls=urls)
 
     # -- one take --------------------------------------------------------------------------
@@ -399,18 +449,34 @@ class LiveSession:
         # A random seed (-1 or none) on a seeded model becomes concrete before the submit and
         # is journalled with the intent, so a resumed take keeps it.
         job = replace(job, seed=resolve_seed(seed, job.spec.seed_range is not None))
+
+        def stage(name: Stage, task_id: str, cost: float | None = None, message: str = "") -> None:
+            emit(
+                Event(
+                    shot.id, job.take, shot.takes, "rendering", None, message,
+                    stage=name, task_id=task_id, cost=cost,
+                )
+            )  # fmt: skip
+
         if task is None:
-            emit(Event(shot.id, job.take, shot.takes, "rendering", 0.0, "uploading inputs"))
-            job = await self.prepare(job, upstream_key, tmp)
+            job = await self.prepare(job, upstream_key, tmp, emit)
             unsettled = known is not None and known.state in ("intent", "unknown")
             if unsettled and known is not None and not _resends_safely(provider):
                 # A submit of this attempt was sent before and its reply never came: look for
                 # the task it may have created before anyone pays again.
                 task = await self._settle(provider, job, known, emit)
+                stage("resumed", task.task_id, message="found in the provider's task list")
             else:
                 # Qingbo intent/unknown: resending the same Idempotency-Key (same attempt)
                 # returns the original task if there is one and cannot bill twice.
+                emit(Event(shot.id, job.take, shot.takes, "rendering", stage="submitting"))
                 task = await self._submit(provider, job, emit, deadline, claim=not unsettled)
+                # The task id is journalled: the list price is committed by this run, unless
+                # an earlier run sent this attempt (its money, as `spent` counts it).
+                price = None if unsettled else take_price(job.shot, job.spec)
+                stage("submitted", task.task_id, price)
+        else:
+            stage("resumed", task.task_id, message="submitted by an earlier run")
         status = await self._wait(provider, task, job, emit, deadline)
         info: dict[str, object] = {
             "provider": provider.name,
@@ -423,7 +489,7 @@ class LiveSession:
             else {"amount": status.reported.amount, "unit": status.reported.unit},
             "seed": job.seed,
         }
-        entry = await self._fetch(provider, task, status, job, tmp, info)
+        entry = await self._fetch(provider, task, status, job, tmp, info, emit)
         await self._db(partial(journal.done, job.key, entry.digest, None))
         if status.outputs:
             # The expiry the provider reports (Qingbo does), else its documented lifetime.
@@ -439,6 +505,7 @@ class LiveSession:
         job: Job,
         tmp: Path,
         info: dict[str, object],
+        emit: Callable[[Event], None] | None = None,
     ) -> ClipEntry:
         """Download, verify and store the output; a failure names the provider and task.
 
@@ -448,7 +515,7 @@ class LiveSession:
         shot = job.shot.id
         where = f"{provider.name} task {task.task_id} (shot {shot} take {job.take})"
         try:
-            return await fetch_to_store(provider, task, status, job, self.store, tmp, info)
+            return await fetch_to_store(provider, task, status, job, self.store, tmp, info, emit)
         except ShortOutput as exc:
             # The provider delivered, too short: the task is failed in the journal, so it is
             # never bought again by itself.
@@ -537,7 +604,12 @@ class LiveSession:
                     shot=shot.id,
                     hint="run the same command again later: nothing was submitted for this take",
                 ) from outcome
-            emit(Event(shot.id, job.take, shot.takes, "queued", None, f"provider busy: {outcome}"))
+            emit(
+                Event(
+                    shot.id, job.take, shot.takes, "rendering", None,
+                    f"provider busy: {outcome}", stage="submitting",
+                )
+            )  # fmt: skip
             await self.sleep(wait)
         raise ProviderError(
             f"shot {shot.id}: {provider.name} kept refusing new tasks",
@@ -654,7 +726,12 @@ class LiveSession:
                 f"{provider.name} cannot list the tasks it created: check its dashboard",
                 "force",
             )
-        emit(Event(shot.id, job.take, shot.takes, "rendering", None, "looking for a lost task"))
+        emit(
+            Event(
+                shot.id, job.take, shot.takes, "rendering", None, "looking for a lost task",
+                stage="submitting",
+            )
+        )  # fmt: skip
         held = await self._db(partial(self.journal.task_ids, provider.name))
         try:
             found = await provider.find_task(job, since=since or 0.0, exclude=held)

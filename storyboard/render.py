@@ -19,12 +19,15 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Protocol
 
 import anyio
@@ -43,7 +46,7 @@ from storyboard.errors import (
     UnrecognisedStatus,
     UsageError,
 )
-from storyboard.events import Event
+from storyboard.events import Event, Stage
 from storyboard.plan import Plan, ShotPlan, TakePlan
 from storyboard.providers.base import (
     Failed,
@@ -162,18 +165,27 @@ async def wait_for_task(
                     hint="run the same command again later: the task is resumed, not paid again",
                 )
             emit(
-                Event(shot.id, job.take, shot.takes, "rendering", None, f"status {status.status!r}")
-            )
+                Event(
+                    shot.id, job.take, shot.takes, "rendering", None,
+                    f"status {status.status!r}", stage="running", task_id=task.task_id,
+                )
+            )  # fmt: skip
         else:
             unrecognised = 0
             if isinstance(status, Queued):
                 emit(
                     Event(
-                        shot.id, job.take, shot.takes, "rendering", None, "queued at the provider"
+                        shot.id, job.take, shot.takes, "rendering", stage="queued",
+                        task_id=task.task_id, position=status.position,
                     )
-                )
+                )  # fmt: skip
             else:
-                emit(Event(shot.id, job.take, shot.takes, "rendering", status.progress))
+                emit(
+                    Event(
+                        shot.id, job.take, shot.takes, "rendering", status.progress,
+                        stage="running", task_id=task.task_id,
+                    )
+                )  # fmt: skip
         remaining = end - time.monotonic()
         if remaining <= 0:
             raise timeout()
@@ -190,10 +202,24 @@ async def fetch_to_store(
     store: Store,
     tmp: Path,
     info: dict[str, object],
+    emit: Callable[[Event], None] | None = None,
 ) -> ClipEntry:
-    """Download a finished task's output, verify it is a plausible video, and store it."""
+    """Download a finished task's output, verify it is a plausible video, and store it.
+
+    ``emit`` receives the ``downloading`` and ``verifying`` stages of the take.
+    """
+    shot = job.shot
+
+    def stage(name: Stage) -> None:
+        if emit is not None:
+            emit(
+                Event(shot.id, job.take, shot.takes, "rendering", stage=name, task_id=task.task_id)
+            )
+
     part = tmp / f"{job.key}.part.mp4"
+    stage("downloading")
     await provider.download(task, status, part)
+    stage("verifying")
     check = partial(verify_clip, provider=provider.name, task_id=task.task_id)
     seconds = await anyio.to_thread.run_sync(check, part, job)
 
@@ -268,7 +294,7 @@ class ProviderRunner:
         self, job: Job, *, tmp: Path, upstream_key: str | None, emit: Callable[[Event], None]
     ) -> ClipEntry:
         provider, shot = self.provider, job.shot
-        emit(Event(shot.id, job.take, shot.takes, "rendering", 0.0))
+        emit(Event(shot.id, job.take, shot.takes, "rendering", stage="running"))
         task = await provider.submit(job)
         status = await wait_for_task(provider, task, job, emit, self.timing)
         if isinstance(status, Failed):
@@ -285,7 +311,7 @@ class ProviderRunner:
             "model": job.spec.id,
             "task_id": task.task_id,
         }
-        return await fetch_to_store(provider, task, status, job, self.store, tmp, info)
+        return await fetch_to_store(provider, task, status, job, self.store, tmp, info, emit)
 
 
 def take_error(job: Job, exc: BaseException, *, secrets: Iterable[str] = ()) -> TakeError:
@@ -508,6 +534,40 @@ def _from_group(
 _DEFAULT_CONCURRENCY = {"preview": 2, "wavespeed": 2, "qingbo": 5}
 
 
+class _CtrlC:
+    """Notes a Ctrl-C (SIGINT) the moment it arrives, before the event loop acts on it.
+
+    The preview backend's ffmpeg dies with the terminal's process group on SIGINT, so its
+    take fails ("ffmpeg could not write ...") before the cancellation reaches it; a take
+    that fails once a Ctrl-C was seen is reported ``interrupted``. Wraps the handler in
+    place (asyncio's, which cancels the run) in the main thread only; restores it on exit.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Callable[[int, FrameType | None], object] | None = None
+        self._installed: Callable[[int, FrameType | None], None] | None = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):
+            return self
+
+        def note(signum: int, frame: FrameType | None) -> None:
+            self.seen = True
+            previous(signum, frame)
+
+        signal.signal(signal.SIGINT, note)
+        self._previous, self._installed = previous, note
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None and signal.getsignal(signal.SIGINT) is self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 async def _render_async(
     plan: Plan,
     store: Store,
@@ -570,10 +630,18 @@ async def _render_async(
                     )  # fmt: skip
                     return False
                 await runner.run(job, tmp=tmp, upstream_key=upstream_key, emit=emit)
+            except anyio.get_cancelled_exc_class():
+                emit(Event(shot.id, take.take, shot.takes, "interrupted"))
+                raise
             except Exception as exc:
                 error = exc if isinstance(exc, StoryboardError) else take_error(job, exc)
                 failures.append(ShotFailure(shot.id, take.take, error, str(error)))
-                emit(Event(shot.id, take.take, shot.takes, "failed", message=str(error)))
+                if ctrl_c.seen:
+                    # Killed by the Ctrl-C (the preview's ffmpeg dies with the process
+                    # group) before the cancellation reached it: interrupted, not failed.
+                    emit(Event(shot.id, take.take, shot.takes, "interrupted"))
+                else:
+                    emit(Event(shot.id, take.take, shot.takes, "failed", message=str(error)))
                 if not keep_going:
                     stopping = True
                 return False
@@ -663,10 +731,12 @@ async def _render_async(
             store.record_material(plan.backend, shot.id, sp.takes[0].material)
             shot_done(shot.id)
 
+    ctrl_c = _CtrlC()
     try:
-        async with anyio.create_task_group() as tg:
-            for sp in plan.shots:
-                tg.start_soon(run_shot, sp)
+        with ctrl_c:
+            async with anyio.create_task_group() as tg:
+                for sp in plan.shots:
+                    tg.start_soon(run_shot, sp)
     except BaseExceptionGroup as group:
         raise _from_group(group, failures) from None
     finally:
