@@ -5,13 +5,22 @@ Layout::
     objects/ab/<sha256>.mp4         every clip once, named by its content
     keys/ab/<generation key>.json   which clip a generation key produced
     shots/<ns>/<backend>/<id>.json  what each shot was last rendered from (for "why stale")
-    cuts/<ns>/...                   the stitcher's work files and the cut's edit key
+    cuts/<ns>/<cut>.json            a cut's edit key, its path and the work files it uses
+    cuts/<ns>/shots/<cut>.json      what each shot's clip in that cut was generated from
+    cuts/<ns>/work/                 the stitcher's work files (pieces, seams, audio tracks)
     digests.json                    memo of input-file digests by (path, size, mtime)
     tmp/                            renders in progress
+    .gitignore                      ``*``: the store ignores itself in git
 
 Every write goes to a temporary file and is renamed into place. A missing or corrupt object
 or entry is a cache miss, never a crash. ``<ns>`` separates storyboards sharing one
 ``$STORYBOARD_CACHE``.
+
+Hygiene: a store this process creates (and the default ``.storyboard/`` folder, whenever
+storyboard writes to it) holds a ``.gitignore`` of ``*``, as virtual environments do, so a
+store beside a storyboard in a git repository never shows up in ``git status``. The cut
+records name the work files each cut uses (:meth:`Store.cut_files_in_use`): after a stitch,
+work files no current cut of any storyboard sharing the store uses are pruned.
 
 Two levels of trust. :meth:`Store.lookup` is stat-only (the digest memo by path, size and
 mtime), so a no-op plan reads no media. Before a clip's bytes are used where a wrong byte
@@ -30,6 +39,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +47,13 @@ from typing import Any
 from storyboard.errors import StoreError
 from storyboard.hashing import DigestMemo, atomic_write, canonical_json, sha256_bytes, sha256_file
 
-__all__ = ["ClipEntry", "Store", "store_root"]
+__all__ = ["DEFAULT_STORE", "GITIGNORE", "ClipEntry", "Store", "store_root"]
+
+
+#: The folder name of the store beside a storyboard (when ``$STORYBOARD_CACHE`` is unset).
+DEFAULT_STORE = ".storyboard"
+#: What the store's own ``.gitignore`` says: everything in it, itself included.
+GITIGNORE = "# created by storyboard: the store is a cache, never committed\n*\n"
 
 
 def store_root(storyboard_path: Path) -> Path:
@@ -45,7 +61,7 @@ def store_root(storyboard_path: Path) -> Path:
     env = os.environ.get("STORYBOARD_CACHE")
     if env:
         return Path(env).expanduser().absolute()
-    return storyboard_path.parent / ".storyboard"
+    return storyboard_path.parent / DEFAULT_STORE
 
 
 @dataclass(frozen=True)
@@ -72,10 +88,47 @@ class Store:
         # Objects this process read in full and found intact: path -> (size, mtime_ns).
         self._verified: dict[str, tuple[int, int]] = {}
         self._verify_lock = threading.Lock()
+        # Whether this process may mark the store ignored: it creates the store, or the store
+        # is the default one beside the storyboard (ours alone); checked once, on first write.
+        self._ignore_pending = True
 
     @classmethod
     def for_storyboard(cls, storyboard_path: Path) -> Store:
         return cls(store_root(storyboard_path), storyboard_path)
+
+    # -- hygiene ---------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the store's folder if needed, with a ``.gitignore`` that ignores all of it.
+
+        Written when this call creates the folder, and for the default ``.storyboard/``
+        folder when it lacks one (stores made by older versions); a ``$STORYBOARD_CACHE``
+        folder that already existed is left as its owner made it. Best effort: a store that
+        cannot hold the file still works.
+
+        Raises:
+            StoreError: the store's folder cannot be created.
+        """
+        if not self._ignore_pending:
+            return
+        created = not self.root.is_dir()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        self._mark(created)
+
+    def _mark(self, created: bool) -> None:
+        self._ignore_pending = False
+        if created or self.root.name == DEFAULT_STORE:
+            self._write_gitignore()
+
+    def _write_gitignore(self) -> None:
+        path = self.root / ".gitignore"
+        if path.is_file():
+            return
+        with contextlib.suppress(OSError):
+            atomic_write(path, GITIGNORE.encode())
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -86,6 +139,7 @@ class Store:
         return self.root / "keys" / key[:2] / f"{key}.json"
 
     def tmp_dir(self) -> Path:
+        self.ensure()
         path = self.root / "tmp"
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -119,6 +173,10 @@ class Store:
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def knows(self, key: str) -> bool:
+        """Whether ``key`` ever produced a clip here (its entry exists, the clip may not)."""
+        return self._entry_path(key).is_file()
 
     def verified(self, entry: ClipEntry) -> bool:
         """Whether ``entry``'s object really holds the bytes its digest names (a full read).
@@ -176,6 +234,7 @@ class Store:
         try:
             if self.memo.digest(path) != digest:
                 return None
+            self.ensure()
             record = {
                 "key": key,
                 "digest": digest,
@@ -195,6 +254,7 @@ class Store:
         self, key: str, clip: Path, *, seconds: float, shot: str, take: int, info: dict[str, Any]
     ) -> ClipEntry:
         """Move a finished clip into the store and record which key produced it."""
+        self.ensure()
         digest = sha256_file(clip)
         target = self.object_path(digest)
         try:
@@ -235,6 +295,7 @@ class Store:
         return data if isinstance(data, dict) else None
 
     def record_material(self, backend: str, shot: str, material: dict[str, Any]) -> None:
+        self.ensure()
         try:
             atomic_write(self._material_path(backend, shot), canonical_json(material))
         except OSError as exc:
@@ -249,8 +310,62 @@ class Store:
             return None
         return data if isinstance(data, dict) else None
 
-    def save_cut_record(self, name: str, record: dict[str, Any]) -> None:
-        atomic_write(self.cuts_dir() / f"{name}.json", canonical_json(record))
+    def save_cut_record(
+        self, name: str, record: dict[str, Any], *, files: Iterable[Path] = ()
+    ) -> None:
+        """Save a cut's record; ``files`` are the work files the cut uses (kept by pruning)."""
+        self.ensure()
+        files = list(files)
+        names = sorted({name for name in map(self._relative, files) if name is not None})
+        data = {**record, "files": names} if files else record
+        atomic_write(self.cuts_dir() / f"{name}.json", canonical_json(data))
+
+    def _relative(self, path: Path) -> str | None:
+        try:
+            return path.absolute().relative_to(self.root.absolute()).as_posix()
+        except ValueError:
+            return None  # not in the store: nothing pruning could remove anyway
+
+    def cut_shots(self, name: str) -> dict[str, Any] | None:
+        """What each shot's clip in the cut ``name`` was generated from (see stitch)."""
+        try:
+            path = self.cuts_dir() / "shots" / f"{name}.json"
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_cut_shots(self, name: str, shots: dict[str, Any]) -> None:
+        self.ensure()
+        atomic_write(self.cuts_dir() / "shots" / f"{name}.json", canonical_json(shots))
+
+    def cut_files_in_use(self) -> set[Path]:
+        """Every work file a current cut uses, for every storyboard sharing this store.
+
+        A cut is current while the file its record names exists; a record that names no
+        files (made by an older version) keeps nothing. Reading is best effort: a record
+        that cannot be read keeps nothing either.
+        """
+        keep: set[Path] = set()
+        cuts = self.root / "cuts"
+        try:
+            records = sorted(cuts.glob("*/*.json"))
+        except OSError:
+            return keep
+        for record in records:
+            try:
+                data = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            path, files = data.get("path"), data.get("files")
+            if not isinstance(path, str) or not isinstance(files, list):
+                continue
+            if not Path(path).exists():
+                continue  # the cut is gone: nothing is using its pieces
+            keep.update(self.root / name for name in files if isinstance(name, str))
+        return keep
 
     # -- housekeeping ----------------------------------------------------------------------
 
@@ -271,4 +386,7 @@ class Store:
                 continue
 
     def save(self) -> None:
+        existed = not self._ignore_pending or self.root.is_dir()
         self.memo.save()
+        if self._ignore_pending and self.root.is_dir():
+            self._mark(created=not existed)  # the memo may have made the store (a plan's)

@@ -46,6 +46,12 @@ Timing rules:
 * Directions follow ffmpeg's ``xfade``: ``wipe-left`` moves the edge leftwards, revealing B
   from the right; ``slide-left`` moves both pictures leftwards, B entering from the right.
 
+The work folder stays bounded: :func:`make_cut` says which work files a cut uses, and
+:func:`prune` removes every other one (the caller keeps the files of every cut it still
+has). Cuts hold a shared lock on the folder while they run and :func:`prune` takes it
+exclusively without waiting, so a prune never removes a piece a running cut is making or
+reading; when a cut is running the prune is skipped (the next one catches up).
+
 Every ffmpeg run has a deadline and is killed on error or timeout; a failure raises
 :class:`~storyboard.errors.StitchError` with the tail of ffmpeg's stderr. moviepy, numpy and
 Pillow are imported only when a seam or card is actually rendered, so a warm cut costs one
@@ -61,11 +67,12 @@ import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +89,15 @@ __all__ = [
     "TRANSITIONS",
     "CardSpec",
     "ClipInfo",
+    "CutResult",
     "CutSpec",
+    "Pruned",
     "Segment",
     "cut",
+    "make_cut",
     "probe",
+    "prune",
+    "work_lock",
 ]
 
 #: Every value ``Segment.transition`` may take (the registry's list of transitions).
@@ -147,6 +159,23 @@ class CutSpec:
     soundtrack: Path | None = None
     volume: float = 1.0
     fade_out: float = 0.0
+
+
+@dataclass(frozen=True)
+class CutResult:
+    """What :func:`make_cut` made: the cut's length and the work files it used."""
+
+    seconds: float
+    files: frozenset[Path]  # pieces, seams, audio track and length memos (kept by prune)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune` removed (``skipped``: a cut was running, nothing was removed)."""
+
+    files: int
+    bytes: int
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -443,15 +472,18 @@ def _card_fields(card: CardSpec | None) -> dict[str, object] | None:
     return {"text": card.text, "seconds": card.seconds, "bg": card.background, "fg": card.color}
 
 
+def _length_memo(segment: Segment, identity: str, spec: CutSpec, memo_dir: Path) -> Path:
+    """Where the length of a clip segment is remembered."""
+    key = {"id": identity, "start": segment.start, "end": segment.end, "fps": spec.fps}
+    return memo_dir / f"{_digest(key)}.json"
+
+
 def _source(segment: Segment, identity: str, spec: CutSpec, memo_dir: Path) -> _Source:
     """Length in frames of a segment; probes a clip only the first time it is seen."""
     if segment.card is not None:
         return _Source(max(1, round(segment.card.seconds * spec.fps)), False, 0.0, None)
     assert segment.clip is not None
-    memo = memo_dir / (
-        _digest({"id": identity, "start": segment.start, "end": segment.end, "fps": spec.fps})
-        + ".json"
-    )
+    memo = _length_memo(segment, identity, spec, memo_dir)
     try:
         data = json.loads(memo.read_text(encoding="utf-8"))
         colour = _Colour(str(data["pix_fmt"]), bool(data["full_range"]), str(data["matrix"]))
@@ -999,10 +1031,26 @@ def cut(
 ) -> float:
     """Join ``segments`` into the final cut at ``out`` and return its duration in seconds.
 
+    :func:`make_cut` without the list of work files (see there).
+    """
+    return make_cut(segments, spec, out, work_dir, progress).seconds
+
+
+def make_cut(
+    segments: list[Segment],
+    spec: CutSpec,
+    out: Path,
+    work_dir: Path,
+    progress: Callable[[float], None] | None = None,
+) -> CutResult:
+    """Join ``segments`` into the final cut at ``out``: its length and the work files it used.
+
     ``out`` is written to a temp file in its folder and renamed, so it is either the old
     file or the complete new one. ``work_dir`` is a cache this function owns: normalised
     pieces, seams and audio tracks are reused by later cuts with the same inputs, so a
-    repeated cut costs one stream-copying ffmpeg run. It may be deleted at any time.
+    repeated cut costs one stream-copying ffmpeg run. It may be deleted at any time, and
+    :func:`prune` keeps it bounded given the ``files`` of the cuts still wanted. The cut
+    holds the folder's shared lock (:func:`work_lock`) while it runs.
 
     Args:
         segments: the clips and cards in order; each one's transition joins it to the next.
@@ -1014,6 +1062,17 @@ def cut(
     Raises:
         StitchError: a clip is unreadable, an argument is invalid, or ffmpeg failed.
     """
+    with work_lock(work_dir):
+        return _make_cut(segments, spec, out, work_dir, progress)
+
+
+def _make_cut(
+    segments: list[Segment],
+    spec: CutSpec,
+    out: Path,
+    work_dir: Path,
+    progress: Callable[[float], None] | None,
+) -> CutResult:
     _check(segments, spec)
     fps = spec.fps
     folders = {name: work_dir / name for name in ("lengths", "pieces", "seams", "audio", "tmp")}
@@ -1141,4 +1200,81 @@ def cut(
     finally:
         listing.unlink(missing_ok=True)
     report(1.0)
-    return total / fps
+    used = {audio, *(s.path for s in seams if s is not None)}
+    for plan, ident in zip(plans, identities, strict=True):
+        used.update(piece.path for piece in plan.pieces())
+        if plan.segment.clip is not None:
+            used.add(_length_memo(plan.segment, ident, spec, folders["lengths"]))
+    return CutResult(total / fps, frozenset(used))
+
+
+# --------------------------------------------------------------------------------------------
+# keeping the work folder bounded
+
+# The folders of a work folder that hold only files a cut makes (and so may be pruned).
+_WORK_FOLDERS = ("lengths", "pieces", "seams", "audio", "tmp")
+
+
+@contextlib.contextmanager
+def work_lock(work_dir: Path, *, exclusive: bool = False) -> Iterator[bool]:
+    """Hold the lock of a work folder; yields whether it was taken.
+
+    Shared (the default) waits for it: cuts run side by side, and only wait while a prune
+    runs (a prune is quick). Exclusive does not wait: it yields ``False`` at once when a cut
+    holds the lock. Where there is no ``flock`` (not POSIX) or the file system refuses it,
+    a shared lock yields ``False`` and the cut goes on; an exclusive one is never taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield False
+        return
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(work_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            taken = False
+        else:
+            taken = True
+        yield taken
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def prune(work_dir: Path, keep: Collection[Path]) -> Pruned:
+    """Remove every work file of ``work_dir`` that is not in ``keep``.
+
+    ``keep`` holds the files of every cut still wanted (:attr:`CutResult.files`); leftovers
+    of interrupted runs go too. Only the folders a cut fills are touched. Skipped, removing
+    nothing, while a cut holds the folder's lock (:func:`work_lock`). Best effort: a file
+    that cannot be removed stays.
+    """
+    wanted = {str(path.absolute()) for path in keep}
+    removed = freed = 0
+    with work_lock(work_dir, exclusive=True) as locked:
+        if not locked:
+            return Pruned(0, 0, skipped=True)
+        for name in _WORK_FOLDERS:
+            try:
+                items = list((work_dir / name).iterdir())
+            except OSError:
+                continue
+            for item in items:
+                if str(item.absolute()) in wanted:
+                    continue
+                try:
+                    st = item.lstat()
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    item.unlink()
+                except OSError:
+                    continue
+                removed += 1
+                freed += st.st_size
+    return Pruned(removed, freed)

@@ -10,6 +10,12 @@ full and checked against its digest (:func:`verify_cut`, once per process and cl
 that fails is dropped from the store (a cache miss) and the stitch stops with
 :class:`~storyboard.errors.ClipCorrupt`; ``render`` checks the same before rendering, so the
 clip is rendered or downloaded again in that run. A fresh cut that is reused reads nothing.
+
+Each cut's record names the work files it uses and, beside it, the generation material of
+each shot's clip in it (what ``plan`` compares an edited shot with to say why it is stale).
+After a cut is written, the work files no current cut uses are pruned (:func:`prune_work`):
+the cuts of every storyboard sharing the store keep theirs, so a warm re-stitch of any of
+them stays a stream copy, and the store does not grow by a set of pieces per edit.
 """
 
 from __future__ import annotations
@@ -27,9 +33,17 @@ from storyboard.models import frame_size
 from storyboard.plan import Plan, check_cut, cut_record_name
 
 if TYPE_CHECKING:  # the cutter pulls in media code: imported only when a cut is made
-    from storyboard.cutter import Segment
+    from storyboard.cutter import Pruned, Segment
 
-__all__ = ["StitchResult", "new_footage_offset", "new_footage_seconds", "stitch", "verify_cut"]
+__all__ = [
+    "StitchResult",
+    "cut_shots",
+    "new_footage_offset",
+    "new_footage_seconds",
+    "prune_work",
+    "stitch",
+    "verify_cut",
+]
 
 # How far a clip's length may be from what the registry predicts before we say so.
 _TOLERANCE = 0.35
@@ -231,7 +245,7 @@ def stitch(
     corrupt = verify_cut(replace(plan, stitch="stale"), store)
     if corrupt:
         raise _corrupt(plan, corrupt)
-    from storyboard.cutter import CutSpec, cut
+    from storyboard.cutter import CutSpec, make_cut, work_lock
 
     board = plan.board
     o = board.output
@@ -248,10 +262,50 @@ def stitch(
     segments = _segments(plan)
     check_cut(plan)  # right before the first write: still inside the storyboard's tree
     plan.cut.parent.mkdir(parents=True, exist_ok=True)
-    seconds = cut(segments, spec, plan.cut, store.cuts_dir() / "work", progress)
-    st = os.stat(plan.cut)
-    store.save_cut_record(
-        cut_record_name(plan.cut),
-        {"edit_key": plan.edit_key, "stat": [st.st_size, st.st_mtime_ns], "seconds": seconds},
-    )
-    return StitchResult(plan.cut, seconds, reused=False)
+    work = store.cuts_dir() / "work"
+    name = cut_record_name(plan.cut)
+    # Shared until the record names the files: a prune elsewhere cannot take them meanwhile.
+    with work_lock(work):
+        made = make_cut(segments, spec, plan.cut, work, progress)
+        st = os.stat(plan.cut)
+        store.save_cut_shots(name, cut_shots(plan))
+        store.save_cut_record(
+            name,
+            {
+                "edit_key": plan.edit_key,
+                "stat": [st.st_size, st.st_mtime_ns],
+                "seconds": made.seconds,
+                "path": str(plan.cut.absolute()),
+            },
+            files=made.files,
+        )
+    prune_work(store)
+    return StitchResult(plan.cut, made.seconds, reused=False)
+
+
+def cut_shots(plan: Plan) -> dict[str, dict[str, object]]:
+    """What each shot's clip in the cut of ``plan`` was generated from, by shot id.
+
+    The selected take's generation material, the number of takes and the seed as written:
+    ``plan`` says why an edited shot is stale against these (the clip the cut uses), not
+    against whatever was rendered last.
+    """
+    shots: dict[str, dict[str, object]] = {}
+    for sp in plan.shots:
+        sel = sp.selected
+        if sp.kind == "model" and sel is not None:
+            seed = sp.shot.seed if sp.shot.seed not in (None, -1) else None
+            shots[sp.id] = {"material": sel.material, "takes": len(sp.takes), "seed": seed}
+    return shots
+
+
+def prune_work(store: Store) -> Pruned:
+    """Remove the stitcher's work files that no current cut in ``store`` uses.
+
+    Current cuts are those whose recorded file still exists, of every storyboard sharing
+    the store (:meth:`Store.cut_files_in_use`). Skipped while a cut of this storyboard is
+    being made (see :func:`storyboard.cutter.prune`).
+    """
+    from storyboard.cutter import prune
+
+    return prune(store.cuts_dir() / "work", store.cut_files_in_use())
