@@ -13,14 +13,15 @@ Two keys (ARCHITECTURE §1):
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from storyboard.cache import ClipEntry, Store
-from storyboard.errors import PlanError, UsageError
+from storyboard.errors import PlanError, StoryboardError, UsageError
 from storyboard.hashing import canonical_json, sha256_bytes
 from storyboard.model import Media, Shot, Storyboard
 from storyboard.models import PREVIEW_PROVIDER, ModelSpec
@@ -29,6 +30,7 @@ from storyboard.paths import VIDEO_CONTAINERS, preview_path, safe_output_path
 __all__ = [
     "KEY_FORMAT",
     "Plan",
+    "Reason",
     "ShotPlan",
     "TakePlan",
     "check_cut",
@@ -40,6 +42,108 @@ __all__ = [
 
 KEY_FORMAT = 1
 Backend = Literal["preview", "live"]
+
+
+# Where a generation input comes from, by the material's name for it (an input "slot").
+_INPUT_SLOTS = ("first_frame", "last_frame", "keyframes", "refs", "audio", "reference_video")
+# The longest value a reason shows; a longer one is only said to have changed, and so is prose.
+_SHORT = 24
+_PROSE = frozenset({"prompt", "negative_prompt"})
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason a shot is stale: what changed, from what, to what.
+
+    ``field`` names what changed:
+
+    * a generation setting (``duration``, ``seed``, ``resolution``, ``aspect_ratio``,
+      ``negative_prompt``, ``params``, ...), ``prompt`` or ``model``: ``old`` and ``new``
+      are its values in the clip the cut uses and in the storyboard now (``None``: unset;
+      for ``seed``, random);
+    * an input slot (``refs``, ``first_frame``, ``keyframes``, ...): ``old``/``new`` are the
+      digests, ``name`` the file or URL now;
+    * ``upstream``: the shot it builds on (``name``) made another clip;
+    * ``take``: take ``new`` was added (``old``: how many takes there were);
+    * ``clip``: the clip is gone from the store (``name``: the take, when there are several);
+    * ``render``: never rendered; ``force``: ``--force``; ``task``: a take an earlier live
+      run paid for (``new``: its journal state, ``name``: the shot); ``settings``: none of
+      the above (another endpoint or provider).
+
+    ``str()`` says it for people (``duration 5 → 6``, ``prompt changed``, ``refs/bird.png
+    changed``); :meth:`to_json` is the ``plan --json`` form.
+    """
+
+    field: str
+    old: Any = None
+    new: Any = None
+    name: str | None = None
+
+    def __str__(self) -> str:
+        f = self.field
+        if f == "render":
+            return "not rendered yet"
+        if f == "force":
+            return "forced"
+        if f == "task":
+            return _JOURNAL_REASONS[str(self.new)].format(id=self.name)
+        if f == "take":
+            return f"take {self.new} added"
+        if f == "clip":
+            where = f"take {self.name}: " if self.name else ""
+            return f"{where}clip missing from the store"
+        if f == "settings":
+            return "settings changed"
+        if f == "upstream":
+            if self.new is None:
+                return "upstream removed"
+            return f"upstream {self.name} {'added' if self.old is None else 'changed'}"
+        if f in _INPUT_SLOTS:
+            if self.new is None:
+                return f"{f} removed"
+            return f"{self.name or f} {'added' if self.old is None else 'changed'}"
+        if f != "seed" and (self.old is None or self.new is None):
+            return f"{f} {'added' if self.old is None else 'removed'}"
+        if f in _PROSE:
+            return f"{f} changed"  # prose reads badly as old → new: plan --json has both
+        old, new = _shown(f, self.old), _shown(f, self.new)
+        if old is None or new is None:
+            return f"{f} changed"
+        return f"{f} {old} → {new}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"field": self.field, "old": self.old, "new": self.new}
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+
+def _shown(field_name: str, value: Any) -> str | None:
+    """A value as a reason shows it, or ``None`` when it is too long to show."""
+    if value is None:
+        text = "random" if field_name == "seed" else "none"
+    elif isinstance(value, str):
+        text = value if value and not any(c.isspace() for c in value) else json.dumps(value)
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))  # a duration of 5.0 s reads as 5, as it was written
+    else:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= _SHORT and "\n" not in text else None
+
+
+def say(reasons: Sequence[Reason]) -> str:
+    """Reasons in a few words: the first three, and how many more."""
+    words: list[str] = []
+    added = [str(r.new) for r in reasons if r.field == "take"]
+    for r in reasons:
+        many = r.field == "take" and len(added) > 1
+        text = f"takes {', '.join(added)} added" if many else str(r)
+        if text not in words:
+            words.append(text)
+    if not words:
+        return "up to date"
+    more = len(words) - 3
+    return ", ".join(words[:3]) + (f" (+{more} more)" if more > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -69,6 +173,7 @@ class ShotPlan:
     live_cost: float  # what rendering all its takes live costs
     takes: tuple[TakePlan, ...] = ()
     seconds: float = 0.0  # length of the new footage each take contributes
+    reasons: tuple[Reason, ...] = ()  # why it is stale, structured (``reason`` says it)
 
     @property
     def id(self) -> str:
@@ -148,6 +253,7 @@ class Plan:
                     "kind": s.kind,
                     "status": s.status,
                     "reason": s.reason,
+                    "reasons": [r.to_json() for r in s.reasons],
                     "cost": s.cost,
                     "live_cost": s.live_cost,
                     "takes": len(s.takes),
@@ -353,7 +459,7 @@ _JOURNAL_REASONS = {
 }
 
 
-def _journal_reason(facts: Any, shot_id: str, now: float) -> str:
+def _journal_reason(facts: Any, shot_id: str, now: float) -> Reason:
     """Why a take the journal holds is stale, from the journal's facts (``JournalFacts``)."""
     state = facts.state
     gone = facts.output_expires is not None and facts.output_expires <= now
@@ -363,61 +469,160 @@ def _journal_reason(facts: Any, shot_id: str, now: float) -> str:
         reason = f"{state}-gone"
     else:
         reason = state
-    return _JOURNAL_REASONS[reason].format(id=shot_id)
+    return Reason("task", None, reason if reason in _JOURNAL_REASONS else "unsettled", shot_id)
 
 
 def _key(material: dict[str, Any]) -> str:
     return sha256_bytes(canonical_json(material))
 
 
+@dataclass(frozen=True)
+class _Previous:
+    """What the clip a shot compares with was generated from (see :func:`_previous`)."""
+
+    material: dict[str, Any]
+    seed: int | None  # the shot's seed as written (None: random)
+    takes: int | None  # how many takes the shot had (None: not known)
+
+    @property
+    def take(self) -> int:
+        take = self.material.get("take")
+        return take if isinstance(take, int) else 1
+
+
+def _previous(
+    cut: dict[str, Any] | None, store: Store, backend: Backend, shot_id: str
+) -> _Previous | None:
+    """What the clip the cut uses for ``shot_id`` now was generated from.
+
+    The cut's own record of it (written by stitch: the selected take's material), so an
+    edit is compared with the clip on screen, not with what was rendered last (a take since
+    deselected, a setting since undone). A shot the cut has no clip of yet falls back to
+    what the shot was last rendered from (take 1, recorded by render).
+    """
+    entry = (cut or {}).get(shot_id)
+    if isinstance(entry, dict) and isinstance(entry.get("material"), dict):
+        material = entry["material"]
+        if material.get("backend") == backend:
+            seed, takes = entry.get("seed"), entry.get("takes")
+            return _Previous(
+                material,
+                seed if isinstance(seed, int) else None,
+                takes if isinstance(takes, int) else None,
+            )
+    material = store.last_material(backend, shot_id)
+    if material is None:
+        return None
+    seed = material.get("seed") if material.get("take", 1) == 1 else None
+    return _Previous(material, seed if isinstance(seed, int) else None, None)
+
+
 def _why(
-    previous: dict[str, Any] | None,
-    now: dict[str, Any],
+    previous: _Previous | None,
+    takes: Sequence[TakePlan],
     shot: Shot,
     sources: dict[str, str],
-) -> str:
-    """Say in a few words why a shot whose key is not in the store is stale."""
+    store: Store,
+) -> tuple[Reason, ...]:
+    """Why a shot with stale takes is stale, against the clip the cut uses (``previous``).
+
+    The settings are compared take for take (the cut's take with the same take now), so a
+    seed reads as the shot's seed; when they are the same, what is stale is a take: one
+    added since, or one whose clip is gone from the store.
+    """
     if previous is None:
-        return "not rendered yet"
-    if previous == now:
-        return "clip missing from the store"
-    changes: list[str] = []
-    for name in ("model", "prompt"):
-        if previous.get(name) != now.get(name):
-            changes.append(f"{name} changed")
-    old_params, new_params = previous.get("params") or {}, now.get("params") or {}
+        return (Reason("render"),)
+    p = previous.take
+    base = takes[p - 1] if 1 <= p <= len(takes) else takes[shot.select - 1]
+    seed = shot.seed if shot.seed != -1 else None
+    changes = _changes(previous, base.material, seed, shot, sources)
+    if changes:
+        return changes
+    reasons: list[Reason] = []
+    for t in takes:
+        if t.fresh:
+            continue
+        if previous.takes is not None:
+            added = t.take > previous.takes
+        else:  # rendered before when its key is indexed (its clip since lost)
+            added = t.take != p and not store.knows(t.key)
+        if added:
+            reasons.append(Reason("take", previous.takes, t.take))
+        else:
+            reasons.append(Reason("clip", name=str(t.take) if len(takes) > 1 else None))
+    return tuple(reasons)
+
+
+def _changes(
+    previous: _Previous,
+    now: dict[str, Any],
+    seed: int | None,
+    shot: Shot,
+    sources: dict[str, str],
+) -> tuple[Reason, ...]:
+    """What differs between two generation materials of the same take, field by field."""
+    old = previous.material
+    changes: list[Reason] = []
+    model_changed = old.get("model") != now.get("model")
+    if model_changed:
+        changes.append(Reason("model", old.get("model"), now.get("model")))
+    if old.get("prompt") != now.get("prompt"):
+        changes.append(Reason("prompt", old.get("prompt"), now.get("prompt")))
+    old_params, new_params = old.get("params") or {}, now.get("params") or {}
     for name in sorted(set(old_params) | set(new_params)):
-        if old_params.get(name) != new_params.get(name):
-            changes.append(f"{name} changed")
-    if previous.get("seed") != now.get("seed"):
-        changes.append("seed changed")
-    old_in, new_in = previous.get("inputs") or {}, now.get("inputs") or {}
-    old_digests = set(_flatten(old_in))
-    for digest in _flatten(new_in):
-        if digest not in old_digests and digest in sources:
-            changes.append(f"{sources[digest]} changed")
-    if not changes and old_in != new_in:
-        changes.append("inputs changed")
-    if previous.get("upstream") != now.get("upstream"):
-        changes.append(f"upstream {shot.upstream} changed" if shot.upstream else "upstream removed")
-    if not changes:
-        changes.append("settings changed")
-    seen: list[str] = []
-    for c in changes:
-        if c not in seen:
-            seen.append(c)
-    return ", ".join(seen[:3]) + (f" (+{len(seen) - 3} more)" if len(seen) > 3 else "")
+        if old_params.get(name) == new_params.get(name):
+            continue
+        if model_changed and (name not in old_params or name not in new_params):
+            continue  # a setting only one of the models has: the model change says it
+        changes.append(Reason(name, old_params.get(name), new_params.get(name)))
+    if previous.seed != seed:
+        changes.append(Reason("seed", previous.seed, seed))
+    changes.extend(_input_changes(old.get("inputs") or {}, now.get("inputs") or {}, sources))
+    old_up, new_up = old.get("upstream"), now.get("upstream")
+    if old_up != new_up:
+        changes.append(Reason("upstream", old_up, new_up, shot.upstream))
+    if not changes and {k: v for k, v in old.items() if k not in ("seed", "take")} != {
+        k: v for k, v in now.items() if k not in ("seed", "take")
+    }:
+        changes.append(Reason("settings"))
+    return tuple(changes)
 
 
-def _flatten(value: Any) -> Iterable[str]:
-    if isinstance(value, str) and len(value) == 64:
+def _input_changes(
+    old: dict[str, Any], new: dict[str, Any], sources: dict[str, str]
+) -> list[Reason]:
+    """Which input files changed, were added or removed, slot by slot."""
+    changes: list[Reason] = []
+    slots = [*_INPUT_SLOTS, *sorted((set(old) | set(new)) - set(_INPUT_SLOTS))]
+    for slot in slots:
+        before, after = old.get(slot), new.get(slot)
+        if before == after:
+            continue
+        if after is None:
+            changes.append(Reason(slot, before, None))
+            continue
+        old_files, new_files = list(_files(before)), list(_files(after))
+        fresh = [(i, d) for i, d in enumerate(new_files) if d not in set(old_files)]
+        for i, digest in fresh:
+            # Changed when it took the place of a file no longer used, else added.
+            replaced = i < len(old_files) and old_files[i] not in set(new_files)
+            name = sources.get(digest) or (digest[4:] if digest.startswith("url:") else None)
+            changes.append(Reason(slot, old_files[i] if replaced else None, digest, name))
+        if not fresh:  # reordered, a keyframe's time or tag, or a file removed
+            changes.append(Reason(slot, before, after))
+    return changes
+
+
+def _files(value: Any) -> Iterable[str]:
+    """The digests (and ``url:`` sources) inside an input slot of a material, in order."""
+    if isinstance(value, str) and (len(value) == 64 or value.startswith("url:")):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _flatten(v)
+            yield from _files(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _flatten(v)
+            yield from _files(v)
 
 
 def make_plan(
@@ -493,6 +698,7 @@ def make_plan(
         return entry
 
     plans: dict[str, ShotPlan] = {}
+    cut_shots: dict[str, Any] | None = None  # read once, only when a shot is stale
     for shot in board.shots:
         spec = shot.spec
         if shot.skip:
@@ -516,26 +722,28 @@ def make_plan(
         per_take = take_price(shot, spec)
         stale = [t for t in takes if not t.fresh]
         paid = [] if forced else [t for t in stale if t.key in journalled]
+        reasons: tuple[Reason, ...] = ()
         if forced:
-            reason = "forced"
-        elif not stale:
-            reason = "up to date"
+            reasons = (Reason("force"),)
         elif paid and len(paid) == len(stale):
-            reason = _journal_reason(journalled[paid[0].key], shot.id, time.time())
-        else:
-            previous = store.last_material(backend, shot.id)
-            reason = _why(previous, stale[0].material, shot, sources)
+            reasons = (_journal_reason(journalled[paid[0].key], shot.id, time.time()),)
+        elif stale:
+            if cut_shots is None:
+                cut_shots = _cut_shots(board, backend, output, store)
+            previous = _previous(cut_shots, store, backend, shot.id)
+            reasons = _why(previous, takes, shot, sources, store)
         new = len(stale) - len(paid)
         cost = 0.0 if backend == "preview" else round(per_take * new, 6)
         plans[shot.id] = ShotPlan(
             shot=shot,
             kind="model",
             status="stale" if stale else "fresh",
-            reason=reason,
+            reason=say(reasons),
             cost=cost,
             live_cost=round(per_take * shot.takes, 6),
             takes=tuple(takes),
             seconds=seconds,
+            reasons=reasons,
         )
 
     selected: set[str] = set()
@@ -567,6 +775,17 @@ def make_plan(
         board, backend, shots, out, edit_key, stitch, frozenset(selected),
         only=frozenset(only_set), forced=frozenset(forced_ids),
     )  # fmt: skip
+
+
+def _cut_shots(
+    board: Storyboard, backend: Backend, output: Path | None, store: Store
+) -> dict[str, Any]:
+    """What each shot's clip in the current cut was generated from (``{}`` if unknown)."""
+    try:
+        out = cut_path(board, backend, output)
+    except StoryboardError:
+        return {}  # reported where the cut is made
+    return store.cut_shots(cut_record_name(out)) or {}
 
 
 def cut_record_name(out: Path) -> str:

@@ -101,7 +101,7 @@ def test_changes_rerender_exactly_the_affected_shots(project: Project) -> None:
     assert run_cli("render", "-q", str(project.file)).code == 0
     project.edit("seed: 7", "seed: 8")
     st = project.statuses()
-    assert st["c"] == ("stale", "seed changed")
+    assert st["c"] == ("stale", "seed 7 → 8")
     assert st["a"][0] == st["b"][0] == "fresh"
 
     result = run_cli("render", str(project.file))
