@@ -105,6 +105,11 @@ class Timing:
 MAX_UNRECOGNISED_POLLS = 10
 
 
+def _shown_task_id(task: TaskRef, job: Job) -> str | None:
+    """The task id progress shows: none for a local task named by its generation key."""
+    return None if task.task_id == job.key else task.task_id
+
+
 async def wait_for_task(
     provider: Provider,
     task: TaskRef,
@@ -127,6 +132,7 @@ async def wait_for_task(
             row with a status the client does not know.
     """
     shot = job.shot
+    shown = _shown_task_id(task, job)
     end = deadline if deadline is not None else time.monotonic() + timing.task_deadline
     attempt = 0
     unrecognised = 0
@@ -167,7 +173,7 @@ async def wait_for_task(
             emit(
                 Event(
                     shot.id, job.take, shot.takes, "rendering", None,
-                    f"status {status.status!r}", stage="running", task_id=task.task_id,
+                    f"status {status.status!r}", stage="running", task_id=shown,
                 )
             )  # fmt: skip
         else:
@@ -176,14 +182,14 @@ async def wait_for_task(
                 emit(
                     Event(
                         shot.id, job.take, shot.takes, "rendering", stage="queued",
-                        task_id=task.task_id, position=status.position,
+                        task_id=shown, position=status.position,
                     )
                 )  # fmt: skip
             else:
                 emit(
                     Event(
                         shot.id, job.take, shot.takes, "rendering", status.progress,
-                        stage="running", task_id=task.task_id,
+                        stage="running", task_id=shown,
                     )
                 )  # fmt: skip
         remaining = end - time.monotonic()
@@ -209,12 +215,11 @@ async def fetch_to_store(
     ``emit`` receives the ``downloading`` and ``verifying`` stages of the take.
     """
     shot = job.shot
+    shown = _shown_task_id(task, job)
 
     def stage(name: Stage) -> None:
         if emit is not None:
-            emit(
-                Event(shot.id, job.take, shot.takes, "rendering", stage=name, task_id=task.task_id)
-            )
+            emit(Event(shot.id, job.take, shot.takes, "rendering", stage=name, task_id=shown))
 
     part = tmp / f"{job.key}.part.mp4"
     stage("downloading")
