@@ -231,3 +231,50 @@ def test_a_top_seed_with_takes_wraps_in_the_plan() -> None:
     assert [t.seed for t in takes] == [2147483647, 0, 1]
     assert [t.material["seed"] for t in takes] == [2147483647, 0, 1]
     assert len({t.key for t in takes}) == 3
+
+
+# -- reasons name what changed (issue 9) ---------------------------------------------------
+
+# What the reason of each generation change names (its field), and the shot it is about.
+REASON_FIELDS = {
+    ("shots", 0, "prompt"): "prompt",
+    ("vars", "hero"): "prompt",
+    ("shots", 0, "first_frame"): "first_frame",
+    ("shots", 0, "duration"): "duration",
+    ("shots", 0, "resolution"): "resolution",
+    ("shots", 0, "aspect_ratio"): "aspect_ratio",
+    ("shots", 0, "model"): "model",
+    ("shots", 0, "prompt_optimizer"): "prompt_optimizer",
+    ("shots", 0, "params"): "params",
+    ("defaults", "duration"): "duration",
+    ("shots", 2, "seed"): "seed",
+    ("shots", 2, "negative_prompt"): "negative_prompt",
+}
+
+
+@SETTINGS
+@given(st.sampled_from(GENERATION_CHANGES))
+def test_every_generation_change_is_named_by_the_reason(change: tuple[Any, ...]) -> None:
+    """A change that makes a new key is explained by the field it changed, never by a
+    catch-all, and the dependant of a changed shot says its upstream changed."""
+    root = Path(tempfile.mkdtemp(prefix="store-", dir=_TMP))
+    path = _TMP / "reasons.yaml"
+    path.write_text(yaml.safe_dump(_board(), sort_keys=False), encoding="utf-8")
+    store = Store(root, path)
+    for sp in make_plan(load_storyboard(path), store).shots:
+        if sp.takes:
+            store.record_material("preview", sp.id, sp.takes[0].material)
+    data = _board()
+    *where, value = change
+    target: Any = data
+    for part in where[:-1]:
+        target = target[part]
+    target[where[-1]] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    plan = make_plan(load_storyboard(path), Store(root, path))
+    shot_id = _board()["shots"][where[1] if where[0] == "shots" else 0]["id"]
+    fields = [r.field for r in plan.shot(shot_id).reasons]
+    assert REASON_FIELDS[tuple(where)] in fields
+    assert "settings" not in fields
+    if shot_id == "one":
+        assert "upstream" in [r.field for r in plan.shot("two").reasons]
