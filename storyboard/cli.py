@@ -523,7 +523,8 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     journal = None
     paid: tuple[int, float] | None = None  # (takes, USD at list price) this live run submitted
     try:
-        with Reporter(err, quiet=args.quiet) as reporter:
+        estimate = plan.cost if args.live else None  # the footer's "committed $X of $Y"
+        with Reporter(err, quiet=args.quiet, estimate=estimate) as reporter:
             if plan.to_render:  # a no-op render starts no event loop, imports no media code
                 from storyboard.render import render_plan
 
