@@ -78,8 +78,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from storyboard.catalog import TRANSITIONS as _REGISTRY_TRANSITIONS
 from storyboard.errors import StitchError
-from storyboard.models import TRANSITIONS as _REGISTRY_TRANSITIONS
 
 if TYPE_CHECKING:
     import numpy as np

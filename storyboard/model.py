@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from storyboard.models import MODELS, ModelSpec
+from storyboard.catalog import MODELS, ModelSpec
 
 __all__ = [
     "Card",

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from storyboard.cache import ClipEntry, Store
+from storyboard.catalog import PREVIEW_PROVIDER, ModelSpec
 from storyboard.errors import PlanError, StoryboardError, UsageError
 from storyboard.hashing import canonical_json, sha256_bytes
 from storyboard.model import Media, Shot, Storyboard
-from storyboard.models import PREVIEW_PROVIDER, ModelSpec
 from storyboard.paths import VIDEO_CONTAINERS, preview_path, safe_output_path
 
 __all__ = [

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyboard.cache import ClipEntry, Store
+from storyboard.catalog import frame_size
 from storyboard.errors import ClipCorrupt, StitchError
 from storyboard.hashing import canonical_json, sha256_bytes
-from storyboard.models import frame_size
 from storyboard.plan import Plan, check_cut, cut_record_name
 
 if TYPE_CHECKING:  # the cutter pulls in media code: imported only when a cut is made

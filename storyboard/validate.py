@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from storyboard import models
+from storyboard import catalog
+from storyboard.catalog import MANAGED, MODELS, ModelSpec
 from storyboard.errors import InvalidStoryboard, Problem
 from storyboard.loader import Document, JsonPath, load
 from storyboard.mediainfo import MediaMemo, UnreadableMedia, WrongContent
@@ -37,7 +38,6 @@ from storyboard.model import (
     Transition,
     Trim,
 )
-from storyboard.models import MANAGED, MODELS, ModelSpec
 from storyboard.paths import VIDEO_CONTAINERS, UnsafePath, preview_path, safe_output_path
 from storyboard.schema import validate_schema
 from storyboard.templating import TemplateProblem, Templater, unread_overrides
@@ -654,7 +654,7 @@ class _Checker:
                 path, f"{source!r}: only http(s) URLs and local paths are supported", shot=shot_id
             )
             return None
-        limit = models.MEDIA_LIMITS[kind]
+        limit = catalog.MEDIA_LIMITS[kind]
         if "\0" in source:
             self.add(path, f"{source!r} contains a NUL character", shot=shot_id)
             return None
@@ -692,8 +692,8 @@ class _Checker:
         if st.st_size > limit.max_bytes:
             self.add(
                 path,
-                f"{source!r} is {st.st_size / models.MB:.1f} MB; {kind} files may be at most "
-                f"{limit.max_bytes // models.MB} MB",
+                f"{source!r} is {st.st_size / catalog.MB:.1f} MB; {kind} files may be at most "
+                f"{limit.max_bytes // catalog.MB} MB",
                 shot=shot_id,
             )
             return None

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storyboard.cache import Store
+from storyboard.catalog import MODELS
 from storyboard.model import Shot
-from storyboard.models import MODELS
 from storyboard.plan import make_plan, take_seed
 from storyboard.validate import load_storyboard
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, Project, run_cli, write_image
 
+from storyboard.catalog import frame_size
 from storyboard.cutter import probe
-from storyboard.models import frame_size
 
 pytestmark = pytest.mark.slow
 

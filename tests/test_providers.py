@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from storyboard import __version__
+from storyboard.catalog import MODELS, ModelSpec
 from storyboard.errors import (
     AuthenticationError,
     DownloadError,
@@ -37,7 +38,6 @@ from storyboard.errors import (
     SubmitOutcomeUnknown,
 )
 from storyboard.model import Keyframe, Media, Ref, Shot
-from storyboard.models import MODELS, ModelSpec
 from storyboard.providers import wavespeed
 from storyboard.providers._http import (
     RetryableResponse,

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 import storyboard
-from storyboard.models import MODELS, RESOLUTIONS, TRANSITIONS, V4_ACTIONS
+from storyboard.catalog import MODELS, RESOLUTIONS, TRANSITIONS, V4_ACTIONS
 from storyboard.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def _imports(path: Path) -> set[str]:
 
 def test_layers_point_one_way() -> None:
     """Nothing imports the CLI; only the CLI layer prints; the kernel imports no stage."""
-    kernel = {"errors", "models", "model", "hashing", "events"}
+    kernel = {"errors", "catalog", "model", "hashing", "events"}
     for path in PACKAGE.rglob("*.py"):
         name = path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".")
         imports = _imports(path)

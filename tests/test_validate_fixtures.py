@@ -541,7 +541,7 @@ def test_a_keyframe_tag_reaches_the_shot() -> None:
 
 def test_every_reserved_param_is_rejected_on_its_model(tmp_path: Path) -> None:
     """For each model, each reserved key in params is one problem at that key's place."""
-    from storyboard.models import MODELS
+    from storyboard.catalog import MODELS
 
     for spec in MODELS.values():
         root = tmp_path / spec.id

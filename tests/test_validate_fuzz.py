@@ -26,9 +26,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from storyboard.errors import InvalidStoryboard
-from storyboard.model import Storyboard
-from storyboard.models import (
+from storyboard.catalog import (
     ALL_SHOT_FIELDS,
     ASPECT_RATIOS,
     MODELS,
@@ -36,6 +34,8 @@ from storyboard.models import (
     TRANSITIONS,
     V4_ACTIONS,
 )
+from storyboard.errors import InvalidStoryboard
+from storyboard.model import Storyboard
 from storyboard.validate import load_storyboard
 
 # When a test fails, Hypothesis's pytest plugin imports libcst to suggest a patch; this

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from storyboard.catalog import ModelSpec
 from storyboard.model import Shot
-from storyboard.models import ModelSpec
 
 __all__ = [
     "Failed",
