@@ -332,10 +332,11 @@ def _effective(shot: Shot, spec: ModelSpec) -> dict[str, Any]:
         params["resolution"] = shot.resolution or spec.default_resolution
     if spec.cut_types:
         params["cut_type"] = shot.cut_type or spec.cut_types[0]
-    if spec.provider == "qingbo":
+    if "prompt_optimizer" in spec.accepts:
         params["prompt_optimizer"] = (
             True if shot.prompt_optimizer is None else shot.prompt_optimizer
         )
+    if "action" in spec.accepts:
         params["action"] = shot.action
     if shot.negative_prompt is not None:
         params["negative_prompt"] = shot.negative_prompt

@@ -434,7 +434,7 @@ class _Checker:
             )
 
         self._check_one_audio(f, src, shot_id)
-        if spec.provider == "qingbo":
+        if "action" in spec.accepts:  # a model with modes (V4): each mode's inputs
             self._check_v4_mode(f, bad)
 
         takes = int(f.get("takes", 1))
