@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Literal
 
 __all__ = [
+    "ACTION_NEEDS",
     "ALL_SHOT_FIELDS",
     "ASPECT_RATIOS",
     "AUDIO_TYPES",
@@ -60,6 +61,18 @@ V4_ACTIONS: tuple[str, ...] = (
     "reference_video",
     "reference_audio",
     "extend",
+)
+# The shot fields a V4 ``action`` needs, any one of them (``reference_audio`` also takes the
+# audio of a ref: a rule checks that).
+ACTION_NEEDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "image2video": ("first_frame", "continues"),
+        "first_last_frame": ("last_frame",),
+        "reference": ("refs",),
+        "reference_video": ("reference_video",),
+        "reference_audio": ("audio", "refs"),
+        "extend": ("extends",),
+    }
 )
 
 # Every field a shot may carry (CONTRACT §1). Fields not in a model's ``accepts`` and not in
@@ -163,6 +176,9 @@ class ModelSpec:
     # Frame size per aspect ratio where the model's buckets are not "short side = resolution".
     sizes: tuple[tuple[str, tuple[int, int]], ...] = ()
     frames_plus_one: bool = False  # open-source V3 writes duration*fps+1 frames
+    # A prompt is required unless the shot gives one of these inputs (text-to-video needs
+    # one; a model that always requires its prompt says so in ``requires``).
+    prompt_unless: frozenset[str] = frozenset()
 
     def seconds_range(self, kind: str) -> tuple[float, float] | None:
         """How long (min, max seconds) a local input of ``kind`` may be, if limited."""
@@ -296,7 +312,10 @@ def _v4(model_id: str, label: str) -> ModelSpec:
         endpoint="/v1/tasks",
         label=label,
         accepts=_V4_FIELDS | _MODEL_AGNOSTIC,
-        requires=frozenset(),  # prompt is required only for text-to-video: checked in rules
+        requires=frozenset(),  # prompt is required only for text-to-video: prompt_unless
+        prompt_unless=frozenset(
+            {"first_frame", "refs", "reference_video", "audio", "extends", "continues"}
+        ),
         durations=(3, 15),
         default_duration=5,
         aspect_ratios=("16:9", "9:16", "4:3", "3:4", "1:1"),

@@ -279,9 +279,9 @@ def _check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None
         if who:
             hint = f"{option} is taken by {', '.join(who)}"
         else:
-            from storyboard.validate import _close
+            from storyboard.suggest import did_you_mean
 
-            near = _close(option, [o for o in takes if o.startswith("-")])
+            near = did_you_mean(option, [o for o in takes if o.startswith("-")])
             hint = near or f"see `storyboard {name} --help`"
         return UsageError(f"storyboard {name} does not take {option}", hint=hint)
 

@@ -171,7 +171,8 @@ class Problem:
 
     ``line`` and ``col`` are 1-based; both are 0 when the problem concerns the whole file
     (for example when it cannot be read). ``path`` is a JSON path such as
-    ``$.shots[2].duration``.
+    ``$.shots[2].duration``; ``where`` is the same place as keys and indexes
+    (``("shots", 2, "duration")``), for code that asks where a problem is.
     """
 
     file: str
@@ -181,6 +182,7 @@ class Problem:
     message: str
     hint: str | None = field(default=None, compare=False)
     shot: str | None = field(default=None, compare=False)
+    where: tuple[str | int, ...] = field(default=(), compare=False, repr=False)
 
     def location(self) -> str:
         """``FILE:LINE:COL`` (or just ``FILE`` when the position is unknown)."""

@@ -118,6 +118,7 @@ class Document:
             message=message,
             hint=hint,
             shot=shot,
+            where=path,
         )
 
 

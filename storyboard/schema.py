@@ -7,7 +7,6 @@ offending node, with a message written for people ("unknown key 'promt'", "did y
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 from storyboard.errors import Problem
 from storyboard.loader import Document, JsonPath, walk
+from storyboard.suggest import did_you_mean
 
 __all__ = ["schema_path", "schema_text", "validate_schema"]
 
@@ -75,11 +75,6 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _suggest(word: str, choices: Any) -> str | None:
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"did you mean {match[0]!r}?" if match else None
-
-
 def _leaf_errors(error: Any) -> Iterator[Any]:
     """For anyOf/oneOf failures, the branch error that best explains what is wrong."""
     from jsonschema.exceptions import best_match
@@ -114,7 +109,7 @@ def _problems_for(doc: Document, error: Any) -> Iterator[Problem]:
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(schema.get("properties", {}))
         for extra in sorted(set(value) - set(allowed)):
-            suggestion = _suggest(extra, allowed) or "allowed keys: " + ", ".join(allowed)
+            suggestion = did_you_mean(extra, allowed) or "allowed keys: " + ", ".join(allowed)
             yield doc.problem((*path, extra), f"unknown key {extra!r}", hint=suggestion, key=True)
         return
     if kind == "required":
@@ -134,7 +129,7 @@ def _problems_for(doc: Document, error: Any) -> Iterator[Problem]:
     if kind == "enum":
         choices = error.validator_value
         message = f"{_describe(value)} is not one of: {', '.join(map(str, choices))}"
-        hint = _suggest(value, choices)
+        hint = did_you_mean(value, choices)
         if isinstance(value, int) and path and path[-1] == "aspect_ratio":
             hint = 'YAML reads an unquoted 16:9 as a number: quote it, "16:9"'
     elif kind == "const":
