@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from emulator_support import (
+
+from emulator.emulator_support import (
     WALL,
     FakeClock,
     Harness,
     _harness,
     make_emulator,
 )
-
 from storyboard.testing.emulator import (
     Emulator,
 )

@@ -7,7 +7,8 @@ server (fixture ``h``), so both adapters are held to the same wire behaviour.
 from __future__ import annotations
 
 import pytest
-from emulator_support import (
+
+from emulator.emulator_support import (
     V1,
     WALL,
     WS_CASES,
@@ -19,7 +20,6 @@ from emulator_support import (
     ws_poll,
     ws_submit,
 )
-
 from storyboard.testing.emulator import (
     Emulator,
 )

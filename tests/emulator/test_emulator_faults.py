@@ -12,7 +12,8 @@ import time
 
 import httpx
 import pytest
-from emulator_support import (
+
+from emulator.emulator_support import (
     V1,
     V3_REF,
     WALL,
@@ -27,7 +28,6 @@ from emulator_support import (
     ws_poll,
     ws_submit,
 )
-
 from storyboard.testing.emulator import (
     DEFAULT_QINGBO_KEY as QB_KEY,
 )

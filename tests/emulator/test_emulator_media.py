@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from emulator_support import (
+
+from emulator.emulator_support import (
     CDN,
     V1,
     V3_CUTSHOT,
@@ -27,7 +28,6 @@ from emulator_support import (
     ws_poll,
     ws_submit,
 )
-
 from storyboard.testing.emulator import (
     VideoSpec,
     probe_video,

@@ -12,7 +12,10 @@ import re
 from typing import Any
 
 import pytest
-from emulator_support import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emulator.emulator_support import (
     CDN,
     V1,
     WALL,
@@ -29,9 +32,6 @@ from emulator_support import (
     ws_poll,
     ws_submit,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from storyboard.testing.emulator import (
     DEFAULT_QINGBO_KEY as QB_KEY,
 )

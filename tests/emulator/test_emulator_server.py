@@ -11,12 +11,12 @@ import threading
 
 import httpx
 import pytest
-from emulator_support import (
+
+from emulator.emulator_support import (
     FakeClock,
     make_emulator,
     qb_body,
 )
-
 from storyboard.testing.emulator import (
     DEFAULT_QINGBO_KEY as QB_KEY,
 )

@@ -16,7 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from emulator_support import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emulator.emulator_support import (
     CDN,
     V1,
     V3_CUTSHOT,
@@ -33,9 +36,6 @@ from emulator_support import (
     ws_poll,
     ws_submit,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from storyboard.testing.emulator import (
     DEFAULT_QINGBO_KEY as QB_KEY,
 )

@@ -1,0 +1,1 @@
+"""Tests of the provider emulator (storyboard.testing.emulator), one file per room."""
