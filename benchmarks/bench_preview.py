@@ -30,7 +30,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from storyboard.providers import animatic
+from storyboard.media import animatic
 
 GOAL_RATIO = 3.0
 FFMPEG_TIMEOUT = 300.0

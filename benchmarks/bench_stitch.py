@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from storyboard.cutter import probe  # noqa: E402  (after the sys.path insert)
+from storyboard.media.probe import probe  # noqa: E402  (after the sys.path insert)
 
 # Runs in a fresh interpreter: read the manifest, cut, print the duration.
 CUT_SNIPPET = """

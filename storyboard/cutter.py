@@ -12,9 +12,9 @@ It works in four steps, each cached in a ``work_dir`` the caller owns:
    body can be joined by stream copy. Pieces are cached by a digest of everything that
    shapes them (segment key, trim, geometry, fit, fps, transition windows).
 2. **Seams**: each transition is rendered as one small clip, ``transition_seconds`` long,
-   from the tail of A and the head of B. moviepy composites the picture (``CrossFadeIn``,
-   fades, masks for wipes, positions for slides) and the frames are piped into ffmpeg with
-   the same encoder settings as the pieces; ffmpeg mixes the audio of the two windows.
+   from the tail of A and the head of B, by :mod:`storyboard.seams` (transition name ->
+   picture composite + audio mix), with the same encoder settings as the pieces
+   (:mod:`storyboard.media.encoding`).
 3. **Audio**: the clip audio of all bodies and seams (and the optional soundtrack, looped or
    cut to the picture, at ``volume`` with ``fade_out``) is encoded to AAC *once*, as one
    continuous track. It is cached by the sequence of pieces and the soundtrack settings.
@@ -52,10 +52,10 @@ has). Cuts hold a shared lock on the folder while they run and :func:`prune` tak
 exclusively without waiting, so a prune never removes a piece a running cut is making or
 reading; when a cut is running the prune is skipped (the next one catches up).
 
-Every ffmpeg run has a deadline and is killed on error or timeout; a failure raises
-:class:`~storyboard.errors.StitchError` with the tail of ffmpeg's stderr. moviepy, numpy and
-Pillow are imported only when a seam or card is actually rendered, so a warm cut costs one
-ffmpeg run and no heavy imports.
+ffmpeg runs through :mod:`storyboard.media.ffmpeg`: every run has a deadline and is killed on
+error or timeout; a failure raises :class:`~storyboard.errors.StitchError` with the tail of
+ffmpeg's stderr. moviepy, numpy and Pillow are imported only when a seam or card is actually
+rendered, so a warm cut costs one ffmpeg run and no heavy imports.
 """
 
 from __future__ import annotations
@@ -66,36 +66,40 @@ import functools
 import hashlib
 import json
 import os
-import re
 import stat
-import subprocess
-import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
+from storyboard import seams
 from storyboard.catalog import TRANSITIONS as _REGISTRY_TRANSITIONS
-from storyboard.errors import StitchError
-
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+from storyboard.errors import MediaError, StitchError
+from storyboard.media import ffmpeg, probe
+from storyboard.media.encoding import (
+    AUDIO_PCM_ARGS,
+    COLOUR,
+    MUX_ARGS,
+    SAMPLE_RATE,
+    fit_filter,
+    samples,
+    temp_sibling,
+    timeout,
+    video_codec_args,
+)
+from storyboard.media.probe import Colour
 
 __all__ = [
     "TRANSITIONS",
     "CardSpec",
-    "ClipInfo",
     "CutResult",
     "CutSpec",
     "Pruned",
     "Segment",
     "cut",
     "make_cut",
-    "probe",
     "prune",
     "work_lock",
 ]
@@ -106,14 +110,7 @@ TRANSITIONS: frozenset[str] = frozenset(_REGISTRY_TRANSITIONS)
 # Bump when anything that changes the bytes of a cached piece changes (encoder settings,
 # filter graphs): old cache entries then simply stop being found.
 _CACHE_VERSION = "cutter/1"
-_SAMPLE_RATE = 48_000
 _AUDIO_BITRATE = "192k"
-# Deadlines: a fixed allowance for process start-up plus a generous rate per second of media
-# (a single-threaded x264 "veryfast" encode of 4K runs at about real time on a slow core).
-_PROBE_TIMEOUT = 30.0
-_BASE_TIMEOUT = 60.0
-_TIMEOUT_PER_SECOND = 20.0
-_STDERR_TAIL = 2000
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,108 +175,8 @@ class Pruned:
     skipped: bool = False
 
 
-@dataclass(frozen=True)
-class ClipInfo:
-    """What :func:`probe` learns about a video file.
-
-    ``width`` and ``height`` are the displayed size (swapped for clips rotated by 90°).
-    """
-
-    duration: float
-    width: int
-    height: int
-    fps: float
-    has_audio: bool
-
-
 # --------------------------------------------------------------------------------------------
-# ffmpeg plumbing
-
-
-@functools.cache
-def _ffmpeg() -> str:
-    """Path of the ffmpeg binary that imageio-ffmpeg ships (there is no system ffmpeg)."""
-    import imageio_ffmpeg
-
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
-
-
-def _timeout(media_seconds: float) -> float:
-    return _BASE_TIMEOUT + _TIMEOUT_PER_SECOND * media_seconds
-
-
-def _tail(stderr: bytes | str) -> str:
-    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
-    text = text.strip()
-    return text[-_STDERR_TAIL:] if text else "(no output)"
-
-
-def _run_ffmpeg(args: Sequence[str], *, what: str, timeout: float) -> None:
-    """Run ffmpeg with ``args``; raise :class:`StitchError` on failure or timeout.
-
-    ``subprocess.run`` kills the child on timeout and on any exception (Ctrl-C included),
-    so no ffmpeg outlives a failed cut.
-    """
-    command = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
-    try:
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise StitchError(
-            f"{what}: ffmpeg did not finish within {timeout:.0f} s and was stopped; "
-            f"its last output: {_tail(exc.stderr or b'')}"
-        ) from exc
-    except OSError as exc:
-        raise StitchError(f"{what}: cannot run ffmpeg ({exc})") from exc
-    if done.returncode != 0:
-        raise StitchError(f"{what}: ffmpeg failed (exit {done.returncode}): {_tail(done.stderr)}")
-
-
-def _video_codec_args(fps: int) -> list[str]:
-    """Encoder settings shared by every piece and seam, so that concat can copy them.
-
-    No B-frames: every piece then has pts == dts and starts and ends exactly on its frames.
-    One thread: x264's output depends on its thread count, so a fixed count keeps the bytes
-    the same on every machine; parallelism comes from encoding several pieces at once.
-    """
-    return [
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
-        "-profile:v", "high", "-pix_fmt", "yuv420p", "-bf", "0", "-threads", "1",
-        "-video_track_timescale", str(fps * 1000),
-        "-flags:v", "+bitexact",
-    ]  # fmt: skip
-
-
-_AUDIO_PCM_ARGS = [
-    "-c:a", "pcm_s16le", "-ar", str(_SAMPLE_RATE), "-ac", "2", "-flags:a", "+bitexact",
-]  # fmt: skip
-_MUX_ARGS = ["-fflags", "+bitexact", "-map_metadata", "-1", "-map_chapters", "-1"]
-# Every encode ends with the same conversion and colour tags: the tags end up in the SPS, and
-# pieces whose SPS differ cannot be joined by stream copy.
-_COLOUR = (
-    "format=yuv420p,"
-    "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709,setsar=1"
-)
-# swscale's default converts between YUV and RGB (or between matrices) about one luma step
-# too dark; these flags make it exact, at some cost, so they are used only where swscale
-# converts colour: RGB cards, unusual sources, and moviepy's decoding of seam windows (where
-# a darker seam would flicker against the bodies around it).
-_SWS_ACCURATE = "bicubic+accurate_rnd+full_chroma_int"
-_TO_BT709 = f"out_color_matrix=bt709:out_range=tv:flags={_SWS_ACCURATE}"
-# Matrices the colorspace filter converts to BT.709 cheaply and exactly (fast=1: matrix only;
-# the primaries of SD and HD video differ too little to matter for an animatic).
-_FAST_MATRICES = frozenset({"bt470bg", "smpte170m"})
-
-
-def _samples(frames: int, fps: int) -> int:
-    """Audio samples that belong to the first ``frames`` frames (rounded half up)."""
-    return (2 * frames * _SAMPLE_RATE + fps) // (2 * fps)
+# helpers
 
 
 def _digest(payload: dict[str, object]) -> str:
@@ -287,118 +184,13 @@ def _digest(payload: dict[str, object]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _temp_sibling(path: Path) -> Path:
-    """A unique temp name in ``path``'s folder (same file system, so ``os.replace`` is atomic)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
 def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
-    tmp = _temp_sibling(path)
+    tmp = temp_sibling(path)
     try:
         tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------------------------
-# probe
-
-_DURATION_RE = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
-_STREAM_RE = re.compile(r"^\s*Stream #\d+:\d+.*?: (Video|Audio): (.*)$", re.MULTILINE)
-_SIZE_RE = re.compile(r"(?:^|[\s,])(\d{2,5})x(\d{2,5})(?=[\s,\[]|$)")
-_RATE_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
-_ROTATION_RE = re.compile(r"rotation of (-?[\d.]+) degrees")
-# "yuv420p(tv, bt709/unknown/unknown, progressive), 1920x1080": pixel format, its details, size
-_PIXFMT_RE = re.compile(r"(?:^|, )(\w+)(?:\(([^)]*)\))?, \d{2,5}x\d{2,5}")
-
-
-@dataclass(frozen=True)
-class _Colour:
-    """How a clip's pixels are stored, as far as converting them to BT.709 goes."""
-
-    pix_fmt: str
-    full_range: bool
-    matrix: str  # "" when the file does not say
-
-
-def _parse_colour(video: str) -> _Colour:
-    match = _PIXFMT_RE.search(video)
-    if match is None:
-        return _Colour("", False, "")
-    pix_fmt, details = match.group(1), match.group(2) or ""
-    full_range = pix_fmt.startswith("yuvj")
-    matrix = ""
-    for token in (t.strip() for t in details.split(",")):
-        if token in ("tv", "pc"):
-            full_range = full_range or token == "pc"
-        elif re.fullmatch(r"[\w-]+(/[\w-]+){0,2}", token) and token != "progressive":
-            space = token.split("/")[0]
-            matrix = "" if space in ("unknown", "reserved") else space
-            break
-    return _Colour(pix_fmt, full_range, matrix)
-
-
-def probe(path: Path) -> ClipInfo:
-    """Read a video file's duration, displayed size, frame rate and whether it has audio.
-
-    Parses the stream summary ``ffmpeg -hide_banner -i PATH`` prints (imageio-ffmpeg ships
-    no ffprobe).
-
-    Raises:
-        StitchError: the file is missing, not a readable video, or has no video stream.
-    """
-    return _probe(path)[0]
-
-
-def _probe(path: Path) -> tuple[ClipInfo, _Colour]:
-    """:func:`probe`, plus the colour facts normalising needs."""
-    what = f"cannot read clip {path}"
-    try:
-        done = subprocess.run(
-            [_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=_PROBE_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise StitchError(f"{what}: ffmpeg did not answer within {_PROBE_TIMEOUT:.0f} s") from exc
-    except OSError as exc:
-        raise StitchError(f"{what}: cannot run ffmpeg ({exc})") from exc
-    # Without an output file ffmpeg always exits 1; success is an "Input #0" header.
-    text = done.stderr.decode("utf-8", "replace")
-    if "Input #0" not in text:
-        raise StitchError(f"{what}: {_tail(text)}")
-    video: str | None = None
-    has_audio = False
-    for match in _STREAM_RE.finditer(text):
-        kind, rest = match.groups()
-        if kind == "Audio":
-            has_audio = True
-        elif video is None and "(attached pic)" not in rest:
-            video = rest
-    if video is None:
-        raise StitchError(f"{what}: it has no video stream")
-    size = _SIZE_RE.search(video)
-    duration = _DURATION_RE.search(text)
-    if size is None or duration is None:
-        raise StitchError(f"{what}: no frame size or duration in {_tail(text)}")
-    hours, minutes, seconds = duration.groups()
-    length = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    if length <= 0:
-        raise StitchError(f"{what}: it is empty (duration 0)")
-    fps = 0.0
-    for value, kilo, _unit in _RATE_RE.findall(video):
-        fps = float(value) * (1000 if kilo else 1)
-        break
-    width, height = int(size.group(1)), int(size.group(2))
-    rotation = _ROTATION_RE.search(text)
-    if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
-        # ffmpeg auto-rotates when decoding, so the filters see the displayed size.
-        width, height = height, width
-    return ClipInfo(length, width, height, fps, has_audio), _parse_colour(video)
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,7 +204,7 @@ class _Source:
     frames: int
     has_audio: bool
     start: float
-    colour: _Colour | None  # None for cards (drawn as RGB)
+    colour: Colour | None  # None for cards (drawn as RGB)
 
 
 @dataclass(frozen=True)
@@ -486,11 +278,11 @@ def _source(segment: Segment, identity: str, spec: CutSpec, memo_dir: Path) -> _
     memo = _length_memo(segment, identity, spec, memo_dir)
     try:
         data = json.loads(memo.read_text(encoding="utf-8"))
-        colour = _Colour(str(data["pix_fmt"]), bool(data["full_range"]), str(data["matrix"]))
+        colour = Colour(str(data["pix_fmt"]), bool(data["full_range"]), str(data["matrix"]))
         return _Source(int(data["frames"]), bool(data["has_audio"]), float(data["start"]), colour)
     except (OSError, ValueError, KeyError, TypeError):
         pass  # a missing or damaged memo is a miss
-    info, colour = _probe(segment.clip)
+    info, colour = probe.probe_colour(segment.clip)
     start = segment.start
     if start >= info.duration:
         raise StitchError(
@@ -531,41 +323,6 @@ def _clamp(requested: Sequence[int], lengths: Sequence[int]) -> list[int]:
 # normalising
 
 
-def _to_bt709(colour: _Colour | None) -> tuple[str, str]:
-    """Filters that bring a source to limited-range BT.709: (before scaling, scale options).
-
-    BT.709 yuv420p needs nothing (and the scaler then keeps the values exactly). SD matrices,
-    and untagged video (which ffmpeg reads as BT.601), go through the colorspace filter, which
-    is cheaper and more exact than swscale. Anything else (RGB cards, full range, 4:4:4,
-    10 bit) is converted by swscale at its accurate setting.
-    """
-    if colour is not None and colour.pix_fmt == "yuv420p" and not colour.full_range:
-        if colour.matrix == "bt709":
-            return "", ""
-        if colour.matrix in _FAST_MATRICES or not colour.matrix:
-            space = colour.matrix or "bt470bg"
-            # The colorspace filter insists on known primaries and transfer; with fast=1 it
-            # ignores them, so any valid pair will do.
-            return (
-                f"colorspace=ispace={space}:iprimaries=bt709:itrc=bt709:irange=tv:"
-                "all=bt709:range=tv:fast=1,",
-                "",
-            )
-    return "", f":{_TO_BT709}"
-
-
-def _fit_filter(spec: CutSpec, colour: _Colour | None) -> str:
-    w, h = spec.width, spec.height
-    before, opts = _to_bt709(colour)
-    if spec.fit == "crop":
-        # Fill the frame, then cut the overflow from both sides equally.
-        return f"{before}scale={w}:{h}:force_original_aspect_ratio=increase{opts},crop={w}:{h}"
-    return (
-        f"{before}scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-        f"{opts},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black"
-    )
-
-
 def _normalise(plan: _Plan, spec: CutSpec, scratch: Path) -> None:
     """Encode a segment's pieces in one ffmpeg run (one decode, up to three encoders)."""
     segment, source, fps = plan.segment, plan.source, spec.fps
@@ -575,7 +332,13 @@ def _normalise(plan: _Plan, spec: CutSpec, scratch: Path) -> None:
     card_png: Path | None = None
     if segment.card is not None:
         card_png = scratch / f"card-{uuid.uuid4().hex}.png"
-        _draw_card(segment.card, spec.width, spec.height, card_png)
+        from storyboard.media.text import draw_card  # Pillow: only when a card is drawn
+
+        card = segment.card
+        draw_card(
+            card.text, spec.width, spec.height, card_png,
+            background=card.background, color=card.color,
+        )  # fmt: skip
         inputs = ["-loop", "1", "-framerate", str(fps), "-t", f"{seconds + 1:.6f}"]
         inputs += ["-i", str(card_png)]
         label = f"card {segment.card.text[:40]!r}"
@@ -592,19 +355,19 @@ def _normalise(plan: _Plan, spec: CutSpec, scratch: Path) -> None:
     if source.has_audio:
         audio_in = "[0:a:0]"
     else:
-        inputs += ["-f", "lavfi", "-i", f"anullsrc=r={_SAMPLE_RATE}:cl=stereo"]
+        inputs += ["-f", "lavfi", "-i", f"anullsrc=r={SAMPLE_RATE}:cl=stereo"]
         audio_in = "[1:a:0]"
 
     pieces = plan.pieces()
     count = len(pieces)
-    total_samples = _samples(n, fps)
+    total_samples = samples(n, fps)
     video = (
-        f"[0:v:0]fps={fps},{_fit_filter(spec, source.colour)},{_COLOUR},"
+        f"[0:v:0]fps={fps},{fit_filter(spec.width, spec.height, spec.fit, source.colour)},{COLOUR},"
         # Clone the last frame if the clip is shorter than its stated duration.
         f"tpad=stop=-1:stop_mode=clone,trim=end_frame={n}"
     )
     audio = (
-        f"{audio_in}aresample={_SAMPLE_RATE},aformat=sample_fmts=s16:channel_layouts=stereo,"
+        f"{audio_in}aresample={SAMPLE_RATE},aformat=sample_fmts=s16:channel_layouts=stereo,"
         # Pad with silence if the audio is short, then cut at the exact sample count.
         f"apad,atrim=end_sample={total_samples}"
     )
@@ -622,17 +385,17 @@ def _normalise(plan: _Plan, spec: CutSpec, scratch: Path) -> None:
                 f"[vs{i}]trim=start_frame={piece.first}:end_frame={end},setpts=PTS-STARTPTS[v{i}]"
             )
             graph.append(
-                f"[as{i}]atrim=start_sample={_samples(piece.first, fps)}:"
-                f"end_sample={_samples(end, fps)},asetpts=PTS-STARTPTS[a{i}]"
+                f"[as{i}]atrim=start_sample={samples(piece.first, fps)}:"
+                f"end_sample={samples(end, fps)},asetpts=PTS-STARTPTS[a{i}]"
             )
 
     args = [*inputs, "-filter_complex", ";".join(graph)]
-    temps = [_temp_sibling(p.path) for p in pieces]
+    temps = [temp_sibling(p.path) for p in pieces]
     for i, tmp in enumerate(temps):
-        args += ["-map", f"[v{i}]", "-map", f"[a{i}]", *_video_codec_args(fps)]
-        args += [*_AUDIO_PCM_ARGS, *_MUX_ARGS, "-f", "mov", str(tmp)]
+        args += ["-map", f"[v{i}]", "-map", f"[a{i}]", *video_codec_args(fps)]
+        args += [*AUDIO_PCM_ARGS, *MUX_ARGS, "-f", "mov", str(tmp)]
     try:
-        _run_ffmpeg(args, what=label, timeout=_timeout(seconds))
+        ffmpeg.run(args, what=label, timeout=timeout(seconds))
         for piece, tmp in zip(pieces, temps, strict=True):
             tmp.replace(piece.path)
     finally:
@@ -640,264 +403,6 @@ def _normalise(plan: _Plan, spec: CutSpec, scratch: Path) -> None:
             tmp.unlink(missing_ok=True)
         if card_png is not None:
             card_png.unlink(missing_ok=True)
-
-
-def _wrap(text: str, measure: Callable[[str], float], max_width: float) -> list[str]:
-    """Greedy word wrap; explicit newlines are kept."""
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        words = paragraph.split()
-        if not words:
-            lines.append("")
-            continue
-        line = words[0]
-        for word in words[1:]:
-            if measure(f"{line} {word}") <= max_width:
-                line = f"{line} {word}"
-            else:
-                lines.append(line)
-                line = word
-        lines.append(line)
-    return lines
-
-
-def _draw_card(card: CardSpec, width: int, height: int, path: Path) -> None:
-    """Draw a title card as a PNG of the cut's size."""
-    from PIL import Image, ImageColor, ImageDraw, ImageFont
-
-    try:
-        background = ImageColor.getrgb(card.background)[:3]
-        color = ImageColor.getrgb(card.color)[:3]
-    except ValueError as exc:
-        raise StitchError(f"card {card.text[:40]!r}: {exc}") from exc
-    image = Image.new("RGB", (width, height), background)
-    draw = ImageDraw.Draw(image)
-    # Start large and shrink until the wrapped text fits 90 % of the frame.
-    size = max(8, height // 10)
-    while True:
-        font = ImageFont.load_default(size=size)
-        lines = _wrap(card.text, functools.partial(draw.textlength, font=font), width * 0.9)
-        text = "\n".join(lines)
-        spacing = max(2, size // 4)
-        left, top, right, bottom = draw.multiline_textbbox(
-            (0, 0), text, font=font, spacing=spacing, align="center"
-        )
-        if size <= 8 or (right - left <= width * 0.9 and bottom - top <= height * 0.9):
-            break
-        size = max(8, int(size * 0.85))
-    draw.multiline_text(
-        (width / 2, height / 2),
-        text,
-        font=font,
-        fill=color,
-        anchor="mm",
-        align="center",
-        spacing=spacing,
-    )
-    image.save(path, format="PNG")
-
-
-# --------------------------------------------------------------------------------------------
-# seams
-
-
-@dataclass(frozen=True)
-class _Seam:
-    transition: str
-    frames: int
-    tail: _Piece  # of A
-    head: _Piece  # of B
-    path: Path
-
-
-def _compose(transition: str, a: Any, b: Any, *, size: tuple[int, int], frames: int) -> Any:
-    """The moviepy composite of one seam; ``a`` and ``b`` are both ``frames`` long."""
-    import numpy as np
-    from moviepy import CompositeVideoClip, VideoClip, vfx
-
-    width, height = size
-    fps: float = a.fps
-    seconds = frames / fps
-    if transition == "crossfade":
-        # A is the opaque background; B's mask rises from 0 to 1.
-        return CompositeVideoClip(
-            [a, b.with_effects([vfx.CrossFadeIn(seconds)])], size=size, use_bgclip=True
-        )
-    if transition == "fade":
-        half = (frames // 2) / fps  # the same split as the audio's (_render_seam)
-        parts = []
-        if half > 0:
-            parts.append(a.subclipped(0, half).with_effects([vfx.FadeOut(half)]))
-        parts.append(b.subclipped(half).with_effects([vfx.FadeIn(seconds - half)]).with_start(half))
-        return CompositeVideoClip(parts, size=size, bg_color=(0, 0, 0))
-    kind, direction = transition.split("-")
-    horizontal = direction in ("left", "right")
-    extent = width if horizontal else height
-
-    def progress(t: float) -> int:
-        """Pixels travelled at time ``t``: 0 at the first frame of the seam."""
-        return round(extent * min(max(t / seconds, 0.0), 1.0))
-
-    if kind == "wipe":
-
-        def mask_frame(t: float) -> npt.NDArray[np.float64]:
-            mask = np.zeros((height, width), dtype=np.float64)
-            edge = progress(t)
-            # B shows on the side the edge moves away from.
-            if direction == "left":
-                mask[:, width - edge :] = 1.0
-            elif direction == "right":
-                mask[:, :edge] = 1.0
-            elif direction == "up":
-                mask[height - edge :, :] = 1.0
-            else:
-                mask[:edge, :] = 1.0
-            return mask
-
-        mask = VideoClip(frame_function=mask_frame, is_mask=True, duration=seconds)
-        return CompositeVideoClip([a, b.with_mask(mask)], size=size, use_bgclip=True)
-
-    sign = -1 if direction in ("left", "up") else 1
-
-    def place(offset: int) -> Callable[[float], tuple[int, int]]:
-        def position(t: float) -> tuple[int, int]:
-            shift = sign * progress(t) + offset
-            return (shift, 0) if horizontal else (0, shift)
-
-        return position
-
-    # A leaves in the direction of travel; B follows it in from the opposite edge.
-    return CompositeVideoClip(
-        [a.with_position(place(0)), b.with_position(place(-sign * extent))],
-        size=size,
-        bg_color=(0, 0, 0),
-    )
-
-
-def _close_file_clip(clip: Any) -> None:
-    """Close a moviepy ``VideoFileClip`` and really release its ffmpeg reader.
-
-    moviepy 2.2.1's ``FFMPEG_VideoReader.close()`` closes the reader's pipes only when its
-    ffmpeg is still running; after a short piece has been read to the end it has exited,
-    and the pipes would stay open until garbage collection.
-    """
-    proc = getattr(getattr(clip, "reader", None), "proc", None)
-    clip.close()
-    if proc is not None:
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
-def _render_seam(seam: _Seam, spec: CutSpec) -> None:
-    """Composite a seam with moviepy and encode it like the pieces, audio mixed by ffmpeg."""
-    import numpy as np
-    from moviepy import VideoFileClip
-
-    fps, k = spec.fps, seam.frames
-    seconds = k / fps
-    samples = _samples(k, fps)
-    if seam.transition == "fade":
-        half = _samples(k // 2, fps)
-        # The audio dips to silence in the middle, like the picture dips to black.
-        audio = (
-            f"[1:a:0]afade=t=out:ss=0:ns={max(half, 1)}[x];"
-            f"[2:a:0]afade=t=in:ss={half}:ns={max(samples - half, 1)}[y];"
-        )
-    else:
-        audio = f"[1:a:0]afade=t=out:ss=0:ns={samples}[x];[2:a:0]afade=t=in:ss=0:ns={samples}[y];"
-    graph = (
-        f"[0:v:0]scale=out_color_matrix=bt709:out_range=tv,{_COLOUR}[v];{audio}"
-        f"[x][y]amix=inputs=2:duration=longest:normalize=0,"
-        f"aformat=sample_fmts=s16:channel_layouts=stereo,apad,atrim=end_sample={samples}[a]"
-    )
-    tmp = _temp_sibling(seam.path)
-    command = [
-        _ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{spec.width}x{spec.height}",
-        "-framerate", str(fps), "-i", "pipe:0",
-        "-i", str(seam.tail.path), "-i", str(seam.head.path),
-        "-filter_complex", graph, "-map", "[v]", "-map", "[a]", "-frames:v", str(k),
-        *_video_codec_args(fps), *_AUDIO_PCM_ARGS, *_MUX_ARGS, "-f", "mov", str(tmp),
-    ]  # fmt: skip
-    what = f"{seam.transition} seam of {k} frames"
-    timeout = _timeout(seconds) + 10.0 * seconds  # compositing in Python is slower
-    timed_out = threading.Event()
-
-    a = b = composite = None
-
-    def stop() -> None:
-        # The deadline also covers moviepy's own ffmpeg readers: a hung reader would
-        # otherwise block get_frame() for ever.
-        timed_out.set()
-        for clip in (a, b):
-            reader = getattr(getattr(clip, "reader", None), "proc", None)
-            if reader is not None:
-                with contextlib.suppress(OSError):
-                    reader.kill()
-        proc.kill()
-
-    with tempfile.TemporaryFile() as stderr:
-        # stderr goes to a file, not a pipe: nobody reads it while we write frames, and a
-        # full pipe would block ffmpeg and then us.
-        proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr
-        )
-        watchdog = threading.Timer(timeout, stop)
-        watchdog.start()
-        try:
-            try:
-                a = VideoFileClip(str(seam.tail.path), audio=False, resize_algorithm=_SWS_ACCURATE)
-                b = VideoFileClip(str(seam.head.path), audio=False, resize_algorithm=_SWS_ACCURATE)
-                composite = _compose(
-                    seam.transition, a, b, size=(spec.width, spec.height), frames=k
-                )
-            except (OSError, ValueError) as exc:
-                raise StitchError(f"{what}: moviepy cannot read the pieces: {exc}") from exc
-            assert proc.stdin is not None
-            returncode = None
-            for i in range(k):
-                frame = np.asarray(composite.get_frame(i / fps))
-                if frame.shape != (spec.height, spec.width, 3):
-                    raise StitchError(f"{what}: moviepy made a frame of shape {frame.shape}")
-                try:
-                    proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-                except BrokenPipeError:
-                    returncode = proc.wait()  # ffmpeg died (or was killed): stderr says why
-                    break
-            if returncode is None:
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
-                returncode = proc.wait()
-        finally:
-            watchdog.cancel()
-            if proc.poll() is None:  # we are leaving on an exception
-                proc.kill()
-            proc.wait()
-            if proc.stdin is not None and not proc.stdin.closed:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-            if composite is not None:
-                composite.close()
-            for clip in (b, a):
-                if clip is not None:
-                    _close_file_clip(clip)
-        try:
-            if returncode != 0:
-                stderr.seek(0)
-                reason = (
-                    f"did not finish within {timeout:.0f} s"
-                    if timed_out.is_set()
-                    else f"failed (exit {returncode})"
-                )
-                raise StitchError(f"{what}: ffmpeg {reason}: {_tail(stderr.read())}")
-            tmp.replace(seam.path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -927,19 +432,19 @@ def _soundtrack_identity(spec: CutSpec) -> str | None:
 
 def _encode_audio(listing: Path, spec: CutSpec, total_frames: int, out: Path) -> None:
     """Encode the whole cut's audio to one continuous AAC track (with the soundtrack mixed)."""
-    samples = _samples(total_frames, spec.fps)
+    count = samples(total_frames, spec.fps)
     seconds = total_frames / spec.fps
     args = ["-f", "concat", "-safe", "0", "-i", str(listing)]
     if spec.soundtrack is None:
         args += ["-map", "0:a:0"]
     else:
-        fade = min(samples, round(spec.fade_out * _SAMPLE_RATE))
+        fade = min(count, round(spec.fade_out * SAMPLE_RATE))
         music = (
-            f"[1:a:0]aresample={_SAMPLE_RATE},aformat=channel_layouts=stereo,"
-            f"volume={spec.volume:g},atrim=end_sample={samples}"
+            f"[1:a:0]aresample={SAMPLE_RATE},aformat=channel_layouts=stereo,"
+            f"volume={spec.volume:g},atrim=end_sample={count}"
         )
         if fade > 0:
-            music += f",afade=t=out:ss={samples - fade}:ns={fade}"
+            music += f",afade=t=out:ss={count - fade}:ns={fade}"
         # Looped with -stream_loop, cut to the picture by atrim; amix ends with the clips.
         args += ["-stream_loop", "-1", "-i", str(spec.soundtrack), "-filter_complex"]
         args += [
@@ -948,11 +453,11 @@ def _encode_audio(listing: Path, spec: CutSpec, total_frames: int, out: Path) ->
             "-map",
             "[a]",
         ]
-    tmp = _temp_sibling(out)
-    args += ["-c:a", "aac", "-b:a", _AUDIO_BITRATE, "-ar", str(_SAMPLE_RATE), "-ac", "2"]
-    args += ["-flags:a", "+bitexact", *_MUX_ARGS, "-f", "ipod", str(tmp)]
+    tmp = temp_sibling(out)
+    args += ["-c:a", "aac", "-b:a", _AUDIO_BITRATE, "-ar", str(SAMPLE_RATE), "-ac", "2"]
+    args += ["-flags:a", "+bitexact", *MUX_ARGS, "-f", "ipod", str(tmp)]
     try:
-        _run_ffmpeg(args, what="encoding the audio of the cut", timeout=_timeout(seconds / 10))
+        ffmpeg.run(args, what="encoding the audio of the cut", timeout=timeout(seconds / 10))
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -964,12 +469,12 @@ def _mux(listing: Path, audio: Path, out: Path, seconds: float) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StitchError(f"cannot write {out}: {exc}") from exc
-    tmp = _temp_sibling(out)
+    tmp = temp_sibling(out)
     args = ["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(audio)]
     args += ["-map", "0:v:0", "-map", "1:a:0", "-c", "copy", "-movflags", "+faststart"]
-    args += [*_MUX_ARGS, "-f", "mp4", str(tmp)]
+    args += [*MUX_ARGS, "-f", "mp4", str(tmp)]
     try:
-        _run_ffmpeg(args, what=f"writing {out}", timeout=_timeout(seconds / 20))
+        ffmpeg.run(args, what=f"writing {out}", timeout=timeout(seconds / 20))
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -1063,7 +568,10 @@ def make_cut(
         StitchError: a clip is unreadable, an argument is invalid, or ffmpeg failed.
     """
     with work_lock(work_dir):
-        return _make_cut(segments, spec, out, work_dir, progress)
+        try:
+            return _make_cut(segments, spec, out, work_dir, progress)
+        except MediaError as exc:  # the media layer's failures are this stage's
+            raise StitchError(str(exc), shot=exc.shot) from exc
 
 
 def _make_cut(
@@ -1130,28 +638,28 @@ def _make_cut(
             )
             for i, (seg, src, ident) in enumerate(zip(segments, sources, identities, strict=True))
         ]
-        seams: list[_Seam | None] = []
+        joints: list[seams.Seam | None] = []
         for i, k in enumerate(joins):
             if k == 0:
-                seams.append(None)
+                joints.append(None)
                 continue
             a, b = plans[i], plans[i + 1]
             name = _digest(
                 {"a": a.digest, "b": b.digest, "transition": a.segment.transition, "frames": k}
             )
-            seams.append(
-                _Seam(
+            joints.append(
+                seams.Seam(
                     a.segment.transition,
                     k,
-                    a.piece("tail"),
-                    b.piece("head"),
+                    a.piece("tail").path,
+                    b.piece("head").path,
                     folders["seams"] / f"{name}.mov",
                 )
             )
 
         # 2. what is missing (a segment used twice is normalised once)
         missing: dict[str, _Plan] = {p.digest: p for p in plans if not p.cached()}
-        missing_seams = {s.path: s for s in seams if s is not None and not s.path.is_file()}
+        missing_seams = {s.path: s for s in joints if s is not None and not s.path.is_file()}
         steps = len(missing) + len(missing_seams) + 2
         finished = 0
 
@@ -1166,13 +674,18 @@ def _make_cut(
             step,
         )
         _run_all(
-            pool, [functools.partial(_render_seam, s, spec) for s in missing_seams.values()], step
+            pool,
+            [
+                functools.partial(seams.render_seam, s, spec.width, spec.height, fps)
+                for s in missing_seams.values()
+            ],
+            step,
         )
 
     # 3. the timeline: body, seam, body, ...
     timeline: list[Path] = []
     total = 0
-    for plan, seam in zip(plans, [*seams, None], strict=True):
+    for plan, seam in zip(plans, [*joints, None], strict=True):
         body = plan.piece("body")
         if body.frames > 0:
             timeline.append(body.path)
@@ -1200,7 +713,7 @@ def _make_cut(
     finally:
         listing.unlink(missing_ok=True)
     report(1.0)
-    used = {audio, *(s.path for s in seams if s is not None)}
+    used = {audio, *(s.path for s in joints if s is not None)}
     for plan, ident in zip(plans, identities, strict=True):
         used.update(piece.path for piece in plan.pieces())
         if plan.segment.clip is not None:

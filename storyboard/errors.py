@@ -15,6 +15,7 @@ next. Only ``storyboard.cli.main`` prints errors and turns them into exit codes.
     ├── LockUnreadable               file, line: the lock cannot be read       exit 2
     ├── BudgetExceeded               estimate over budget, nothing submitted   exit 3
     ├── StoreError                   the clip store is unusable                exit 1
+    ├── MediaError                   ffmpeg or an image failed (probe, frame)  exit 1
     ├── StitchError                  the final cut could not be written        exit 1
     ├── RenderFailed                 one or more shots failed                  exit 1
     ├── TakeError                    anything unexpected inside a take (shot)  exit 1
@@ -56,6 +57,7 @@ __all__ = [
     "InvalidAPIKey",
     "InvalidStoryboard",
     "LockUnreadable",
+    "MediaError",
     "MissingAPIKey",
     "Obstacle",
     "OutputGone",
@@ -349,6 +351,18 @@ class BudgetExceeded(StoryboardError):
 
 class StoreError(StoryboardError):
     """The clip store cannot be used (unwritable folder, full disk)."""
+
+
+class MediaError(StoryboardError):
+    """The media layer failed: ffmpeg could not run, read or write a file, or an image is bad.
+
+    Raised by :mod:`storyboard.media` (probing a clip, a last frame, the animatic); the
+    stitcher reports it as a :class:`StitchError`, the render stage as a failed take.
+    """
+
+    def __init__(self, message: str, *, shot: str | None = None) -> None:
+        super().__init__(message)
+        self.shot = shot
 
 
 class StitchError(StoryboardError):

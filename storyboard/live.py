@@ -365,7 +365,7 @@ class LiveSession:
                 uploading(f"the clip of {shot.upstream}"),
             )
         elif job.upstream is not None and job.upstream_mode == "continues":
-            from storyboard.providers.animatic import last_frame
+            from storyboard.media.probe import last_frame
 
             folder = tmp if tmp is not None else self.store.tmp_dir()
             frame = folder / f"{job.key}.last.png"

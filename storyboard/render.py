@@ -350,7 +350,7 @@ def take_error(job: Job, exc: BaseException, *, secrets: Iterable[str] = ()) -> 
 # A take whose output holds less than this share of the new footage asked for fails. The
 # models return the asked length or a frame more (V1 97 frames at 24 fps, ~4.04 s; V3
 # duration*24+1 frames; V4 duration*32 at 32 fps); an extension returns the new footage, or
-# the source followed by it (judged as the stitcher does: stitch.new_footage_seconds). So a
+# the source followed by it (judged as the stitcher does: media.footage). So a
 # real output is never far below what is asked; 1.0 s for a 4 s request is a broken take.
 MIN_OUTPUT_SHARE = 0.75
 # Whatever the share, a clip this short (or half the asked length, if less) is never a take.
@@ -398,7 +398,7 @@ def short_output(
         extend_output: what the registry says an extension returns (``new``/``source+new``).
         share: the least share of ``asked`` that passes.
     """
-    from storyboard.stitch import new_footage_seconds
+    from storyboard.media.footage import new_footage_seconds
 
     received = new_footage_seconds(actual, asked, upstream, extend_output)
     least = max(share * asked, min(_MIN_OUTPUT_SECONDS, asked / 2))
@@ -419,7 +419,7 @@ def verify_clip(
         ShortOutput: it holds much less new footage than asked (:data:`MIN_OUTPUT_SHARE`);
             the live runner journals the task as failed, so only ``--force`` buys it again.
     """
-    from storyboard.cutter import probe
+    from storyboard.media.probe import probe
 
     name = provider or job.spec.provider
     shot = job.shot.id

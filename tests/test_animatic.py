@@ -1,4 +1,4 @@
-"""Tests of the preview backend's animatic renderer (``storyboard.providers.animatic``).
+"""Tests of the preview backend's animatic renderer (``storyboard.media.animatic``).
 
 Media are tiny (128x72 at 12 fps, 1-2 s) so that every test encodes in a fraction of a
 second. Videos are inspected with the same ffmpeg binary the renderer uses.
@@ -21,16 +21,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from storyboard.errors import StitchError
-from storyboard.providers import animatic
-from storyboard.providers.animatic import (
+from storyboard.errors import MediaError
+from storyboard.media import animatic, text
+from storyboard.media.animatic import (
     MOTIONS,
     AnimaticSpec,
     Motion,
-    last_frame,
     motion_from_prompt,
     render_animatic,
 )
+from storyboard.media.probe import last_frame
 
 W, H, FPS = 128, 72, 12
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -291,17 +291,17 @@ def test_tiny_frames_still_render_with_caption_and_title(
 
 
 @given(
-    text=st.text(st.characters(codec="utf-8"), max_size=300),
+    caption=st.text(st.characters(codec="utf-8"), max_size=300),
     width=st.integers(min_value=20, max_value=400),
     max_lines=st.integers(min_value=1, max_value=4),
 )
-def test_wrapped_lines_fit_the_band(text: str, width: int, max_lines: int) -> None:
-    font = animatic._font(14)
-    lines = animatic._wrap(animatic._displayable(text, font), font, width, max_lines)
+def test_wrapped_lines_fit_the_band(caption: str, width: int, max_lines: int) -> None:
+    font = text.embedded_font(14)
+    lines = text.wrap(text.displayable(caption, font), font, width, max_lines)
     assert len(lines) <= max_lines
     for line in lines:
         # A single glyph wider than the band is the only thing allowed to stick out.
-        assert font.getlength(line) <= width or len(line.rstrip(animatic._ELLIPSIS)) <= 1
+        assert font.getlength(line) <= width or len(line.rstrip(text.ELLIPSIS)) <= 1
 
 
 # --------------------------------------------------------------------------- errors
@@ -311,26 +311,27 @@ def test_an_unreadable_image_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "not-an-image.png"
     bad.write_bytes(b"this is not a PNG")
     out = tmp_path / "clip.mp4"
-    with pytest.raises(StitchError, match=r"not-an-image\.png"):
+    with pytest.raises(MediaError, match=r"not-an-image\.png"):
         render_animatic(_spec(stills=((0.0, bad),)), out)
-    with pytest.raises(StitchError, match=r"missing\.png"):
+    with pytest.raises(MediaError, match=r"missing\.png"):
         render_animatic(_spec(stills=((0.0, tmp_path / "missing.png"),)), out)
     assert not out.exists()
 
 
-def test_an_ffmpeg_failure_raises_stitch_error_with_its_message(tmp_path: Path) -> None:
+def test_an_ffmpeg_failure_raises_media_error_with_its_message(tmp_path: Path) -> None:
     out = tmp_path / "no-such-folder" / "clip.mp4"
-    with pytest.raises(StitchError, match=r"ffmpeg could not write .* \(exit status \d+\): .+"):
+    failed = r"could not write the animatic .*: ffmpeg failed \(exit status \d+\): .+"
+    with pytest.raises(MediaError, match=failed):
         render_animatic(_spec(), out)
     assert not out.exists()
 
 
-def test_last_frame_of_a_broken_video_raises_stitch_error(tmp_path: Path) -> None:
+def test_last_frame_of_a_broken_video_raises_media_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 1000)
-    with pytest.raises(StitchError, match=r"broken\.mp4"):
+    with pytest.raises(MediaError, match=r"broken\.mp4"):
         last_frame(broken, tmp_path / "last.png")
-    with pytest.raises(StitchError, match=r"absent\.mp4"):
+    with pytest.raises(MediaError, match=r"absent\.mp4"):
         render_animatic(_spec(source_video=tmp_path / "absent.mp4"), tmp_path / "clip.mp4")
 
 
@@ -378,7 +379,7 @@ def test_a_hung_encode_is_killed_at_its_deadline(
     monkeypatch.setattr(animatic, "_ENCODE_TIMEOUT_BASE", 0.3)
     monkeypatch.setattr(animatic, "_ENCODE_TIMEOUT_PER_FRAME", 0.0)
     out = tmp_path / "clip.mp4"
-    with pytest.raises(StitchError, match="took longer than"):
+    with pytest.raises(MediaError, match="took longer than"):
         render_animatic(_spec(), out)
     assert not out.exists()
 

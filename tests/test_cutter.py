@@ -16,9 +16,12 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from storyboard import cutter
-from storyboard.cutter import CardSpec, CutSpec, Segment, cut, probe
-from storyboard.errors import StitchError
+from storyboard import cutter, seams
+from storyboard.cutter import CardSpec, CutSpec, Segment, cut
+from storyboard.errors import MediaError, StitchError
+from storyboard.media import ffmpeg as media_ffmpeg
+from storyboard.media import probe as media_probe
+from storyboard.media.probe import probe
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 W, H, FPS = 128, 72, 24
@@ -104,23 +107,34 @@ def clip(path: Path, **kw: Any) -> Segment:
 
 @pytest.fixture
 def ffmpeg_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Records the arguments of every ffmpeg run the cutter makes (seams excepted)."""
+    """Records the arguments of every ffmpeg run the cutter makes (probes and seams excepted)."""
     calls: list[list[str]] = []
-    real = cutter._run_ffmpeg
+    real = media_ffmpeg.run
 
-    def spy(args: list[str], **kw: Any) -> None:
-        calls.append(list(args))
-        real(args, **kw)
+    def spy(args: list[str], **kw: Any) -> media_ffmpeg.Done:
+        if kw.get("loglevel", "error") is not None:  # a probe reads ffmpeg's full report
+            calls.append(list(args))
+        return real(args, **kw)
 
-    monkeypatch.setattr(cutter, "_run_ffmpeg", spy)
+    monkeypatch.setattr(media_ffmpeg, "run", spy)
     return calls
+
+
+# What the cutter calls, by the name a test forbids: normalising a segment, rendering a seam,
+# probing a clip.
+_CALLEES = {
+    "_normalise": (cutter, "_normalise"),
+    "_render_seam": (seams, "render_seam"),
+    "_probe": (media_probe, "probe_colour"),
+}
 
 
 def forbid(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     def fail(*args: object, **kw: object) -> None:
         raise AssertionError(f"{name} was called")
 
-    monkeypatch.setattr(cutter, name, fail)
+    module, attribute = _CALLEES[name]
+    monkeypatch.setattr(module, attribute, fail)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,7 +153,7 @@ def test_probe_reads_geometry_and_audio(media: Media) -> None:
 @pytest.mark.parametrize("name", ["broken", "missing", "music"])
 def test_probe_rejects_what_is_not_a_video(media: Media, tmp_path: Path, name: str) -> None:
     path = {"broken": media.broken, "missing": tmp_path / "nope.mp4", "music": media.music}[name]
-    with pytest.raises(StitchError):
+    with pytest.raises(MediaError):
         probe(path)
 
 

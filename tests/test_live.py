@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, Project, Result, run_cli, write_image
 
-from storyboard.cutter import probe
+from storyboard.media.probe import probe
 from storyboard.testing.emulator import (
     Emulator,
     EmulatorServer,

@@ -14,7 +14,7 @@ import pytest
 from conftest import EXAMPLES, Project, run_cli, write_image
 
 from storyboard.catalog import frame_size
-from storyboard.cutter import probe
+from storyboard.media.probe import probe
 
 pytestmark = pytest.mark.slow
 

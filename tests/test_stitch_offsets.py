@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storyboard.stitch import new_footage_offset
+from storyboard.media.footage import new_footage_offset
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,13 @@ source. Same job, same bytes.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import anyio
 
-from storyboard.errors import StitchError
-from storyboard.providers.animatic import AnimaticSpec, motion_from_prompt, render_animatic
+from storyboard.errors import MediaError
+from storyboard.media import ffmpeg
+from storyboard.media.animatic import AnimaticSpec, motion_from_prompt, render_animatic
 from storyboard.providers.base import Failed, Job, Succeeded, TaskRef, TaskStatus
 
 __all__ = ["PreviewProvider", "animatic_spec"]
@@ -60,28 +60,22 @@ def animatic_spec(job: Job) -> AnimaticSpec:
 
 def _prepend_source(source: Path, new: Path, job: Job, out: Path) -> None:
     """Write ``source`` (fitted to the job's geometry) followed by ``new`` to ``out``."""
-    import imageio_ffmpeg
-
     w, h, fps = job.width, job.height, job.fps
     graph = (
         f"[0:v]scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
         f"fps={fps},setsar=1,format=yuv420p[a];[1:v]setsar=1,format=yuv420p[b];"
         "[a][b]concat=n=2:v=1:a=0[v]"
     )
-    cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+    args = [
         "-i", str(source), "-i", str(new), "-filter_complex", graph, "-map", "[v]",
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
         "-threads", "2", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
         "-movflags", "+faststart", "-an", "-f", "mp4", str(out),
     ]  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise StitchError(f"ffmpeg ran past {_FFMPEG_TIMEOUT:.0f} s joining {source.name}") from exc
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip()[-400:]
-        raise StitchError(f"ffmpeg could not extend {source.name}: {tail}", shot=job.shot.id)
+        ffmpeg.run(args, what=f"could not extend {source.name}", timeout=_FFMPEG_TIMEOUT)
+    except MediaError as exc:
+        raise MediaError(str(exc), shot=job.shot.id) from exc
 
 
 def render_preview(job: Job, out: Path) -> None:
@@ -117,7 +111,7 @@ class PreviewProvider:
         try:
             await anyio.to_thread.run_sync(render_preview, job, out)
             self._done[job.key] = out
-        except StitchError as exc:
+        except MediaError as exc:
             self._done[job.key] = str(exc)
         return TaskRef(provider=self.name, task_id=job.key, key=job.key)
 

@@ -19,41 +19,37 @@ Design points:
 * **Deterministic.** The same :class:`AnimaticSpec` gives a byte-identical MP4 on the same
   machine and toolchain: palette choices come from a string-seeded :class:`random.Random`,
   x264 runs with a fixed thread count and the muxer in bitexact mode without metadata.
-* **Contained.** Failures of ffmpeg or of an image raise :class:`~storyboard.errors.StitchError`
-  with the file and ffmpeg's own words; every subprocess wait has a deadline and no ffmpeg
-  process outlives a call.
+* **Contained.** Failures of ffmpeg or of an image raise :class:`~storyboard.errors.MediaError`
+  with the file and ffmpeg's own words; ffmpeg runs through :mod:`storyboard.media.ffmpeg`,
+  with a deadline, and no ffmpeg process outlives a call.
 """
 
 from __future__ import annotations
 
 import bisect
 import colorsys
-import contextlib
 import functools
 import math
 import random
 import re
-import subprocess
-import sys
 import tempfile
-import threading
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
-from storyboard.errors import StitchError
+from storyboard.errors import MediaError
+from storyboard.media import ffmpeg, text
+from storyboard.media.probe import last_frame
 
 __all__ = [
     "MOTIONS",
     "AnimaticSpec",
     "Motion",
-    "last_frame",
     "motion_from_prompt",
     "render_animatic",
 ]
@@ -76,32 +72,10 @@ _GOP_SECONDS = 2
 # encode, so a render that exceeds these is hung, not slow.
 _ENCODE_TIMEOUT_BASE = 30.0
 _ENCODE_TIMEOUT_PER_FRAME = 0.25
-_PROBE_TIMEOUT = 60.0
-_REAP_TIMEOUT = 10.0
-_STDERR_TAIL = 2000
-_PIPE_BUFFER = 1 << 20  # the default /proc/sys/fs/pipe-max-size for unprivileged processes
 
 _GOLDEN = 0.6180339887498949
 _BAND_OPACITY = 165  # of 255: dark enough for white text over any image, still see-through
-_ELLIPSIS = "…"
 
-# Glyphs missing from Pillow's embedded font (Aileron, Basic Latin plus a little) that have an
-# obvious ASCII stand-in; anything else missing is first stripped of accents (é -> e).
-_GLYPH_FALLBACK = {
-    "\u00a0": " ",
-    "\u2010": "-",
-    "\u2011": "-",
-    "\u2012": "-",
-    "\u2013": "-",
-    "\u2014": "-",
-    "\u2015": "-",
-    "\u2212": "-",
-    "\u00d7": "x",
-    "\u2192": "->",
-    "\u2190": "<-",
-}
-
-_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 _RGB = tuple[int, int, int]
 _Box = tuple[float, float, float, float]
 _FloatArray = npt.NDArray[np.float32]
@@ -230,70 +204,11 @@ def motion_from_prompt(prompt: str) -> Motion:
 # --------------------------------------------------------------------------- ffmpeg
 
 
-@functools.cache
-def _ffmpeg() -> str:
-    """The ffmpeg binary shipped with imageio-ffmpeg (there is no system ffmpeg to rely on)."""
-    try:
-        import imageio_ffmpeg
-
-        exe: str = imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as exc:
-        raise StitchError(
-            f"the ffmpeg binary of imageio-ffmpeg is not available: {exc}; "
-            "reinstall it with `pip install --force-reinstall imageio-ffmpeg`"
-        ) from exc
-    return exe
+# --------------------------------------------------------------------------- encoding
 
 
-def _tail(raw: bytes) -> str:
-    """The end of ffmpeg's stderr, where the reason for a failure is."""
-    text = raw.decode("utf-8", errors="replace").strip()
-    if len(text) > _STDERR_TAIL:
-        text = "…" + text[-_STDERR_TAIL:]
-    return text or "(ffmpeg printed nothing)"
-
-
-def last_frame(video: Path, dest: Path) -> Path:
-    """Write the last frame of a video to a PNG file.
-
-    Only the final half second is decoded (``-sseof``); when that yields nothing (a clip
-    shorter than its container claims, or a stream without a known duration) the whole video
-    is decoded instead.
-
-    Args:
-        video: Any video file ffmpeg can read.
-        dest: Where to write the PNG (overwritten; its folder is created).
-
-    Returns:
-        ``dest``.
-
-    Raises:
-        StitchError: The video cannot be read, has no frames, or ffmpeg timed out.
-    """
-    if not video.is_file():
-        raise StitchError(f"cannot read video {video}: no such file")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    reason = ""
-    for seek in (["-sseof", "-0.5"], []):
-        dest.unlink(missing_ok=True)
-        cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", *seek]
-        cmd += ["-i", str(video), "-map", "0:v:0", "-an", "-sn", "-dn"]
-        # "-update 1" overwrites the one file with every decoded frame: the last one stays.
-        cmd += ["-pix_fmt", "rgb24", "-c:v", "png", "-f", "image2", "-update", "1", "-y", str(dest)]
-        try:
-            result = subprocess.run(cmd, capture_output=True, timeout=_PROBE_TIMEOUT, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise StitchError(
-                f"ffmpeg took longer than {_PROBE_TIMEOUT:.0f} s to read the last frame of {video}"
-            ) from exc
-        if result.returncode == 0 and dest.is_file() and dest.stat().st_size > 0:
-            return dest
-        reason = _tail(result.stderr)
-    raise StitchError(f"cannot read the last frame of {video}: {reason}")
-
-
-def _encoder_command(spec: AnimaticSpec, out: Path) -> list[str]:
-    """The ffmpeg command that turns raw RGB frames on stdin into the H.264 MP4 ``out``."""
+def _encoder_args(spec: AnimaticSpec, out: Path) -> list[str]:
+    """The ffmpeg arguments that turn raw RGB frames on stdin into the H.264 MP4 ``out``."""
     size, fps = f"{spec.width}x{spec.height}", spec.fps
     # Convert with the BT.709 matrix and tag the stream so: players and our own decoding
     # (last_frame) then turn the pixels back into the colours that were drawn. Square pixels
@@ -303,105 +218,34 @@ def _encoder_command(spec: AnimaticSpec, out: Path) -> list[str]:
         "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
     )
     options = (
-        "-hide_banner -loglevel error -nostats"
-        f" -f rawvideo -pix_fmt rgb24 -s {size} -r {fps} -i pipe:0"
+        f"-nostats -f rawvideo -pix_fmt rgb24 -s {size} -r {fps} -i pipe:0"
         f" -map 0:v:0 -an -sn -dn -vf {video_filter}"
         f" -c:v libx264 -preset {_X264_PRESET} -crf {_X264_CRF} -pix_fmt yuv420p"
         f" -g {_GOP_SECONDS * fps} -threads {_X264_THREADS}"
         # Determinism: no encoder or muxer version strings, no creation time, no metadata.
         " -flags:v +bitexact -fflags +bitexact -map_metadata -1"
         # The caller writes to a temporary name, so the format cannot come from the extension.
-        " -movflags +faststart -f mp4 -y"
+        " -movflags +faststart -f mp4"
     )
-    return [_ffmpeg(), *options.split(), str(out)]
+    return [*options.split(), str(out)]
 
 
 def _encode(frames: Iterable[bytes], spec: AnimaticSpec, out: Path) -> None:
-    """Pipe raw frames into ffmpeg and wait for the MP4, killing ffmpeg on any failure."""
+    """Pipe raw frames into ffmpeg and wait for the MP4; on any failure nothing is left."""
     deadline = _ENCODE_TIMEOUT_BASE + _ENCODE_TIMEOUT_PER_FRAME * spec.frames
-    expired = threading.Event()
-    finished = False
-    # stderr goes to a file, not a pipe: nobody reads a pipe while frames are being written,
-    # and a chatty ffmpeg would fill it and block both processes.
-    with tempfile.TemporaryFile() as stderr:
-        try:
-            proc = subprocess.Popen(
-                _encoder_command(spec, out),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        except OSError as exc:
-            raise StitchError(f"cannot start ffmpeg to write {out}: {exc}") from exc
-        if proc.stdin is not None:
-            _widen_pipe(proc.stdin)
-
-        def expire() -> None:
-            expired.set()
-            proc.kill()
-
-        # A pipe write has no timeout of its own; the watchdog bounds the whole encode, and
-        # killing ffmpeg turns a blocked write into a BrokenPipeError.
-        watchdog = threading.Timer(deadline, expire)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            _feed(proc, frames)
-            code: int | None = None
-            try:
-                code = proc.wait(timeout=deadline)
-            except subprocess.TimeoutExpired:
-                expire()
-            if expired.is_set():
-                raise StitchError(f"ffmpeg took longer than {deadline:.0f} s to write {out}")
-            if code != 0:
-                stderr.seek(0)
-                raise StitchError(
-                    f"ffmpeg could not write the animatic {out} (exit status {code}): "
-                    f"{_tail(stderr.read())}"
-                )
-            finished = True
-        finally:
-            watchdog.cancel()
-            if proc.poll() is None:
-                proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=_REAP_TIMEOUT)
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-            if not finished:
-                # A half-written MP4 has no moov atom and would only be mistaken for a clip.
-                out.unlink(missing_ok=True)
-
-
-def _widen_pipe(stream: IO[bytes]) -> None:
-    """Grow a pipe's kernel buffer (Linux), so a frame crosses in a few large writes.
-
-    A 720p frame is 2.7 MB; through the default 64 KiB pipe buffer it takes some forty
-    wake-ups of each process per frame. Best effort: a refusal changes only the speed.
-    """
-    if sys.platform != "linux":
-        return
-    import fcntl
-
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BUFFER)
-
-
-def _feed(proc: subprocess.Popen[bytes], frames: Iterable[bytes]) -> None:
-    """Write every frame to ffmpeg's stdin and close it; stop quietly if ffmpeg went away."""
-    stdin: IO[bytes] | None = proc.stdin
-    if stdin is None:  # pragma: no cover - Popen was given stdin=PIPE
-        return
     try:
-        for data in frames:
-            stdin.write(data)
-        stdin.close()
-    except BrokenPipeError:
-        # ffmpeg exited early (bad output path, killed by the watchdog): its exit status and
-        # stderr say why, and the caller reports them.
-        pass
+        with ffmpeg.Writer(
+            _encoder_args(spec, out), what=f"could not write the animatic {out}", timeout=deadline
+        ) as writer:
+            for data in frames:
+                # ffmpeg exited early (bad output path, killed by the deadline): leaving the
+                # block reports its exit status and stderr.
+                if not writer.write(data):
+                    break
+    except BaseException:
+        # A half-written MP4 has no moov atom and would only be mistaken for a clip.
+        out.unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------- palette
@@ -540,7 +384,7 @@ def _load_still(
     except Exception as exc:
         # Pillow's decoders raise a zoo of types on bad files (OSError, SyntaxError,
         # struct.error, DecompressionBombError ...); for the caller they all mean one thing.
-        raise StitchError(f"cannot read image {path}: {exc}") from exc
+        raise MediaError(f"cannot read image {path}: {exc}") from exc
     transparent = image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info
     )
@@ -636,125 +480,6 @@ def _blend_at(positions: Sequence[float], index: float) -> tuple[int, int, float
 # --------------------------------------------------------------------------- text
 
 
-@functools.lru_cache(maxsize=16)
-def _font(size: int) -> _Font:
-    """Pillow's embedded font at ``size`` pixels, so that no system font is needed."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):
-        # Pillow < 10.1 (no size argument) or built without FreeType: the small bitmap font
-        # is still readable, just not scaled.
-        return ImageFont.load_default()
-
-
-@functools.lru_cache(maxsize=16)
-def _missing_glyph(font: _Font) -> bytes:
-    """The bitmap of the font's "missing glyph" box, to recognise unsupported characters."""
-    return bytes(font.getmask("\uffff"))
-
-
-def _displayable(text: str, font: _Font) -> str:
-    """``text`` with characters the font lacks replaced by the nearest ones it has."""
-    missing = _missing_glyph(font)
-    supported: dict[str, bool] = {}
-
-    def has(char: str) -> bool:
-        if char not in supported:
-            supported[char] = char.isspace() or bytes(font.getmask(char)) != missing
-        return supported[char]
-
-    out: list[str] = []
-    for char in text:
-        if has(char):
-            out.append(char)
-            continue
-        stripped = "".join(
-            c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)
-        )
-        if stripped and all(has(c) for c in stripped):
-            out.append(stripped)
-        else:
-            out.append(_GLYPH_FALLBACK.get(char, char))
-    return "".join(out)
-
-
-def _line_height(font: _Font) -> int:
-    if isinstance(font, ImageFont.FreeTypeFont):
-        ascent, descent = font.getmetrics()
-        return ascent + descent
-    _, top, _, bottom = font.getbbox("Ag")
-    return int(bottom - top) + 2
-
-
-def _ellipsize(line: str, font: _Font, max_width: float) -> str:
-    """``line`` shortened as needed and ended with an ellipsis, within ``max_width``."""
-    line = line.rstrip()
-    while line and font.getlength(line + _ELLIPSIS) > max_width:
-        line = line[:-1].rstrip()
-    return line + _ELLIPSIS
-
-
-def _wrap(text: str, font: _Font, max_width: float, max_lines: int) -> list[str]:
-    """Greedy word wrap by rendered width; ``\\n`` starts a new line; cut with an ellipsis.
-
-    Words wider than a line are broken between characters. Stops early once more lines than
-    fit have been produced, so a huge prompt costs no more than a short one.
-    """
-    lines: list[str] = []
-    for paragraph in text.splitlines():
-        current = ""
-        for word in paragraph.split():
-            candidate = f"{current} {word}" if current else word
-            if font.getlength(candidate) <= max_width:
-                current = candidate
-                continue
-            if current:
-                lines.append(current)
-            rest = word
-            while len(rest) > 1 and font.getlength(rest) > max_width:
-                cut = _fitting_prefix(rest, font, max_width)
-                lines.append(rest[:cut])
-                rest = rest[cut:]
-            current = rest
-            if len(lines) > max_lines:
-                break
-        if current:
-            lines.append(current)
-        if len(lines) > max_lines:
-            break
-    if len(lines) > max_lines:
-        lines = lines[:max_lines]
-        lines[-1] = _ellipsize(lines[-1], font, max_width)
-    return lines
-
-
-def _fitting_prefix(word: str, font: _Font, max_width: float) -> int:
-    """Length of the longest prefix of ``word`` that fits (at least one character)."""
-    low, high = 1, len(word)
-    while low < high:
-        mid = (low + high + 1) // 2
-        if font.getlength(word[:mid]) <= max_width:
-            low = mid
-        else:
-            high = mid - 1
-    return low
-
-
-def _text_mask(
-    size: tuple[int, int], lines: Iterable[tuple[tuple[int, int], str]], font: _Font
-) -> Image.Image:
-    """An "L" mask with ``lines`` drawn in white at their positions.
-
-    Text is drawn into a mask and coloured by compositing, because antialiased text drawn
-    straight onto a transparent RGBA layer gets dark fringes.
-    """
-    mask = Image.new("L", size, 0)
-    draw = ImageDraw.Draw(mask)
-    for (x, y), line in lines:
-        draw.text((x, y), line, fill=255, font=font)
-    return mask
-
-
 def _colour_layer(size: tuple[int, int], colour: _RGB, alpha: Image.Image) -> Image.Image:
     layer = Image.new("RGBA", size, (*colour, 0))
     layer.putalpha(alpha)
@@ -790,7 +515,7 @@ class _Band:
 
 def _band(height: int) -> _Band:
     font_size = max(9, round(height * 0.042))
-    line_h = _line_height(_font(font_size)) + max(1, font_size // 6)
+    line_h = text.line_height(text.embedded_font(font_size)) + max(1, font_size // 6)
     pad = max(3, round(font_size * 0.55))
     # The band may cover at most 40 % of the frame, which on tiny frames means one line.
     max_lines = max(1, min(3, (int(height * 0.4) - 2 * pad) // line_h))
@@ -801,9 +526,11 @@ def _caption_layer(caption: str, size: tuple[int, int], accent: _RGB) -> Image.I
     """The caption band: dark translucent, accent stripe on the left, up to three lines."""
     width, height = size
     band = _band(height)
-    font = _font(band.font_size)
+    font = text.embedded_font(band.font_size)
     text_x = band.stripe + band.pad
-    lines = _wrap(_displayable(caption, font), font, width - text_x - band.pad, band.max_lines)
+    lines = text.wrap(
+        text.displayable(caption, font), font, width - text_x - band.pad, band.max_lines
+    )
     if not lines:
         return None
     top = max(0, height - band.height)  # frames too small for one line get a full band
@@ -823,9 +550,9 @@ def _caption_layer(caption: str, size: tuple[int, int], accent: _RGB) -> Image.I
     placed = [((text_x, text_top + i * band.line_h), line) for i, line in enumerate(lines)]
     header_colour = _mix(accent, (255, 255, 255), 0.55)
     layer = Image.alpha_composite(
-        layer, _colour_layer(size, header_colour, _text_mask(size, placed[:1], font))
+        layer, _colour_layer(size, header_colour, text.text_mask(size, placed[:1], font))
     )
-    body = _text_mask(size, placed[1:], font)
+    body = text.text_mask(size, placed[1:], font)
     return Image.alpha_composite(layer, _colour_layer(size, (238, 238, 238), body))
 
 
@@ -861,9 +588,9 @@ def _title_layer(title: str, size: tuple[int, int], bottom: int) -> Image.Image 
     """Large centred title with a soft shadow, centred in the space above ``bottom``."""
     width, height = size
     font_size = max(12, round(height * 0.1))
-    font = _font(font_size)
-    line_h = _line_height(font) + max(1, font_size // 8)
-    lines = _wrap(_displayable(title, font), font, width * 0.86, 3)
+    font = text.embedded_font(font_size)
+    line_h = text.line_height(font) + max(1, font_size // 8)
+    lines = text.wrap(text.displayable(title, font), font, width * 0.86, 3)
     if not lines:
         return None
     block_top = (bottom - len(lines) * line_h) // 2
@@ -871,7 +598,7 @@ def _title_layer(title: str, size: tuple[int, int], bottom: int) -> Image.Image 
         ((round((width - font.getlength(line)) / 2), block_top + i * line_h), line)
         for i, line in enumerate(lines)
     ]
-    mask = _text_mask(size, placed, font)
+    mask = text.text_mask(size, placed, font)
     offset = max(1, font_size // 20)
     shadow = Image.new("L", size, 0)
     shadow.paste(mask, (offset, offset))
@@ -995,7 +722,7 @@ def render_animatic(spec: AnimaticSpec, out: Path) -> None:
         out: The file to write; its folder must exist.
 
     Raises:
-        StitchError: An image or the source video cannot be read, or ffmpeg failed (the
+        MediaError: An image or the source video cannot be read, or ffmpeg failed (the
             message carries the end of its output) or ran past its deadline.
     """
     palette = _palette(spec.seed)
