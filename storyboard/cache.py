@@ -46,22 +46,12 @@ from typing import Any
 
 from storyboard.errors import StoreError
 from storyboard.hashing import DigestMemo, atomic_write, canonical_json, sha256_bytes, sha256_file
+from storyboard.paths import DEFAULT_STORE, store_root  # where the store is (kernel)
 
 __all__ = ["DEFAULT_STORE", "GITIGNORE", "ClipEntry", "Store", "store_root"]
 
-
-#: The folder name of the store beside a storyboard (when ``$STORYBOARD_CACHE`` is unset).
-DEFAULT_STORE = ".storyboard"
 #: What the store's own ``.gitignore`` says: everything in it, itself included.
 GITIGNORE = "# created by storyboard: the store is a cache, never committed\n*\n"
-
-
-def store_root(storyboard_path: Path) -> Path:
-    """Where the store of a storyboard lives."""
-    env = os.environ.get("STORYBOARD_CACHE")
-    if env:
-        return Path(env).expanduser().absolute()
-    return storyboard_path.parent / DEFAULT_STORE
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,15 @@ class _Builder:
     def _add(self, node: yaml.Node, path: JsonPath, message: str, hint: str | None = None) -> None:
         mark = node.start_mark
         self.problems.append(
-            Problem(self.doc.file, mark.line + 1, mark.column + 1, json_path(path), message, hint)
+            Problem(
+                self.doc.file,
+                mark.line + 1,
+                mark.column + 1,
+                json_path(path),
+                message,
+                hint,
+                where=path,
+            )
         )
 
 

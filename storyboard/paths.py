@@ -34,12 +34,27 @@ from typing import Literal
 from storyboard.errors import StoryboardError
 
 __all__ = [
+    "DEFAULT_STORE",
     "VIDEO_CONTAINERS",
     "UnsafePath",
     "check_container",
     "preview_path",
     "safe_output_path",
+    "store_root",
 ]
+
+#: The folder name of the store beside a storyboard (when ``$STORYBOARD_CACHE`` is unset).
+DEFAULT_STORE = ".storyboard"
+
+
+def store_root(storyboard_path: Path) -> Path:
+    """Where the store of a storyboard lives (validate reads media facts there, the cache
+    keeps clips there)."""
+    env = os.environ.get("STORYBOARD_CACHE")
+    if env:
+        return Path(env).expanduser().absolute()
+    return storyboard_path.parent / DEFAULT_STORE
+
 
 # What the final cut may be called: the stitcher writes an MP4 stream, which both open.
 VIDEO_CONTAINERS: tuple[str, ...] = (".mp4", ".mov")

@@ -23,8 +23,10 @@ import yaml
 
 from storyboard import catalog
 from storyboard.catalog import ACTION_NEEDS, MANAGED, MODELS, ModelSpec
+from storyboard.hashing import DigestMemo
 from storyboard.mediainfo import MediaMemo, UnreadableMedia, WrongContent
 from storyboard.model import Media, MediaKind, Shot, Transition
+from storyboard.paths import store_root
 from storyboard.suggest import did_you_mean
 
 __all__ = [
@@ -369,9 +371,6 @@ class Inputs:
         render learned (and the other way round).
         """
         if self._memo is None:
-            from storyboard.cache import store_root  # only boards with local audio/video
-            from storyboard.hashing import DigestMemo
-
             root = store_root(self.storyboard)
             if root.is_dir():
                 self._memo = MediaMemo(root / "media.json", DigestMemo(root / "digests.json"))
