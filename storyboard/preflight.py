@@ -12,9 +12,9 @@ together, so a run never pays for an upstream shot and then stops at its dependa
 * a take ``continues`` another (the upstream's last frame is always a local file) or
   ``extends`` a clip the provider has no URL for, with no way to host it.
 
-Which providers can host files is a property of their classes (``can_host_files``), not of
-their names. The provider modules import httpx, so they are imported inside
-:func:`preflight`, never on the ``validate`` path.
+Which providers can host files, and which variable holds each key, is the provider table's
+data (:mod:`storyboard.providers`), not a matter of their names. The key check imports httpx,
+so it is imported inside :func:`preflight`, never on the ``validate`` path.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from storyboard.errors import CannotStart, Obstacle
+from storyboard.providers import PROVIDERS, ProviderEntry, hosts
 
 if TYPE_CHECKING:
     from storyboard.journal import Journal
     from storyboard.model import Media, Shot
     from storyboard.plan import Plan, ShotPlan, TakePlan
-    from storyboard.providers._http import HostedProvider
 
 __all__ = ["local_inputs", "preflight"]
 
@@ -61,13 +61,6 @@ def local_inputs(shot: Shot) -> Iterator[tuple[str, Media]]:
             yield field, media
 
 
-def _provider_classes() -> tuple[type[HostedProvider], ...]:
-    from storyboard.providers.qingbo import QingboProvider
-    from storyboard.providers.wavespeed import WaveSpeedProvider
-
-    return (WaveSpeedProvider, QingboProvider)
-
-
 def preflight(
     plan: Plan,
     *,
@@ -90,20 +83,19 @@ def preflight(
     from storyboard.providers._http import key_problem
 
     env = os.environ if environ is None else environ
-    classes = {cls.name: cls for cls in _provider_classes()}
 
-    def has_key(cls: type[HostedProvider]) -> bool:
-        return bool(env.get(cls.key_var, "").strip())
+    def has_key(prov: ProviderEntry) -> bool:
+        return prov.key_var is None or bool(env.get(prov.key_var, "").strip())
 
-    def bad_key(cls: type[HostedProvider]) -> str | None:
+    def bad_key(prov: ProviderEntry) -> str | None:
         """What is wrong with the provider's key, if it is set and unusable."""
-        value = env.get(cls.key_var, "").strip()
+        value = env.get(prov.key_var, "").strip() if prov.key_var else ""
         return key_problem(value) if value else None
 
-    hosts = [cls for cls in classes.values() if cls.can_host_files]
-    hosting_ready = any(has_key(cls) and bad_key(cls) is None for cls in hosts)
-    host_vars = " or ".join(cls.key_var for cls in hosts) or "a hosting provider's key"
-    host_var = hosts[0].key_var if hosts else None
+    able = hosts()
+    hosting_ready = any(has_key(prov) and bad_key(prov) is None for prov in able)
+    host_vars = " or ".join(c.key_var for c in able if c.key_var) or "a hosting provider's key"
+    host_var = able[0].key_var if able else None
     rendered_now = {
         sp.selected.key
         for sp in plan.to_render
@@ -121,43 +113,43 @@ def preflight(
         shot, spec = sp.shot, sp.shot.spec
         if spec is None:  # pragma: no cover - cards and skipped shots are never rendered
             continue
-        cls = classes.get(spec.provider)
-        if cls is None:  # pragma: no cover - the registry names only known providers
+        prov = PROVIDERS.get(spec.provider)
+        if prov is None:  # pragma: no cover - the catalogue names only providers of the table
             continue
-        if not has_key(cls):
+        if not has_key(prov):
             obstacles.append(
                 Obstacle(
                     shot.id,
-                    f"{cls.key_var} is not set; {spec.id} runs on {cls.label}",
-                    provider=cls.name,
-                    env_var=cls.key_var,
+                    f"{prov.key_var} is not set; {spec.id} runs on {prov.label}",
+                    provider=prov.name,
+                    env_var=prov.key_var,
                 )
             )
-        elif (problem := bad_key(cls)) is not None:
+        elif (problem := bad_key(prov)) is not None:
             obstacles.append(
                 Obstacle(
                     shot.id,
-                    f"{cls.key_var} {problem}; {spec.id} runs on {cls.label}",
-                    provider=cls.name,
-                    env_var=cls.key_var,
+                    f"{prov.key_var} {problem}; {spec.id} runs on {prov.label}",
+                    provider=prov.name,
+                    env_var=prov.key_var,
                 )
             )
-        if cls.can_host_files or hosting_ready:
+        if prov.can_host_files or hosting_ready:
             continue  # local files are uploaded (by this provider, or the hosting one)
         if not any(submits(sp, take) for take in sp.stale_takes):
             continue  # every take is resumed: nothing is uploaded
-        unusable = [f"{h.key_var} {bad_key(h)}" for h in hosts if bad_key(h) is not None]
+        unusable = [f"{h.key_var} {bad_key(h)}" for h in able if bad_key(h) is not None]
         why = (
-            f"{cls.label} takes only URLs and {host_vars} is not set to host it"
+            f"{prov.label} takes only URLs and {host_vars} is not set to host it"
             if not unusable
-            else f"{cls.label} takes only URLs and {'; '.join(unusable)}, so it cannot host it"
+            else f"{prov.label} takes only URLs and {'; '.join(unusable)}, so it cannot host it"
         )
         for field, media in local_inputs(shot):
             obstacles.append(
                 Obstacle(
                     shot.id,
                     f"{field} {media.source} is a local file; {why}",
-                    provider=cls.name,
+                    provider=prov.name,
                     env_var=host_var,
                     local_input=True,
                 )
@@ -167,7 +159,7 @@ def preflight(
                 Obstacle(
                     shot.id,
                     f"continues {shot.continues}: its last frame is a local file; {why}",
-                    provider=cls.name,
+                    provider=prov.name,
                     env_var=host_var,
                     local_input=True,
                 )
@@ -185,7 +177,7 @@ def preflight(
                         shot.id,
                         f"extends {shot.extends}: its clip is a local file with no valid "
                         f"provider URL; {why}",
-                        provider=cls.name,
+                        provider=prov.name,
                         env_var=host_var,
                         local_input=True,
                     )

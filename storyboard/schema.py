@@ -37,17 +37,38 @@ def schema_text() -> str:
     return schema_path().read_text(encoding="utf-8")
 
 
+def _catalogue() -> tuple[tuple[str, str], ...]:
+    """``(model id, provider)`` of every model in the catalogue as it is now."""
+    from storyboard.catalog import MODELS
+
+    return tuple((spec.id, spec.provider) for spec in MODELS.values())
+
+
 @cache
-def _schema() -> dict[str, Any]:
+def _schema(models: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The schema with the catalogue's model ids and provider names.
+
+    The file lists the same ones for editors (tests keep it so); taking them from the
+    catalogue makes a model or provider added there valid without editing the file.
+    """
+    from storyboard.catalog import PREVIEW_PROVIDER
+
     data: dict[str, Any] = json.loads(schema_text())
+    ids = [model for model, _ in models]
+    for where in (data["$defs"]["shot"], data["properties"]["defaults"]):
+        where["properties"]["model"]["enum"] = ids
+    caps = data["properties"]["render"]["properties"]["concurrency"]
+    each = next(iter(caps["properties"].values()))
+    names = dict.fromkeys([*(provider for _, provider in models), PREVIEW_PROVIDER])
+    caps["properties"] = {name: dict(each) for name in names}
     return data
 
 
 @cache
-def _validator() -> Any:
+def _validator(models: tuple[tuple[str, str], ...]) -> Any:
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(_schema())
+    return Draft202012Validator(_schema(models))
 
 
 _TYPE_NAMES = {
@@ -167,7 +188,8 @@ def _problems_for(doc: Document, error: Any) -> Iterator[Problem]:
 def validate_schema(doc: Document, data: Any | None = None) -> list[Problem]:
     """Check ``data`` (default: the document's data) against the schema; all problems."""
     instance = doc.data if data is None else data
-    leaves = [leaf for error in _validator().iter_errors(instance) for leaf in _leaf_errors(error)]
+    validator = _validator(_catalogue())
+    leaves = [leaf for error in validator.iter_errors(instance) for leaf in _leaf_errors(error)]
     # A value of the wrong type also fails its enum/pattern/range: say only the first thing.
     mistyped = {tuple(e.absolute_path) for e in leaves if e.validator == "type"}
     problems: list[Problem] = []

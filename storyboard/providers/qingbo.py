@@ -42,6 +42,7 @@ import httpx
 
 from storyboard.errors import ProviderBusy, ProviderError
 from storyboard.model import Media
+from storyboard.providers import PROVIDERS
 from storyboard.providers._http import (
     HostedProvider,
     RetryableResponse,
@@ -79,6 +80,7 @@ __all__ = [
 ]
 
 NAME = "qingbo"
+_ENTRY = PROVIDERS[NAME]  # the table holds the facts callers outside this module ask
 API_KEY_ENV = "QINGBO_API_KEY"
 BASE_URL_ENV = "QINGBO_BASE_URL"
 DEFAULT_BASE_URL = "https://www.qingbo.dev"
@@ -393,13 +395,14 @@ class QingboProvider(HostedProvider):
     """
 
     name = NAME
-    label = "Qingbo"
+    label = _ENTRY.label
     key_var = API_KEY_ENV
     base_var = BASE_URL_ENV
     default_base = DEFAULT_BASE_URL
-    idempotent_submit = True  # Idempotency-Key: the same key returns the original task
-    output_lifetime = 24 * 3600.0  # result links are valid 24 h (PROVIDERS §3.3)
-    output_lifetime_text = "24 h"
+    can_host_files = _ENTRY.can_host_files
+    idempotent_submit = _ENTRY.idempotent_submit  # Idempotency-Key: the original task
+    output_lifetime = _ENTRY.output_lifetime  # result links are valid 24 h (PROVIDERS §3.3)
+    output_lifetime_text = _ENTRY.output_lifetime_text
 
     def _api_root(self, base_url: str) -> str:
         # PROVIDERS §3.1 names the base ".../v1"; our paths carry /v1, so accept either.

@@ -41,6 +41,7 @@ from storyboard.errors import (
     SubmitOutcomeUnknown,
 )
 from storyboard.model import Media
+from storyboard.providers import PROVIDERS
 from storyboard.providers._http import (
     RETRY_STATUSES,
     HostedProvider,
@@ -78,6 +79,7 @@ __all__ = [
 ]
 
 NAME = "wavespeed"
+_ENTRY = PROVIDERS[NAME]  # the table holds the facts callers outside this module ask
 API_KEY_ENV = "WAVESPEED_API_KEY"
 BASE_URL_ENV = "WAVESPEED_BASE_URL"
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
@@ -291,13 +293,14 @@ class WaveSpeedProvider(HostedProvider):
     """
 
     name = NAME
-    label = "WaveSpeed"
+    label = _ENTRY.label
     key_var = API_KEY_ENV
     base_var = BASE_URL_ENV
     default_base = DEFAULT_BASE_URL
-    can_host_files = True
-    output_lifetime = 7 * 86_400.0  # outputs are kept 7 days (PROVIDERS §1.6)
-    output_lifetime_text = "7 days"
+    can_host_files = _ENTRY.can_host_files  # the media API (PROVIDERS §1.6)
+    idempotent_submit = _ENTRY.idempotent_submit
+    output_lifetime = _ENTRY.output_lifetime  # outputs are kept 7 days (PROVIDERS §1.6)
+    output_lifetime_text = _ENTRY.output_lifetime_text
 
     # ---- the protocol -------------------------------------------------------------------------
 
