@@ -58,6 +58,8 @@ from storyboard.errors import (
 from storyboard.events import Event, Stage
 from storyboard.journal import Journal, JournalEntry
 from storyboard.plan import Plan, take_price
+from storyboard.providers import ProviderEntry, ProviderSetup, hosts, key_vars
+from storyboard.providers import entry as provider_entry
 from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskFinder, TaskRef
 from storyboard.render import (
     Timing,
@@ -71,20 +73,16 @@ _T = TypeVar("_T")
 
 __all__ = ["LiveRunner", "LiveSession", "check_budget", "resolve_seed", "start_live"]
 
-# How long a provider's output URL stays usable (PROVIDERS §1.6: WaveSpeed keeps outputs 7
-# days; §3.3: Qingbo links are valid 24 h).
-_OUTPUT_LIFETIME = {"wavespeed": 7 * 24 * 3600.0, "qingbo": 24 * 3600.0}
 _BUSY_ATTEMPTS = 20
-_KEY_VARS = ("WAVESPEED_API_KEY", "QINGBO_API_KEY")
 
 
 def _resends_safely(provider: Provider) -> bool:
     """Whether resending a submit of the same attempt can never create a second task.
 
-    Qingbo de-duplicates submits by ``Idempotency-Key`` (derived from the generation key and
-    the attempt) for 24 h; WaveSpeed has no such key.
+    The provider table says: Qingbo de-duplicates submits by ``Idempotency-Key`` (derived
+    from the generation key and the attempt) for 24 h; WaveSpeed has no such key.
     """
-    return provider.idempotent_submit
+    return provider_entry(provider.name).idempotent_submit
 
 
 def _first_step(provider: Provider) -> NextStep:
@@ -93,11 +91,8 @@ def _first_step(provider: Provider) -> NextStep:
 
 
 def _lifetime(provider: Provider) -> float:
-    """Seconds the provider serves a finished output (its class says, else the table)."""
-    value = getattr(provider, "output_lifetime", None)
-    if isinstance(value, int | float):
-        return float(value)
-    return _OUTPUT_LIFETIME.get(provider.name, 0.0)
+    """Seconds the provider serves a finished output (the provider table says)."""
+    return provider_entry(provider.name).output_lifetime
 
 
 def _display(path: Path | None) -> str:
@@ -217,22 +212,15 @@ class LiveSession:
     # -- providers -------------------------------------------------------------------------
 
     def provider(self, name: str) -> Provider:
-        """The client of a provider, made from its environment variables on first use."""
+        """The client of a provider, made from its environment variables on first use.
+
+        Raises:
+            ProviderError: the provider table has no such provider.
+            MissingAPIKey: its key variable is not set.
+        """
         if name not in self._providers:
-            if name == "wavespeed":
-                from storyboard.providers.wavespeed import WaveSpeedProvider
-
-                self._providers[name] = WaveSpeedProvider.from_env(
-                    environ=self.environ, transport=self.transport
-                )
-            elif name == "qingbo":
-                from storyboard.providers.qingbo import QingboProvider
-
-                self._providers[name] = QingboProvider.from_env(
-                    environ=self.environ, transport=self.transport
-                )
-            else:  # pragma: no cover - the registry names only these two
-                raise ProviderError(f"unknown provider {name!r}", provider=name)
+            setup = ProviderSetup(environ=self.environ, transport=self.transport)
+            self._providers[name] = provider_entry(name).factory(setup)
         return self._providers[name]
 
     def check_keys(self, providers: set[str]) -> None:
@@ -251,7 +239,7 @@ class LiveSession:
 
     def secrets(self) -> tuple[str, ...]:
         """The API keys in use (as set and stripped), to keep out of every message."""
-        values = [self.environ.get(v, "") for v in _KEY_VARS]
+        values = [self.environ.get(v, "") for v in key_vars()]
         return tuple(dict.fromkeys(x for v in values for x in (v, v.strip()) if x))
 
     def _board(self) -> str:
@@ -288,28 +276,45 @@ class LiveSession:
         what: str,
         announce: Callable[[], None] | None = None,
     ) -> str:
-        url = await self._db(partial(self.journal.upload_url, digest, "wavespeed"))
+        host = self._host(shot)
+        url = await self._db(partial(self.journal.upload_url, digest, host.name))
         if url is not None:
             return url
         try:
-            uploader = self.provider("wavespeed")
+            client = self.provider(host.name)
         except MissingAPIKey:
             raise ProviderError(
                 f"shot {shot}: {what} {path.name!r} is a local file and needs hosting",
-                provider="wavespeed",
+                provider=host.name,
                 shot=shot,
-                hint="put an https:// URL in the storyboard, or set WAVESPEED_API_KEY so "
-                "storyboard can upload local files through the WaveSpeed media API",
+                hint=f"put an https:// URL in the storyboard, or set {host.key_var} so "
+                f"storyboard can upload local files through the {host.label} media API",
             ) from None
-        upload = getattr(uploader, "upload", None)
-        if upload is None:  # pragma: no cover - WaveSpeed always uploads
-            raise ProviderError("the WaveSpeed client cannot upload", provider="wavespeed")
+        assert host.uploader is not None  # a host has one (see _host)
+        uploader = host.uploader(client)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if announce is not None:
             announce()
-        url, expires = await upload(path, content_type)
-        await self._db(partial(self.journal.record_upload, digest, "wavespeed", url, expires))
+        url, expires = await uploader.upload(path, content_type)
+        await self._db(partial(self.journal.record_upload, digest, host.name, url, expires))
         return str(url)
+
+    def _host(self, shot: str) -> ProviderEntry:
+        """The provider that hosts local files: the first in the table with its key set.
+
+        Raises:
+            ProviderError: the table has no provider that can host files.
+        """
+        able = hosts()
+        if not able:  # pragma: no cover - the table has a host
+            raise ProviderError(
+                f"shot {shot}: a local file needs hosting and no provider can host files",
+                provider="",
+                shot=shot,
+                hint="put an https:// URL in the storyboard",
+            )
+        ready = [h for h in able if h.key_var and self.environ.get(h.key_var, "").strip()]
+        return (ready or able)[0]
 
     async def prepare(
         self,
@@ -532,7 +537,8 @@ class LiveSession:
             ) from exc
         except OutputGone as exc:
             await self._db(partial(self.journal.output_gone, job.key))
-            lifetime = getattr(provider, "output_lifetime_text", "")
+            served = provider_entry(provider.name)
+            lifetime = served.output_lifetime_text if served.output_lifetime else ""
             expiry = f"; links expire after {lifetime}" if lifetime else ""
             raise OutputGone(
                 f"{where}: the provider no longer has this output (HTTP {exc.status}{expiry}); "
