@@ -515,7 +515,9 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.jobs is not None:
         if args.jobs < 1:
             raise UsageError("--jobs must be at least 1")
-        concurrency = {k: args.jobs for k in ("preview", "wavespeed", "qingbo")}
+        from storyboard.providers import PROVIDERS
+
+        concurrency = dict.fromkeys(PROVIDERS, args.jobs)
     store.clean_tmp(older_than=24 * 3600)
     failed: RenderFailed | None = None
     report = None
@@ -766,8 +768,9 @@ def _redact(text: str) -> str:
     import os
 
     from storyboard.errors import redact_secrets
+    from storyboard.providers import key_vars
 
-    keys = [os.environ.get(var, "") for var in ("WAVESPEED_API_KEY", "QINGBO_API_KEY")]
+    keys = [os.environ.get(var, "") for var in key_vars()]
     return redact_secrets(text, [k for k in keys if k.strip()])
 
 

@@ -48,6 +48,7 @@ from storyboard.errors import (
 )
 from storyboard.events import Event, Stage
 from storyboard.plan import Plan, ShotPlan, TakePlan
+from storyboard.providers import default_concurrency
 from storyboard.providers.base import (
     Failed,
     Job,
@@ -536,9 +537,6 @@ def _from_group(
     return RenderFailed(found)
 
 
-_DEFAULT_CONCURRENCY = {"preview": 2, "wavespeed": 2, "qingbo": 5}
-
-
 class _CtrlC:
     """Notes a Ctrl-C (SIGINT) the moment it arrives, before the event loop acts on it.
 
@@ -586,7 +584,7 @@ async def _render_async(
 
     def limiter_for(name: str) -> anyio.CapacityLimiter:
         if name not in limiters:
-            cap = concurrency.get(name) or _DEFAULT_CONCURRENCY.get(name, 2)
+            cap = concurrency.get(name) or default_concurrency(name)
             limiters[name] = anyio.CapacityLimiter(cap)
         return limiters[name]
 
