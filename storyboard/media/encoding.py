@@ -3,6 +3,7 @@
 Every piece (:mod:`storyboard.cutter`) and every seam (:mod:`storyboard.seams`) is H.264
 yuv420p High profile without B-frames at the cut's fps, BT.709 tags, a fixed track
 timescale and 48 kHz stereo PCM audio: files that agree on all of it join by stream copy.
+:func:`fit_filter` brings any source to the cut's frame size and to BT.709 on the way in.
 """
 
 from __future__ import annotations
