@@ -130,19 +130,42 @@ def test_every_catalogue_provider_is_in_the_table_and_in_the_schema() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _about_a_backend(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether ``node`` sits in a statement or a function about the backend (preview/live)."""
+    at: ast.AST | None = node
+    below: ast.AST = node
+    while at is not None:
+        if isinstance(at, ast.arg):  # an annotation: ``backend: Literal["preview", "live"]``
+            return "backend" in at.arg.lower()
+        if isinstance(at, ast.arguments):  # a default: ``backend: Backend = "preview"``
+            positional = at.posonlyargs + at.args
+            with_default = positional[len(positional) - len(at.defaults) :]
+            pairs = [
+                *zip(with_default, at.defaults, strict=True),
+                *zip(at.kwonlyargs, at.kw_defaults, strict=True),
+            ]
+            return any(d is below and "backend" in a.arg.lower() for a, d in pairs)
+        if isinstance(at, ast.FunctionDef | ast.AsyncFunctionDef):
+            return "backend" in at.name.lower()
+        if isinstance(at, ast.stmt) and "backend" in ast.unparse(at).lower():
+            return True
+        below, at = at, parents.get(at)
+    return False
+
+
 def name_violations(source: str, where: str) -> list[str]:
     """Every place ``source`` tells a provider by its name, key variable, module or getattr."""
     names = {n.lower() for n in PROVIDERS}
     keys = set(key_vars())
     backends = set(get_args(Backend))  # "preview" is also the offline backend's name
-    lines = source.splitlines()
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     found: list[str] = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         at = f"{where}:{getattr(node, 'lineno', 0)}"
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             value = node.value
-            line = lines[node.lineno - 1]
-            if value in backends and "backend" in line.lower():
+            if value in backends and _about_a_backend(node, parents):
                 continue  # the backend (preview or live), not a provider
             if value.lower() in names or value in keys:
                 found.append(f"{at}: string {value!r}")
@@ -187,6 +210,9 @@ def test_no_module_outside_providers_tells_a_provider_by_name() -> None:
     [
         'if spec.provider == "qingbo":\n    pass\n',
         'caps = {"preview": 2, "wavespeed": 2}\n',
+        'def limits(self) -> dict[str, int]:\n    return {"preview": 2}\n',
+        'def run(name: str = "preview", backend: str = "live") -> None: ...\n',
+        'def run(backend: str, *, name: str = "qingbo") -> None: ...\n',
         'KEYS = ("WAVESPEED_API_KEY",)\n',
         'lifetime = getattr(provider, "output_lifetime", None)\n',
         'upload = getattr(client, "upload")\n',
@@ -202,6 +228,10 @@ def test_the_scan_finds_each_way_of_telling_a_provider_by_name(code: str) -> Non
     "code",
     [
         'backend = "live" if live else "preview"\n',
+        'def backend(self) -> str:\n    return "live" if self.live else "preview"\n',
+        'Backend = Literal["preview", "live"]\n',
+        'def plan(board, *, backend: Literal["preview", "live"] = "preview") -> None: ...\n',
+        'def cut(plan, backend="preview", /) -> None: ...\n',
         'if plan.backend == "preview":\n    pass\n',
         "from storyboard.providers.preview import PreviewProvider\n",
         'mark = getattr(exc, "problem_mark", None)\n',
