@@ -39,19 +39,107 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from storyboard.errors import StoreError
 from storyboard.hashing import DigestMemo, atomic_write, canonical_json, sha256_bytes, sha256_file
 from storyboard.paths import DEFAULT_STORE, store_root  # where the store is (kernel)
 
-__all__ = ["DEFAULT_STORE", "GITIGNORE", "ClipEntry", "Store", "store_root"]
+__all__ = [
+    "DEFAULT_STORE",
+    "GITIGNORE",
+    "Charge",
+    "ClipEntry",
+    "Provenance",
+    "Store",
+    "store_root",
+]
 
 #: What the store's own ``.gitignore`` says: everything in it, itself included.
 GITIGNORE = "# created by storyboard: the store is a cache, never committed\n*\n"
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What a provider said it charged, in its own unit (Qingbo quota, ...); never dollars."""
+
+    amount: float
+    unit: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"amount": self.amount, "unit": self.unit}
+
+    @classmethod
+    def from_json(cls, value: object) -> Charge | None:
+        """The charge as stored (``{amount, unit}``), or ``None`` when it is not one."""
+        if not isinstance(value, Mapping):
+            return None
+        amount, unit = value.get("amount"), value.get("unit")
+        if (
+            isinstance(amount, int | float)
+            and not isinstance(amount, bool)
+            and isinstance(unit, str)
+        ):
+            return cls(amount, unit)
+        return None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a stored clip came from; every field is ``None`` when not known.
+
+    Attributes:
+        provider: the provider that rendered it (``preview`` for the animatic).
+        model: the model id.
+        task_id: the provider's task.
+        seed: the seed it was rendered with (a random seed as resolved at submit).
+        reported_cost: what the provider reported it charged.
+        cost: its list price in USD (as the lock keeps it).
+        time: when it entered the store (UTC, ``YYYY-MM-DDTHH:MM:SSZ``).
+    """
+
+    provider: str | None = None
+    model: str | None = None
+    task_id: str | None = None
+    seed: int | None = None
+    reported_cost: Charge | None = None
+    cost: float | None = None
+    time: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are known, as stored in the store's key entries."""
+        data: dict[str, Any] = {}
+        for name in ("provider", "model", "task_id", "seed", "cost", "time"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.reported_cost is not None:
+            data["reported_cost"] = self.reported_cost.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: object) -> Provenance:
+        """A provenance from stored data; a field of the wrong type is not known."""
+        if not isinstance(data, Mapping):
+            return cls()
+
+        def text(name: str) -> str | None:
+            value = data.get(name)
+            return value if isinstance(value, str) else None
+
+        seed, cost = data.get("seed"), data.get("cost")
+        return cls(
+            provider=text("provider"),
+            model=text("model"),
+            task_id=text("task_id"),
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            reported_cost=Charge.from_json(data.get("reported_cost")),
+            cost=cost if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+            time=text("time"),
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +153,20 @@ class ClipEntry:
     size: int
     shot: str
     take: int
-    info: dict[str, Any]
+    provenance: Provenance
+
+
+class _Material(Protocol):
+    """A generation material (:class:`storyboard.keys.GenerationMaterial`)."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def _provenance(raw: Mapping[str, Any]) -> Provenance:
+    """The provenance of a key entry: its ``info`` with the entry's own ``time``."""
+    info = raw.get("info")
+    data = {**(info if isinstance(info, Mapping) else {}), "time": raw.get("time")}
+    return Provenance.from_json(data)
 
 
 class Store:
@@ -159,7 +260,7 @@ class Store:
                 size=int(raw["size"]),
                 shot=str(raw["shot"]),
                 take=int(raw["take"]),
-                info={**dict(raw.get("info") or {}), "time": raw.get("time")},
+                provenance=_provenance(raw),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -213,37 +314,68 @@ class Store:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
 
-    def link(
-        self, key: str, digest: str, *, seconds: float, shot: str, take: int, info: dict[str, Any]
+    def locate(
+        self,
+        key: str,
+        digest: str,
+        *,
+        seconds: float,
+        shot: str,
+        take: int,
+        provenance: Provenance,
     ) -> ClipEntry | None:
-        """Record that ``key`` produced the stored object ``digest`` (from a lock file).
+        """The stored object ``digest`` as the clip of ``key`` (a lock names it), read-only.
 
-        Returns ``None`` when the object is not in the store or is corrupt.
+        Returns ``None`` when the object is not in the store or is corrupt. Nothing is
+        recorded: :meth:`link` makes the store's index know it.
         """
         path = self.object_path(digest)
         try:
             if self.memo.digest(path) != digest:
                 return None
-            self.ensure()
-            record = {
-                "key": key,
-                "digest": digest,
-                "seconds": round(seconds, 6),
-                "size": path.stat().st_size,
-                "shot": shot,
-                "take": take,
-                "info": info,
-                "time": info.get("time"),
-            }
-            atomic_write(self._entry_path(key), canonical_json(record))
+            size = path.stat().st_size
         except OSError:
             return None
-        return self.lookup(key)
+        return ClipEntry(key, digest, path, round(seconds, 6), size, shot, take, provenance)
+
+    def link(self, entry: ClipEntry) -> bool:
+        """Record that ``entry.key`` produced the stored object ``entry.digest`` (from a lock).
+
+        Returns whether it was recorded (a store that cannot be written is only a slower
+        next plan).
+
+        Raises:
+            StoreError: the store's folder cannot be created.
+        """
+        self.ensure()
+        record = {
+            "key": entry.key,
+            "digest": entry.digest,
+            "seconds": round(entry.seconds, 6),
+            "size": entry.size,
+            "shot": entry.shot,
+            "take": entry.take,
+            "info": entry.provenance.to_json(),
+            "time": entry.provenance.time,
+        }
+        try:
+            atomic_write(self._entry_path(entry.key), canonical_json(record))
+        except OSError:
+            return False
+        return True
 
     def put(
-        self, key: str, clip: Path, *, seconds: float, shot: str, take: int, info: dict[str, Any]
+        self,
+        key: str,
+        clip: Path,
+        *,
+        seconds: float,
+        shot: str,
+        take: int,
+        provenance: Provenance | None = None,
     ) -> ClipEntry:
         """Move a finished clip into the store and record which key produced it."""
+        known = provenance if provenance is not None else Provenance()
         self.ensure()
         digest = sha256_file(clip)
         target = self.object_path(digest)
@@ -264,13 +396,13 @@ class Store:
                 "size": size,
                 "shot": shot,
                 "take": take,
-                "info": info,
+                "info": known.to_json(),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             atomic_write(self._entry_path(key), canonical_json(record))
         except OSError as exc:
             raise StoreError(f"cannot write to the store at {self.root}: {exc.strerror}") from exc
-        return ClipEntry(key, digest, target, seconds, size, shot, take, info)
+        return ClipEntry(key, digest, target, seconds, size, shot, take, known)
 
     # -- what each shot was rendered from ---------------------------------------------------
 
@@ -278,16 +410,18 @@ class Store:
         return self.root / "shots" / self.namespace / backend / f"{shot}.json"
 
     def last_material(self, backend: str, shot: str) -> dict[str, Any] | None:
+        """The material (as recorded, plain data) the shot was last rendered from."""
         try:
             data = json.loads(self._material_path(backend, shot).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
 
-    def record_material(self, backend: str, shot: str, material: dict[str, Any]) -> None:
+    def record_material(self, backend: str, shot: str, material: _Material) -> None:
+        """Record what the shot was rendered from (for "why stale" in a later plan)."""
         self.ensure()
         try:
-            atomic_write(self._material_path(backend, shot), canonical_json(material))
+            atomic_write(self._material_path(backend, shot), canonical_json(material.to_json()))
         except OSError as exc:
             raise StoreError(f"cannot write to the store at {self.root}: {exc.strerror}") from exc
 

@@ -15,8 +15,7 @@ import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from storyboard import __version__
 from storyboard.errors import (
@@ -27,6 +26,10 @@ from storyboard.errors import (
     StoryboardError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from storyboard.pipeline import BuildReport
+    from storyboard.plan import Plan
 
 __all__ = ["main", "main_entry"]
 
@@ -364,55 +367,23 @@ def _cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _load_plan(args: argparse.Namespace, *, output: str | None = None) -> tuple[Any, Any]:
-    from pathlib import Path
-
-    from storyboard.cache import Store
-    from storyboard.plan import make_plan
+def _build_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline's arguments from a command's options (each command has its own)."""
     from storyboard.templating import parse_set
-    from storyboard.validate import load_storyboard
 
-    if output:
-        _check_output_option(Path(output))
-    board = load_storyboard(args.file, overrides=parse_set(args.set))
-    store = Store.for_storyboard(board.path)
-    plan = make_plan(
-        board,
-        store,
-        backend="live" if getattr(args, "live", False) else "preview",
-        only=getattr(args, "only", []),
-        force=getattr(args, "force", []),
-        force_all=getattr(args, "force_all", False),
-        output=Path(output).absolute() if output else None,
-    )
-    return plan, store
+    return {
+        "live": getattr(args, "live", False),
+        "variables": parse_set(args.set),
+        "output": args.output,
+    }
 
 
-def _check_output_option(path: Path) -> None:
-    """``-o/--output`` may point anywhere (the user chose it) but must name a video file."""
-    from storyboard.paths import VIDEO_CONTAINERS
-
-    if path.suffix.lower() not in VIDEO_CONTAINERS or path.is_dir():
-        what = "is a folder" if path.is_dir() else "does not name a .mp4 or .mov file"
-        raise UsageError(
-            f"-o/--output {str(path)!r} {what}",
-            hint=f"give the cut's file name, e.g. -o {(path.stem or 'cut').lstrip('.')}.mp4",
-        )
+def _selection(args: argparse.Namespace) -> dict[str, Any]:
+    return {"only": args.only, "force": args.force, "force_all": args.force_all}
 
 
 def _money(value: float) -> str:
     return f"${value:.2f}"
-
-
-def _budget(args: argparse.Namespace, plan: Any) -> float | None:
-    """The budget a render of this plan would apply: --budget, else render.budget (live)."""
-    if args.budget is not None:
-        if args.budget < 0:
-            raise UsageError(f"--budget must be 0 or more, not {args.budget:g}")
-        return float(args.budget)
-    if plan.backend == "live" and plan.board.render.budget is not None:
-        return float(plan.board.render.budget)
-    return None
 
 
 def _budget_line(cost: float, budget: float) -> str:
@@ -424,20 +395,21 @@ def _budget_line(cost: float, budget: float) -> str:
     )
 
 
-def _missing_after(plan: Any) -> list[str]:
+def _missing_after(plan: Plan) -> list[str]:
     """Shots of the cut that have no clip and that this run does not render either."""
     return [m for m in plan.missing if not plan.will_render(m)]
 
 
-def _only_note(plan: Any) -> str:
+def _only_note(plan: Plan) -> str:
     return f" (outside --only {','.join(sorted(plan.only))})" if plan.only else ""
 
 
 def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    plan, store = _load_plan(args, output=args.output)
-    store.save()
-    budget = _budget(args, plan)
-    fits = budget is None or plan.cost <= budget + 1e-9
+    from storyboard.pipeline import check_budget, plan_build
+
+    plan = plan_build(args.file, **_build_args(args), **_selection(args))
+    verdict = check_budget(plan, args.budget)
+    budget, fits = verdict.budget, verdict.fits
     code = EXIT_OK if fits else BudgetExceeded.exit_code
     if args.json:
         data = plan.to_json()
@@ -498,114 +470,45 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard._progress import Reporter
-    from storyboard.errors import RenderFailed, StitchError
-    from storyboard.plan import make_plan
-    from storyboard.stitch import stitch, verify_cut
+    from storyboard.events import Event
+    from storyboard.pipeline import BuildEvent, BuildFailed, Planned, Started, build
 
-    plan, store = _load_plan(args, output=args.output)
-    if verify_cut(plan, store):  # a clip of the cut changed on disk: dropped, so render it again
-        plan, store = _load_plan(args, output=args.output)
-    board = plan.board
-    before = plan  # what this run was asked to do: its scope, and what was up to date
-    if args.verbose and not args.quiet:
-        for sp in plan.to_render:
-            n = len(sp.stale_takes)
-            print(f"to render: {sp.id}: {n} take{'' if n == 1 else 's'} ({sp.reason})", file=err)
-    concurrency = dict(board.render.concurrency)
-    if args.jobs is not None:
-        if args.jobs < 1:
-            raise UsageError("--jobs must be at least 1")
-        from storyboard.providers import PROVIDERS
+    failed: BuildFailed | None = None
+    with contextlib.ExitStack() as stack:
+        shown: list[Reporter] = []
 
-        concurrency = dict.fromkeys(PROVIDERS, args.jobs)
-    store.clean_tmp(older_than=24 * 3600)
-    failed: RenderFailed | None = None
-    report = None
-    result = None
-    journal = None
-    paid: tuple[int, float] | None = None  # (takes, USD at list price) this live run submitted
-    try:
-        estimate = plan.cost if args.live else None  # the footer's "committed $X of $Y"
-        with Reporter(err, quiet=args.quiet, estimate=estimate) as reporter:
-            if plan.to_render:  # a no-op render starts no event loop, imports no media code
-                from storyboard.render import render_plan
+        def on_event(event: BuildEvent) -> None:
+            if isinstance(event, Event):
+                shown[0](event)
+            elif isinstance(event, Planned):
+                if args.verbose and not args.quiet:
+                    for sp in event.plan.to_render:
+                        n = len(sp.stale_takes)
+                        what = f"{n} take{'' if n == 1 else 's'} ({sp.reason})"
+                        print(f"to render: {sp.id}: {what}", file=err)
+            elif isinstance(event, Started):
+                estimate = event.plan.cost if args.live else None  # "committed $X of $Y"
+                shown.append(
+                    stack.enter_context(Reporter(err, quiet=args.quiet, estimate=estimate))
+                )
+            else:
+                shown[0].stitch(event.state, event.detail)
 
-                runner: Any
-                on_shot_done = None
-                new: dict[str, float] = {}
-                if args.live:
-                    from storyboard.live import start_live
-                    from storyboard.lockfile import new_takes, write_lock
-
-                    forced = {s.id for s in plan.shots if args.force_all or s.id in args.force}
-                    budget = args.budget if args.budget is not None else board.render.budget
-                    runner, journal = start_live(plan, store, budget=budget, forced=forced)
-                    live_journal = journal
-                    new = new_takes(plan, journal)
-
-                    def on_shot_done(_shot: str) -> None:
-                        write_lock(plan, store, live_journal)
-
-                else:
-                    from storyboard.providers.preview import PreviewProvider
-                    from storyboard.render import ProviderRunner
-
-                    runner = ProviderRunner(PreviewProvider(store.tmp_dir()), store)
-                try:
-                    report = render_plan(
-                        plan, store, runner, concurrency=concurrency,
-                        keep_going=args.keep_going, on_event=reporter, on_shot_done=on_shot_done,
-                    )  # fmt: skip
-                except RenderFailed as exc:
-                    failed = exc
-                finally:
-                    if on_shot_done is not None:
-                        on_shot_done("")  # the lock also records takes of failed shots
-                    if journal is not None:
-                        from storyboard.lockfile import spent
-
-                        paid = spent(new, journal)
-                try:
-                    plan = make_plan(
-                        board, store, backend=plan.backend, output=plan.cut if args.output else None
-                    )
-                except StoryboardError:
-                    if failed is None:  # an input gone mid-run: its take's failure says more
-                        raise
-            missing = [sp.id for sp in plan.shots if sp.kind == "model" and sp.output is None]
-            if not missing:
-                if plan.stitch == "stale":
-                    reporter.stitch("stitching")
-                try:
-                    result = stitch(plan, store)
-                except StitchError:
-                    reporter.stitch("failed")
-                    raise
-                state = "reused" if result.reused else "written"
-                reporter.stitch(state, f"{result.seconds:.1f}s")
-    finally:
-        store.save()
-        if journal is not None:
-            journal.close()
-    count, usd = paid or (0, 0.0)
+        try:
+            report = build(
+                args.file, **_build_args(args), **_selection(args), jobs=args.jobs,
+                budget=args.budget, keep_going=args.keep_going, on_event=on_event,
+            )  # fmt: skip
+        except BuildFailed as exc:
+            failed, report = exc, exc.report
+    before = report.plan
+    count, usd = report.spent.takes, report.spent.usd
     if args.live and not args.quiet:
         spent_line = f"spent {_money(usd)} on {count} take{'' if count == 1 else 's'} (list price)"
     else:
         spent_line = None
-    if report is not None:
-        rendered = list(report.rendered)
-    else:  # a failed run reports no list: what it stored is what the new plan finds fresh
-        now = set(_up_to_date(plan))
-        rendered = [
-            (sp.id, t.take) for sp in before.to_render for t in sp.stale_takes
-            if (sp.id, t.take) in now
-        ]  # fmt: skip
     if args.json:
-        data = _run_report(
-            before, args, rendered=rendered, failed=failed, spent=(count, usd), result=result,
-            missing=missing,
-        )  # fmt: skip
-        print(json.dumps(data, indent=2), file=out)
+        print(json.dumps(_run_report(report, args), indent=2), file=out)
     if failed is not None:
         if spent_line:
             print(spent_line, file=err)
@@ -621,25 +524,22 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(_redact(f"hint: {hint}"), file=err)
         return EXIT_FAILED
     if not args.quiet:
-        fresh = _up_to_date(before)
-        print(f"rendered {len(rendered)} clip(s), {len(fresh)} up to date", file=err)
-        if result is None:
-            message, hint = _not_stitched(before, args, missing)
+        print(
+            f"rendered {len(report.rendered)} clip(s), {len(report.up_to_date)} up to date",
+            file=err,
+        )
+        if report.cut is None:
+            message, hint = _not_stitched(before, args, report.missing)
             print(message, file=err)
             print(f"hint: {hint}", file=err)
         elif not args.json:
-            print(f"cut: {result.path} ({result.seconds:.1f} s)", file=out)
+            print(f"cut: {report.cut} ({report.seconds or 0.0:.1f} s)", file=out)
         if spent_line:
             print(spent_line, file=err)  # the last line: what this run bought
     return EXIT_OK
 
 
-def _up_to_date(plan: Any) -> list[tuple[str, int]]:
-    """Every take the plan found in the store: what a run did not have to render."""
-    return [(sp.id, t.take) for sp in plan.shots if sp.kind == "model" for t in sp.takes if t.fresh]
-
-
-def _not_stitched(plan: Any, args: argparse.Namespace, missing: Sequence[str]) -> tuple[str, str]:
+def _not_stitched(plan: Plan, args: argparse.Namespace, missing: Sequence[str]) -> tuple[str, str]:
     """Why the cut was not stitched, naming the shots still missing, and what to run next."""
     verb = "is" if len(missing) == 1 else "are"
     message = f"cut not stitched: {', '.join(missing)} {verb} not rendered yet"
@@ -652,19 +552,11 @@ def _not_stitched(plan: Any, args: argparse.Namespace, missing: Sequence[str]) -
     return message, f"{command} renders {them} and stitches the cut"
 
 
-def _run_report(
-    plan: Any,
-    args: argparse.Namespace,
-    *,
-    rendered: Sequence[tuple[str, int]],
-    failed: Any,
-    spent: tuple[int, float],
-    result: Any,
-    missing: Sequence[str],
-) -> dict[str, Any]:
+def _run_report(report: BuildReport, args: argparse.Namespace) -> dict[str, Any]:
     """The one JSON document ``render --json`` and ``stitch --json`` print on stdout."""
+    plan = report.plan
     failures = []
-    for f in failed.failures if failed is not None else ():
+    for f in report.failures:
         hint = f.error.hint() if f.error is not None else None
         failures.append(
             {
@@ -675,29 +567,27 @@ def _run_report(
             }
         )
     not_stitched = None
-    if result is None:
-        if missing:
-            message, hint = _not_stitched(plan, args, missing)
+    if report.cut is None:
+        if report.missing:
+            message, hint = _not_stitched(plan, args, report.missing)
             reason = message.removeprefix("cut not stitched: ")
         else:
             reason, hint = "the render failed", None
-        not_stitched = {"reason": reason, "missing": list(missing), "hint": hint}
+        not_stitched = {"reason": reason, "missing": list(report.missing), "hint": hint}
     return {
         "storyboard": str(plan.board.path),
         "backend": plan.backend,
-        "rendered": [{"shot": s, "take": t} for s, t in rendered],
-        "up_to_date": [{"shot": s, "take": t} for s, t in _up_to_date(plan)],
-        "outside_only": [
-            sp.id for sp in plan.shots if sp.status == "stale" and not plan.in_scope(sp.id)
-        ],
+        "rendered": [{"shot": s, "take": t} for s, t in report.rendered],
+        "up_to_date": [{"shot": s, "take": t} for s, t in report.up_to_date],
+        "outside_only": list(report.outside_only),
         "failed": failures,
-        "spent": {"usd": round(spent[1], 6), "takes": spent[0]},
+        "spent": {"usd": round(report.spent.usd, 6), "takes": report.spent.takes},
         "cut": None
-        if result is None
+        if report.cut is None
         else {
-            "path": str(result.path),
-            "seconds": round(result.seconds, 3),
-            "state": "reused" if result.reused else "written",
+            "path": str(report.cut),
+            "seconds": round(report.seconds or 0.0, 3),
+            "state": "reused" if report.reused else "written",
         },
         "not_stitched": not_stitched,
     }
@@ -705,29 +595,27 @@ def _run_report(
 
 def _cmd_stitch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard.errors import StitchError
-    from storyboard.stitch import stitch
+    from storyboard.pipeline import BuildEvent, BuildReport, Planned, restitch
 
-    plan, store = _load_plan(args, output=args.output)
+    planned: list[Plan] = []
+
+    def on_event(event: BuildEvent) -> None:
+        if isinstance(event, Planned):
+            planned.append(event.plan)
+
     try:
-        result = stitch(plan, store)
+        report = restitch(args.file, **_build_args(args), on_event=on_event)
     except StitchError:
-        if args.json:
-            data = _run_report(
-                plan, args, rendered=[], failed=None, spent=(0, 0.0), result=None,
-                missing=plan.missing,
-            )  # fmt: skip
-            print(json.dumps(data, indent=2), file=out)
+        if args.json and planned:
+            plan = planned[0]
+            failed = BuildReport(plan, plan, missing=plan.missing)
+            print(json.dumps(_run_report(failed, args), indent=2), file=out)
         raise
-    finally:
-        store.save()
     if args.json:
-        data = _run_report(
-            plan, args, rendered=[], failed=None, spent=(0, 0.0), result=result, missing=()
-        )
-        print(json.dumps(data, indent=2), file=out)
+        print(json.dumps(_run_report(report, args), indent=2), file=out)
     elif not args.quiet:
-        state = "up to date" if result.reused else "written"
-        print(f"cut: {result.path} ({result.seconds:.1f} s, {state})", file=out)
+        state = "up to date" if report.reused else "written"
+        print(f"cut: {report.cut} ({report.seconds or 0.0:.1f} s, {state})", file=out)
     return EXIT_OK
 
 

@@ -47,7 +47,18 @@ from typing import Literal, get_args
 
 from storyboard.errors import NextStep, StoreError
 
-__all__ = ["Journal", "JournalEntry", "JournalFacts", "read_facts", "read_states"]
+__all__ = [
+    "JOURNAL_FILE",
+    "Journal",
+    "JournalEntry",
+    "JournalFacts",
+    "journal_path",
+    "read_facts",
+    "read_states",
+]
+
+#: The journal's file name inside a store.
+JOURNAL_FILE = "journal.sqlite"
 
 _OPEN_DEADLINE = 30.0
 JournalState = Literal["new", "intent", "submitted", "unknown", "done", "failed"]
@@ -405,6 +416,11 @@ class Journal:
         with self._lock:
             row = self._db.execute("SELECT expires FROM outputs WHERE key = ?", (key,)).fetchone()
         return float(row[0]) if row else None
+
+
+def journal_path(store_root: Path) -> Path:
+    """Where the journal of the store at ``store_root`` is."""
+    return store_root / JOURNAL_FILE
 
 
 @dataclass(frozen=True)

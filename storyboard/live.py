@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from storyboard.cache import ClipEntry, Store
+from storyboard.cache import Charge, ClipEntry, Provenance, Store
 from storyboard.errors import (
     BudgetExceeded,
     DownloadError,
@@ -483,17 +483,16 @@ class LiveSession:
         else:
             stage("resumed", task.task_id, message="submitted by an earlier run")
         status = await self._wait(provider, task, job, emit, deadline)
-        info: dict[str, object] = {
-            "provider": provider.name,
-            "model": job.spec.id,
-            "task_id": task.task_id,
+        reported = status.reported
+        info = Provenance(
+            provider=provider.name,
+            model=job.spec.id,
+            task_id=task.task_id,
+            seed=job.seed,
             # What the provider says it charged, in its own unit (the lock keeps it beside the
             # list price; never converted into dollars).
-            "reported_cost": None
-            if status.reported is None
-            else {"amount": status.reported.amount, "unit": status.reported.unit},
-            "seed": job.seed,
-        }
+            reported_cost=None if reported is None else Charge(reported.amount, reported.unit),
+        )
         entry = await self._fetch(provider, task, status, job, tmp, info, emit)
         await self._db(partial(journal.done, job.key, entry.digest, None))
         if status.outputs:
@@ -509,7 +508,7 @@ class LiveSession:
         status: Succeeded,
         job: Job,
         tmp: Path,
-        info: dict[str, object],
+        info: Provenance,
         emit: Callable[[Event], None] | None = None,
     ) -> ClipEntry:
         """Download, verify and store the output; a failure names the provider and task.

@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storyboard.cache import Store
+from storyboard.cache import Charge, Provenance, Store
 from storyboard.errors import LockUnreadable
 from storyboard.hashing import atomic_write
 from storyboard.journal import Journal
@@ -34,6 +35,7 @@ from storyboard.plan import Plan, take_price
 
 __all__ = [
     "LOCK_FORMAT",
+    "LockRecord",
     "lock_index",
     "lock_path",
     "new_takes",
@@ -50,6 +52,96 @@ _PAID_STATES = frozenset({"submitted", "done"})
 # Journal states of a key with nothing sent for its current attempt (``--force`` resets a key
 # to "new"): this run buys it.
 _UNSENT_STATES: frozenset[str] = frozenset({"new"})
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """One take in the lock: which clip a generation key produced, and what it was made from.
+
+    ``duration`` and ``cost`` keep the numbers as the lock wrote them (an integer stays an
+    integer), so a lock rewritten from its own records is the same bytes.
+    """
+
+    shot: str
+    key: str
+    output: str  # the clip's sha256 (the store's object name)
+    duration: float  # seconds of the clip
+    take: int | None = None
+    prompt: str | None = None
+    model: str | None = None
+    seed: int | None = None
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    upstream: Mapping[str, Any] | None = None
+    provider: str | None = None
+    task_id: str | None = None
+    cost: float | None = None  # list price in USD
+    time: str | None = None
+    reported_cost: Charge | None = None
+
+    @property
+    def provenance(self) -> Provenance:
+        """Where the clip came from, as the store keeps it."""
+        return Provenance(
+            provider=self.provider,
+            task_id=self.task_id,
+            seed=self.seed,
+            reported_cost=self.reported_cost,
+            cost=self.cost,
+            time=self.time,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The take as the lock file holds it."""
+        data: dict[str, Any] = {
+            "take": self.take,
+            "key": self.key,
+            "prompt": self.prompt,
+            "model": self.model,
+            "seed": self.seed,
+            "inputs": dict(self.inputs),
+            "upstream": dict(self.upstream) if self.upstream is not None else None,
+            "output": self.output,
+            "duration": self.duration,
+            "provider": self.provider,
+            "task_id": self.task_id,
+            "cost": self.cost,
+            "time": self.time,
+        }
+        if self.reported_cost is not None:
+            data["reported_cost"] = self.reported_cost.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, shot: str, take: Mapping[str, Any]) -> LockRecord:
+        """A take of a lock whose shape :func:`read_lock` checked (key, output, duration)."""
+
+        def text(name: str) -> str | None:
+            value = take.get(name)
+            return value if isinstance(value, str) else None
+
+        def number(name: str) -> Any:
+            value = take.get(name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            return value if ok else None
+
+        inputs, upstream = take.get("inputs"), take.get("upstream")
+        return cls(
+            shot=shot,
+            key=str(take["key"]),
+            output=str(take["output"]),
+            duration=take["duration"],
+            take=number("take"),
+            prompt=text("prompt"),
+            model=text("model"),
+            seed=number("seed"),
+            inputs=dict(inputs) if isinstance(inputs, Mapping) else {},
+            upstream=dict(upstream) if isinstance(upstream, Mapping) else None,
+            provider=text("provider"),
+            task_id=text("task_id"),
+            cost=number("cost"),
+            time=text("time"),
+            reported_cost=Charge.from_json(take.get("reported_cost")),
+        )
 
 
 def lock_path(storyboard: Path) -> Path:
@@ -138,19 +230,20 @@ def _check_shape(data: Any, text: str, name: str) -> None:
                 )
 
 
-def lock_index(storyboard: Path) -> dict[str, dict[str, Any]]:
+def lock_index(storyboard: Path) -> dict[str, LockRecord]:
     """Generation key -> the lock's record of that take (empty when there is no lock).
 
     Raises:
         LockUnreadable: the lock exists but cannot be read.
+        UnsafePath: the lock is a link that leads outside the storyboard's folder.
     """
     data = read_lock(storyboard)
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, LockRecord] = {}
     if data is None:
         return out
     for shot_id, shot in data["shots"].items():
         for take in shot["takes"]:
-            out[take["key"]] = {**take, "shot": shot_id}
+            out[take["key"]] = LockRecord.from_json(shot_id, take)
     return out
 
 
@@ -164,37 +257,46 @@ def write_lock(plan: Plan, store: Store, journal: Journal | None) -> Path:
         if sp.kind != "model" or spec is None:
             continue
         price = take_price(sp.shot, spec)
-        takes = []
+        takes: list[LockRecord] = []
         for take in sp.takes:
             entry = store.lookup(take.key)
             old = previous.get(take.key)
-            if entry is None and old is None:
+            if entry is not None:
+                info = entry.provenance
+                output, duration = entry.digest, round(entry.seconds, 3)
+            elif old is not None:
+                info = Provenance()
+                output, duration = old.output, old.duration
+            else:
                 continue
-            info = entry.info if entry is not None else {}
             known = journal.get(take.key) if journal is not None else None
-            record = {
-                "take": take.take,
-                "key": take.key,
-                "prompt": sp.shot.prompt,
-                "model": sp.shot.model,
-                "seed": known.seed if known is not None else info.get("seed", take.seed),
-                "inputs": take.material.get("inputs", {}),
-                "upstream": take.material.get("upstream"),
-                "output": entry.digest if entry is not None else old["output"],  # type: ignore[index]
-                "duration": round(entry.seconds, 3) if entry is not None else old["duration"],  # type: ignore[index]
-                "provider": info.get("provider", old.get("provider") if old else None),
-                "task_id": info.get("task_id", old.get("task_id") if old else None),
-                "cost": price,
-                "time": info.get("time") or (old.get("time") if old else None),
-            }
-            reported = _reported(info.get("reported_cost")) or _reported(
-                old.get("reported_cost") if old else None
+            seed = info.seed if info.seed is not None else take.seed
+            upstream = take.material.upstream
+            takes.append(
+                LockRecord(
+                    shot=sp.id,
+                    key=take.key,
+                    output=output,
+                    duration=duration,
+                    take=take.take,
+                    prompt=sp.shot.prompt,
+                    model=sp.shot.model,
+                    seed=known.seed if known is not None else seed,
+                    inputs=take.material.inputs,
+                    upstream=upstream.to_json() if upstream is not None else None,
+                    provider=_first(info.provider, old.provider if old else None),
+                    task_id=_first(info.task_id, old.task_id if old else None),
+                    cost=price,
+                    time=info.time or (old.time if old else None),
+                    reported_cost=info.reported_cost or (old.reported_cost if old else None),
+                )
             )
-            if reported is not None:
-                record["reported_cost"] = reported
-            takes.append(record)
         if takes:
-            shots[sp.id] = {"model": sp.shot.model, "select": sp.shot.select, "takes": takes}
+            shots[sp.id] = {
+                "model": sp.shot.model,
+                "select": sp.shot.select,
+                "takes": [t.to_json() for t in takes],
+            }
     data = {
         "lock": LOCK_FORMAT,
         "storyboard": plan.board.path.name,
@@ -206,14 +308,9 @@ def write_lock(plan: Plan, store: Store, journal: Journal | None) -> Path:
     return path
 
 
-def _reported(value: Any) -> dict[str, Any] | None:
-    """A provider's reported charge ``{amount, unit}`` as stored, or ``None``."""
-    if not isinstance(value, Mapping):
-        return None
-    amount, unit = value.get("amount"), value.get("unit")
-    if isinstance(amount, int | float) and not isinstance(amount, bool) and isinstance(unit, str):
-        return {"amount": amount, "unit": unit}
-    return None
+def _first(value: str | None, fallback: str | None) -> str | None:
+    """``value`` when the clip's provenance knows it, else what the lock said before."""
+    return value if value is not None else fallback
 
 
 # -- what a run spent ------------------------------------------------------------------------

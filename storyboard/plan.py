@@ -1,47 +1,54 @@
 """Stage 4, plan: the DAG of shots, their keys, what is stale and why, and what it costs.
 
-Two keys (ARCHITECTURE §1):
-
-* the *generation key* of a shot's take is the sha256 of canonical JSON of everything that
-  decides the pixels: format version, backend, provider, model, rendered prompt, every
-  generation parameter with its default filled in, the take's seed, the take index, the
-  sha256 of every input file, and the generation key of the upstream shot's selected take.
-  It decides paid work.
-* the *edit key* of the cut covers the output settings, each shot's selected clip digest,
-  trim and transition, and the cards: it decides only re-stitching.
+The keys themselves are :mod:`storyboard.keys` (pure). Planning is read-only: it reads the
+store (stat-only lookups, the digest memo, the records of earlier renders and cuts) and what
+the pipeline tells it the lock and the journal know (:class:`Facts`), and writes nothing.
+A clip found only through the lock comes back in :attr:`Plan.adopted` for the pipeline to
+record in the store.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from storyboard.cache import ClipEntry, Store
-from storyboard.catalog import PREVIEW_PROVIDER, ModelSpec
+from storyboard.cache import ClipEntry, Provenance, Store
+from storyboard.catalog import ModelSpec
 from storyboard.errors import PlanError, StoryboardError, UsageError
-from storyboard.hashing import canonical_json, sha256_bytes
+from storyboard.hashing import sha256_bytes
+from storyboard.keys import (
+    Backend,
+    CutClip,
+    GenerationMaterial,
+    edit_key,
+    generation_key,
+    generation_material,
+    take_seed,
+)
 from storyboard.model import Media, Shot, Storyboard
 from storyboard.paths import VIDEO_CONTAINERS, preview_path, safe_output_path
 
 __all__ = [
-    "KEY_FORMAT",
+    "Facts",
+    "LockedTake",
     "Plan",
     "Reason",
     "ShotPlan",
     "TakePlan",
+    "TaskFacts",
     "check_cut",
+    "check_selection",
     "cut_path",
-    "generation_material",
+    "cut_record_name",
     "make_plan",
+    "say",
     "take_price",
 ]
-
-KEY_FORMAT = 1
-Backend = Literal["preview", "live"]
 
 
 # Where a generation input comes from, by the material's name for it (an input "slot").
@@ -153,7 +160,7 @@ class TakePlan:
     take: int  # 1-based
     key: str
     seed: int | None
-    material: dict[str, Any] = field(compare=False, repr=False)
+    material: GenerationMaterial = field(compare=False, repr=False)
     clip: ClipEntry | None = None  # in the store already
 
     @property
@@ -209,6 +216,9 @@ class Plan:
     selected: frozenset[str]  # shots this run is limited to (--only), empty = all
     only: frozenset[str] = frozenset()  # the shots --only named (selected adds their upstreams)
     forced: frozenset[str] = frozenset()  # the shots --force/--force-all render again
+    # Clips found only through the lock (another checkout's store index lacks their keys):
+    # fresh in this plan; the pipeline records them in the store (planning writes nothing).
+    adopted: tuple[ClipEntry, ...] = ()
 
     @property
     def cost(self) -> float:
@@ -321,30 +331,6 @@ def check_cut(plan: Plan) -> Path:
     return cut_path(plan.board, plan.backend)
 
 
-def _effective(shot: Shot, spec: ModelSpec) -> dict[str, Any]:
-    """Generation parameters with the model's defaults filled in."""
-    params: dict[str, Any] = {}
-    if spec.durations is not None:
-        params["duration"] = shot.duration if shot.duration is not None else spec.default_duration
-    if spec.aspect_ratios:
-        params["aspect_ratio"] = shot.aspect_ratio or spec.default_aspect_ratio
-    if spec.resolutions:
-        params["resolution"] = shot.resolution or spec.default_resolution
-    if spec.cut_types:
-        params["cut_type"] = shot.cut_type or spec.cut_types[0]
-    if "prompt_optimizer" in spec.accepts:
-        params["prompt_optimizer"] = (
-            True if shot.prompt_optimizer is None else shot.prompt_optimizer
-        )
-    if "action" in spec.accepts:
-        params["action"] = shot.action
-    if shot.negative_prompt is not None:
-        params["negative_prompt"] = shot.negative_prompt
-    if shot.params:
-        params["params"] = dict(shot.params)
-    return params
-
-
 def take_price(shot: Shot, spec: ModelSpec) -> float:
     """The list price in USD of one take of ``shot``: what the plan estimates and the lock keeps.
 
@@ -358,85 +344,6 @@ def take_price(shot: Shot, spec: ModelSpec) -> float:
         resolution=shot.resolution or spec.default_resolution,
         video_ref=video_ref,
     )
-
-
-def take_seed(shot: Shot, take: int) -> int | None:
-    """The seed of a take: seed, seed+1, ...; ``None`` means random (resolved at submit).
-
-    Take seeds stay inside the model's seed range: past its top they wrap round to 0 (V1:
-    seed 2147483647 with 3 takes sends 2147483647, 0, 1), so no take sends a seed the
-    provider refuses, and the takes' seeds stay distinct.
-    """
-    if shot.seed is None or shot.seed == -1:
-        return None
-    seed = shot.seed + take - 1
-    spec = shot.spec
-    if spec is not None and spec.seed_range is not None:
-        high = spec.seed_range[1]
-        if seed > high:
-            seed %= high + 1
-    return seed
-
-
-def generation_material(
-    shot: Shot,
-    spec: ModelSpec,
-    take: int,
-    backend: Backend,
-    digest: Any,
-    upstream_key: str | None,
-) -> dict[str, Any]:
-    """Everything that decides the pixels of one take, as plain data (hashed into the key).
-
-    ``digest`` maps a :class:`Media` to its sha256 (URLs are keyed by the URL itself).
-    """
-
-    def d(media: Media) -> str:
-        return str(digest(media))
-
-    inputs: dict[str, Any] = {}
-    if shot.first_frame is not None:
-        inputs["first_frame"] = d(shot.first_frame)
-    if shot.last_frame is not None:
-        inputs["last_frame"] = d(shot.last_frame)
-    if shot.keyframes:
-        # A tag is sent (mid_frame_images[].tag); untagged keyframes keep their old keys.
-        inputs["keyframes"] = [
-            [k.at, d(k.image), *([k.tag] if k.tag is not None else [])] for k in shot.keyframes
-        ]
-    if shot.refs:
-        inputs["refs"] = [
-            {
-                "tag": r.tag,
-                "grid": r.grid,
-                "images": [d(m) for m in r.images],
-                "audio": d(r.audio) if r.audio else None,
-            }
-            for r in shot.refs
-        ]
-    if shot.audio:
-        inputs["audio"] = [d(m) for m in shot.audio]
-    if shot.reference_video is not None:
-        inputs["reference_video"] = d(shot.reference_video)
-    # The preview backend draws the caption from the shot id, so the id is material there.
-    material: dict[str, Any] = {
-        "format": KEY_FORMAT,
-        "backend": backend,
-        "provider": PREVIEW_PROVIDER if backend == "preview" else spec.provider,
-        "model": spec.id,
-        "endpoint": spec.endpoint,
-        "prompt": shot.prompt,
-        "params": _effective(shot, spec),
-        "seed": take_seed(shot, take),
-        "take": take,
-        "inputs": inputs,
-        "upstream": {"mode": "extends" if shot.extends else "continues", "key": upstream_key}
-        if upstream_key
-        else None,
-    }
-    if backend == "preview":
-        material["caption"] = shot.id
-    return material
 
 
 # Why a live take the journal knows is still stale, and what the next render does about it.
@@ -460,8 +367,50 @@ _JOURNAL_REASONS = {
 }
 
 
-def _journal_reason(facts: Any, shot_id: str, now: float) -> Reason:
-    """Why a take the journal holds is stale, from the journal's facts (``JournalFacts``)."""
+class TaskFacts(Protocol):
+    """What the journal knows about a generation key (:class:`storyboard.journal.JournalFacts`)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def next_step(self) -> str | None: ...
+
+    @property
+    def output_expires(self) -> float | None: ...
+
+
+class LockedTake(Protocol):
+    """What the lock knows about a take (:class:`storyboard.lockfile.LockRecord`)."""
+
+    @property
+    def output(self) -> str: ...
+
+    @property
+    def duration(self) -> float: ...
+
+    @property
+    def provenance(self) -> Provenance: ...
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the lock and the journal know, read by the pipeline and given to the plan.
+
+    Attributes:
+        locked: generation key -> the lock's record of that take (a live render's lock names
+            the clip of every take: with the object in the store, the take is fresh even
+            when the store's own index does not know the key, as in another checkout).
+        tasks: generation key -> the journal's facts of a take an earlier live run submitted
+            (resumed, not bought again, unless forced).
+    """
+
+    locked: Mapping[str, LockedTake] = field(default_factory=dict)
+    tasks: Mapping[str, TaskFacts] = field(default_factory=dict)
+
+
+def _journal_reason(facts: TaskFacts, shot_id: str, now: float) -> Reason:
+    """Why a take the journal holds is stale, from the journal's facts."""
     state = facts.state
     gone = facts.output_expires is not None and facts.output_expires <= now
     if state in ("intent", "unknown"):
@@ -471,10 +420,6 @@ def _journal_reason(facts: Any, shot_id: str, now: float) -> Reason:
     else:
         reason = state
     return Reason("task", None, reason if reason in _JOURNAL_REASONS else "unsettled", shot_id)
-
-
-def _key(material: dict[str, Any]) -> str:
-    return sha256_bytes(canonical_json(material))
 
 
 @dataclass(frozen=True)
@@ -536,7 +481,7 @@ def _why(
     p = previous.take
     base = takes[p - 1] if 1 <= p <= len(takes) else takes[shot.select - 1]
     seed = shot.seed if shot.seed != -1 else None
-    changes = _changes(previous, base.material, seed, shot, sources)
+    changes = _changes(previous, base.material.to_json(), seed, shot, sources)
     if changes:
         return changes
     reasons: list[Reason] = []
@@ -626,6 +571,22 @@ def _files(value: Any) -> Iterable[str]:
             yield from _files(v)
 
 
+def check_selection(board: Storyboard, only: Iterable[str], force: Iterable[str]) -> None:
+    """Check that ``--only`` and ``--force`` name shots of ``board``.
+
+    Raises:
+        UsageError: one of them names a shot that does not exist.
+    """
+    ids = {s.id for s in board.shots}
+    for flag, names in (("--only", set(only)), ("--force", set(force))):
+        unknown = sorted(names - ids)
+        if unknown:
+            raise UsageError(
+                f"{flag} names no shot {', '.join(map(repr, unknown))}",
+                hint="shots: " + ", ".join(s.id for s in board.shots),
+            )
+
+
 def make_plan(
     board: Storyboard,
     store: Store,
@@ -635,23 +596,21 @@ def make_plan(
     force: Iterable[str] = (),
     force_all: bool = False,
     output: Path | None = None,
+    facts: Facts | None = None,
 ) -> Plan:
     """Plan a render: keys, staleness and cost of every shot, and the state of the cut.
+
+    Read-only: nothing is written to the store. ``facts`` is what the lock and the journal
+    know (a live plan without them plans as if neither existed; the pipeline reads them, see
+    :func:`storyboard.pipeline.known_facts`).
 
     Raises:
         UsageError: ``--only`` or ``--force`` name a shot that does not exist.
         PlanError: an input file changed or vanished since validation.
-        LockUnreadable: (live) the lock file exists but cannot be read.
     """
-    ids = {s.id for s in board.shots}
     only_set, force_set = set(only), set(force)
-    for flag, names in (("--only", only_set), ("--force", force_set)):
-        unknown = sorted(names - ids)
-        if unknown:
-            raise UsageError(
-                f"{flag} names no shot {', '.join(map(repr, unknown))}",
-                hint="shots: " + ", ".join(s.id for s in board.shots),
-            )
+    check_selection(board, only_set, force_set)
+    known = facts if facts is not None else Facts()
 
     sources: dict[str, str] = {}
 
@@ -668,34 +627,22 @@ def make_plan(
         sources[value] = media.source
         return value
 
-    # A live render's lock names the clip of every take: with the object in the store, a
-    # take is fresh even when the store's own index does not know the key (another checkout).
-    locked: dict[str, dict[str, Any]] = {}
-    journalled: dict[str, Any] = {}
-    if backend == "live":
-        from storyboard.journal import read_facts
-        from storyboard.lockfile import lock_index
-
-        locked = lock_index(board.path)
-        # Takes an earlier run submitted are resumed, not bought again (unless forced).
-        journalled = dict(read_facts(store.root / "journal.sqlite"))
+    adopted: list[ClipEntry] = []
 
     def lookup(key: str, shot_id: str, take: int) -> ClipEntry | None:
         entry = store.lookup(key)
-        record = locked.get(key)
-        if entry is None and record is not None and isinstance(record.get("output"), str):
-            info = {
-                k: record.get(k)
-                for k in ("provider", "task_id", "cost", "reported_cost", "seed", "time")
-            }
-            entry = store.link(
+        record = known.locked.get(key)
+        if entry is None and record is not None:
+            entry = store.locate(
                 key,
-                record["output"],
-                seconds=float(record.get("duration") or 0.0),
+                record.output,
+                seconds=float(record.duration or 0.0),
                 shot=shot_id,
                 take=take,
-                info=info,
+                provenance=record.provenance,
             )
+            if entry is not None:
+                adopted.append(entry)
         return entry
 
     plans: dict[str, ShotPlan] = {}
@@ -716,18 +663,18 @@ def make_plan(
         takes: list[TakePlan] = []
         for n in range(1, shot.takes + 1):
             material = generation_material(shot, spec, n, backend, digest, upstream_key)
-            key = _key(material)
+            key = generation_key(material)
             clip = None if forced else lookup(key, shot.id, n)
             takes.append(TakePlan(n, key, take_seed(shot, n), material, clip))
         seconds = spec.clip_seconds(shot.duration)
         per_take = take_price(shot, spec)
         stale = [t for t in takes if not t.fresh]
-        paid = [] if forced else [t for t in stale if t.key in journalled]
+        paid = [] if forced else [t for t in stale if t.key in known.tasks]
         reasons: tuple[Reason, ...] = ()
         if forced:
             reasons = (Reason("force"),)
         elif paid and len(paid) == len(stale):
-            reasons = (_journal_reason(journalled[paid[0].key], shot.id, time.time()),)
+            reasons = (_journal_reason(known.tasks[paid[0].key], shot.id, time.time()),)
         elif stale:
             if cut_shots is None:
                 cut_shots = _cut_shots(board, backend, output, store)
@@ -761,10 +708,15 @@ def make_plan(
 
     shots = tuple(plans[s.id] for s in board.shots)
     out = cut_path(board, backend, output)
-    edit_key = _edit_key(board, shots, out, store)
+    clips = {
+        sp.id: CutClip(sp.selected.clip.digest, sp.seconds)
+        for sp in shots
+        if sp.kind == "model" and sp.selected is not None and sp.selected.clip is not None
+    }
+    cut_key = edit_key(board, clips, out, partial(_memo_digest, store))
     record = store.cut_record(cut_record_name(out))
     stitch: Literal["fresh", "stale"] = "stale"
-    if edit_key is not None and record is not None and record.get("edit_key") == edit_key:
+    if cut_key is not None and record is not None and record.get("edit_key") == cut_key:
         try:
             st = out.stat()
             if [st.st_size, st.st_mtime_ns] == record.get("stat"):
@@ -773,9 +725,16 @@ def make_plan(
             pass
     forced_ids = {sp.id for sp in shots if sp.kind == "model" and (force_all or sp.id in force_set)}
     return Plan(
-        board, backend, shots, out, edit_key, stitch, frozenset(selected),
-        only=frozenset(only_set), forced=frozenset(forced_ids),
+        board, backend, shots, out, cut_key, stitch, frozenset(selected),
+        only=frozenset(only_set), forced=frozenset(forced_ids), adopted=tuple(adopted),
     )  # fmt: skip
+
+
+def _memo_digest(store: Store, media: Media) -> str:
+    """The digest of a local file from the store's memo (the soundtrack, for the edit key)."""
+    if media.path is None:
+        return f"url:{media.source}"
+    return store.memo.digest(media.path)
 
 
 def _cut_shots(
@@ -790,52 +749,5 @@ def _cut_shots(
 
 
 def cut_record_name(out: Path) -> str:
+    """The name of the store's records of the cut at ``out``."""
     return sha256_bytes(str(out).encode())[:16]
-
-
-def edit_material(
-    board: Storyboard, shots: Iterable[ShotPlan], out: Path, store: Store
-) -> dict[str, Any] | None:
-    """What decides the final cut, or ``None`` when a clip it needs is not rendered."""
-    o = board.output
-    entries: list[dict[str, Any]] = []
-    for sp in shots:
-        shot = sp.shot
-        if sp.kind == "skipped":
-            continue
-        transition = shot.transition or o.transition
-        entry: dict[str, Any] = {
-            "id": shot.id,
-            "transition": [transition.type, transition.duration],
-        }
-        if sp.kind == "card":
-            card = shot.card
-            if card is None:
-                continue
-            entry["card"] = [card.text, card.duration, card.background, card.color]
-        else:
-            sel = sp.selected
-            if sel is None or sel.clip is None:
-                return None
-            entry["clip"] = sel.clip.digest
-            entry["trim"] = [shot.trim.start, shot.trim.end] if shot.trim else None
-            entry["new_seconds"] = sp.seconds
-            if shot.extends and shot.spec is not None:
-                entry["extend_output"] = shot.spec.extend_output
-        entries.append(entry)
-    soundtrack = None
-    if o.audio is not None:
-        media = o.audio.media
-        source = store.memo.digest(media.path) if media.path else media.source
-        soundtrack = [source, o.audio.volume, o.audio.fade_out]
-    return {
-        "format": KEY_FORMAT,
-        "output": [str(out), o.fps, o.resolution, o.aspect_ratio, o.fit],
-        "shots": entries,
-        "soundtrack": soundtrack,
-    }
-
-
-def _edit_key(board: Storyboard, shots: Iterable[ShotPlan], out: Path, store: Store) -> str | None:
-    material = edit_material(board, shots, out, store)
-    return None if material is None else _key(material)

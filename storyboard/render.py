@@ -32,7 +32,7 @@ from typing import Protocol
 
 import anyio
 
-from storyboard.cache import ClipEntry, Store
+from storyboard.cache import ClipEntry, Provenance, Store
 from storyboard.errors import (
     ClipCorrupt,
     DownloadError,
@@ -71,6 +71,7 @@ __all__ = [
     "fetch_to_store",
     "min_output_share",
     "render_plan",
+    "render_plan_async",
     "short_output",
     "take_error",
     "verified_upstream",
@@ -208,7 +209,7 @@ async def fetch_to_store(
     job: Job,
     store: Store,
     tmp: Path,
-    info: dict[str, object],
+    info: Provenance,
     emit: Callable[[Event], None] | None = None,
 ) -> ClipEntry:
     """Download a finished task's output, verify it is a plausible video, and store it.
@@ -230,7 +231,9 @@ async def fetch_to_store(
     seconds = await anyio.to_thread.run_sync(check, part, job)
 
     def put() -> ClipEntry:  # hashes the clip: off the event loop
-        return store.put(job.key, part, seconds=seconds, shot=job.shot.id, take=job.take, info=info)
+        return store.put(
+            job.key, part, seconds=seconds, shot=job.shot.id, take=job.take, provenance=info
+        )
 
     return await anyio.to_thread.run_sync(put)
 
@@ -312,11 +315,7 @@ class ProviderRunner:
                 user_fixable=status.user_fixable,
                 shot=shot.id,
             )
-        info: dict[str, object] = {
-            "provider": provider.name,
-            "model": job.spec.id,
-            "task_id": task.task_id,
-        }
+        info = Provenance(provider=provider.name, model=job.spec.id, task_id=task.task_id)
         return await fetch_to_store(provider, task, status, job, self.store, tmp, info, emit)
 
 
@@ -502,6 +501,30 @@ def render_plan(
     except asyncio.CancelledError:
         # The event loop's main task was cancelled from outside (a Ctrl-C).
         raise KeyboardInterrupt from None
+
+
+async def render_plan_async(
+    plan: Plan,
+    store: Store,
+    runner: TakeRunner,
+    *,
+    concurrency: Mapping[str, int] | None = None,
+    keep_going: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+    on_shot_done: Callable[[str], None] | None = None,
+) -> RenderReport:
+    """:func:`render_plan` in the caller's event loop (asyncio or trio, through anyio).
+
+    Raises:
+        RenderFailed: some takes failed; finished ones are in the store.
+    """
+    try:
+        return await _render_async(
+            plan, store, runner, dict(concurrency or {}), keep_going,
+            on_event or (lambda e: None), on_shot_done or (lambda s: None),
+        )  # fmt: skip
+    except BaseExceptionGroup as group:
+        raise _from_group(group, []) from None
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

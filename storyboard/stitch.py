@@ -251,7 +251,11 @@ def cut_shots(plan: Plan) -> dict[str, dict[str, object]]:
         sel = sp.selected
         if sp.kind == "model" and sel is not None:
             seed = sp.shot.seed if sp.shot.seed not in (None, -1) else None
-            shots[sp.id] = {"material": sel.material, "takes": len(sp.takes), "seed": seed}
+            shots[sp.id] = {
+                "material": sel.material.to_json(),
+                "takes": len(sp.takes),
+                "seed": seed,
+            }
     return shots
 
 

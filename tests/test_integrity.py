@@ -66,7 +66,7 @@ def store_of(project: Project) -> Store:
 def _put(store: Store, tmp: Path, key: str, data: bytes) -> Path:
     clip = tmp / f"{key}.mp4"
     clip.write_bytes(data)
-    return store.put(key, clip, seconds=1.0, shot="a", take=1, info={}).path
+    return store.put(key, clip, seconds=1.0, shot="a", take=1).path
 
 
 def test_verify_drops_a_clip_changed_in_place(tmp_path: Path) -> None:

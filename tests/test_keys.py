@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from storyboard.cache import Store
 from storyboard.catalog import MODELS
+from storyboard.keys import take_seed
 from storyboard.model import Shot
-from storyboard.plan import make_plan, take_seed
+from storyboard.plan import make_plan
 from storyboard.validate import load_storyboard
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -163,7 +164,7 @@ def _plan(data: dict[str, Any], name: str = "storyboard.yaml") -> Any:
 def test_params_pass_unchanged_into_the_generation_material() -> None:
     written = _board()["shots"][0]["params"]
     take = _plan(_board()).shot("one").takes[0]
-    assert take.material["params"]["params"] == written
+    assert take.material.params["params"] == written
 
 
 @SETTINGS
@@ -229,7 +230,7 @@ def test_a_top_seed_with_takes_wraps_in_the_plan() -> None:
     plan = _plan(data, "top-seed.yaml")
     takes = plan.shot("three").takes
     assert [t.seed for t in takes] == [2147483647, 0, 1]
-    assert [t.material["seed"] for t in takes] == [2147483647, 0, 1]
+    assert [t.material.seed for t in takes] == [2147483647, 0, 1]
     assert len({t.key for t in takes}) == 3
 
 

@@ -317,7 +317,7 @@ def test_any_fresh_lock_adds_up_to_the_plan_estimate(
         for take in sp.takes:
             clip = store.tmp_dir() / f"{take.key}.mp4"
             clip.write_bytes(take.key.encode())
-            store.put(take.key, clip, seconds=1.0, shot=sp.id, take=take.take, info={})
+            store.put(take.key, clip, seconds=1.0, shot=sp.id, take=take.take)
     write_lock(plan, store, None)
     takes = lock_takes(project.file)
     assert len(takes) == sum(len(sp.takes) for sp in plan.to_render)

@@ -59,7 +59,7 @@ def _rendered(data: dict[str, Any], name: str = "storyboard.yaml") -> Path:
         for take in sp.takes:
             clip = root / f"{take.key}.mp4"
             clip.write_bytes(take.key.encode())
-            store.put(take.key, clip, seconds=1.0, shot=sp.id, take=take.take, info={})
+            store.put(take.key, clip, seconds=1.0, shot=sp.id, take=take.take)
         if sp.takes:
             store.record_material("preview", sp.id, sp.takes[0].material)
     store.save()
