@@ -6,6 +6,11 @@ The pipeline, one stage per module (each callable on its own)::
 
 Public API (heavy modules are imported only when their name is first used)::
 
+    import storyboard
+
+    report = storyboard.build("storyboard.yaml")  # the free preview; live=True renders live
+    print(report.cut, report.seconds, report.spent.usd)
+
     board = storyboard.load_storyboard("storyboard.yaml")
     store = storyboard.Store.for_storyboard(board.path)
     plan = storyboard.make_plan(board, store)
@@ -21,6 +26,8 @@ from storyboard.errors import InvalidStoryboard, Problem, StoryboardError
 __version__ = "0.1.0"
 
 __all__ = [
+    "BuildFailed",
+    "BuildReport",
     "InvalidStoryboard",
     "Plan",
     "Problem",
@@ -28,6 +35,8 @@ __all__ = [
     "Storyboard",
     "StoryboardError",
     "__version__",
+    "build",
+    "build_async",
     "load_storyboard",
     "make_plan",
     "render_plan",
@@ -35,6 +44,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "BuildFailed": "storyboard.pipeline",
+    "BuildReport": "storyboard.pipeline",
+    "build": "storyboard.pipeline",
+    "build_async": "storyboard.pipeline",
     "load_storyboard": "storyboard.validate",
     "Storyboard": "storyboard.model",
     "Store": "storyboard.cache",
