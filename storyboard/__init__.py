@@ -54,7 +54,7 @@ _LAZY = {
     "Plan": "storyboard.plan",
     "make_plan": "storyboard.plan",
     "render_plan": "storyboard.render",
-    "stitch": "storyboard.stitch",
+    "stitch": "storyboard.stitcher",
 }
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from storyboard.journal import Journal
     from storyboard.model import Storyboard
     from storyboard.render import RenderReport, TakeRunner
-    from storyboard.stitch import StitchResult
+    from storyboard.stitcher import StitchResult
 
 __all__ = [
     "BudgetCheck",
@@ -370,7 +370,7 @@ def restitch(
     Raises:
         StitchError: a shot of the cut is not rendered, or ffmpeg failed.
     """
-    from storyboard.stitch import stitch
+    from storyboard.stitcher import stitch
 
     options = _options(path, live=live, variables=variables, output=output)
     plan, store = _open(options)
@@ -418,7 +418,7 @@ class _Build:
 
     def prepare(self) -> None:
         """Load, plan, check the clips of a stale cut, and get ready to render."""
-        from storyboard.stitch import verify_cut
+        from storyboard.stitcher import verify_cut
 
         self.plan, self.store = _open(self.options)
         if verify_cut(self.plan, self.store):
@@ -485,7 +485,7 @@ class _Build:
 
     def stitch(self) -> None:
         """Stitch the cut when every shot has a clip."""
-        from storyboard.stitch import stitch
+        from storyboard.stitcher import stitch
 
         if self.plan.missing:
             return

@@ -81,7 +81,7 @@ def test_only_the_media_layer_locates_or_runs_ffmpeg() -> None:
     "module", ["render.py", "live.py", "providers/preview.py", "media/animatic.py"]
 )
 def test_the_render_stage_does_not_import_the_stitcher(module: str) -> None:
-    later = {"storyboard.stitch", "storyboard.cutter", "storyboard.seams"}
+    later = {"storyboard.stitcher", "storyboard.cutter", "storyboard.seams"}
     imported = _imports(PACKAGE / module)
     assert not {name for name in imported if name in later or name.rsplit(".", 1)[0] in later}
 

@@ -307,7 +307,7 @@ def test_a_link_made_after_validation_stops_the_plan_and_the_stitch(tmp_path: Pa
     """cut_path checks when the plan is made; stitch checks again before its first write."""
     from storyboard.cache import Store
     from storyboard.plan import make_plan
-    from storyboard.stitch import stitch
+    from storyboard.stitcher import stitch
 
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -179,7 +179,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("keys", "plan"),
     ("journal", "lockfile"),
     ("render", "live", "preflight"),
-    ("stitch", "cutter", "seams"),
+    ("stitcher", "cutter", "seams"),
     ("pipeline",),
     ("cli", "_progress", "__main__"),
 )
@@ -314,11 +314,6 @@ def test_a_name_not_in_the_api_is_not_served() -> None:
         _ = storyboard.no_such_name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storyboard.stitch (the function) is shadowed by the module storyboard/stitch.py "
-    "once anything imports it; the API name or the module must be renamed (issue 10)",
-)
 def test_api_names_survive_importing_every_module() -> None:
     """Importing a submodule binds it on the package under its own name (Python's import
     system does that after the module runs): an API name equal to a module's name would then
