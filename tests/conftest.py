@@ -103,3 +103,23 @@ def project(tmp_path: Path) -> Iterator[Project]:
         yield Project(root)
     finally:
         os.chdir(old)
+
+
+# A V1 shot from a local image and a V4 text-to-video shot: one take on each provider.
+PAIR_BOARD = """\
+storyboard: 1
+output:
+  resolution: 480p
+  fps: 24
+shots:
+  - id: kite
+    model: skyreels-v1
+    first_frame: refs/a.png
+    prompt: a red kite over a field
+    seed: 7
+  - id: sea
+    model: skyreels-v4-fast
+    prompt: a lighthouse at dusk
+    resolution: 480p
+    duration: 3
+"""

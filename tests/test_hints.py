@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, Result, run_cli
+from conftest import PAIR_BOARD, Project, Result, run_cli
 
 from storyboard.testing.emulator import Emulator, EmulatorServer, Fault
 
@@ -35,23 +35,7 @@ pytestmark = pytest.mark.slow
 WS_KEY = "ws-hints-key-Rr52Tt9bXq"
 QB_KEY = "qb-hints-key-Mm83Jj1cWd"
 
-BOARD = """\
-storyboard: 1
-output:
-  resolution: 480p
-  fps: 24
-shots:
-  - id: kite
-    model: skyreels-v1
-    first_frame: refs/a.png
-    prompt: a red kite over a field
-    seed: 7
-  - id: sea
-    model: skyreels-v4-fast
-    prompt: a lighthouse at dusk
-    resolution: 480p
-    duration: 3
-"""
+BOARD = PAIR_BOARD
 
 FORCE_KITE = "`storyboard render storyboard.yaml --live --force kite`"
 AGAIN = "`storyboard render storyboard.yaml --live`"

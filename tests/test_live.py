@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Project, Result, run_cli, write_image
+from conftest import PAIR_BOARD, ROOT, Project, Result, run_cli, write_image
 
 from storyboard.media.probe import probe
 from storyboard.testing.emulator import (
@@ -615,24 +615,6 @@ def test_sigkill_during_a_wavespeed_submit_is_found_in_the_task_list(
 # --------------------------------------------------------------------------------------------
 # 3. Fault scripts at the CLI level
 # --------------------------------------------------------------------------------------------
-
-PAIR_BOARD = """\
-storyboard: 1
-output:
-  resolution: 480p
-  fps: 24
-shots:
-  - id: kite
-    model: skyreels-v1
-    first_frame: refs/a.png
-    prompt: a red kite over a field
-    seed: 7
-  - id: sea
-    model: skyreels-v4-fast
-    prompt: a lighthouse at dusk
-    resolution: 480p
-    duration: 3
-"""
 
 
 def _one_task_each(live: Live) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
-from conftest import Result, write_image
+from conftest import PAIR_BOARD, Result, write_image
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -169,23 +169,7 @@ def test_each_problem_is_named(value: str, problem: str) -> None:
 # End to end: the CLI against the emulator on 127.0.0.1
 # --------------------------------------------------------------------------------------------
 
-BOARD = """\
-storyboard: 1
-output:
-  resolution: 480p
-  fps: 24
-shots:
-  - id: kite
-    model: skyreels-v1
-    first_frame: refs/a.png
-    prompt: a red kite over a field
-    seed: 7
-  - id: sea
-    model: skyreels-v4-fast
-    prompt: a lighthouse at dusk
-    resolution: 480p
-    duration: 3
-"""
+BOARD = PAIR_BOARD
 
 
 def cli(*argv: str) -> Result:
