@@ -927,22 +927,9 @@ def test_failed_qingbo_task_shows_the_provider_message(
 # 7. The lock file
 # --------------------------------------------------------------------------------------------
 
-LOCK_BOARD = """\
-storyboard: 1
-output:
-  resolution: 480p
-  fps: 24
-shots:
-  - id: kite
-    model: skyreels-v1
-    first_frame: refs/a.png
-    prompt: a red kite over a field
-    seed: 7
-  - id: sea
-    model: skyreels-v4-fast
-    prompt: a lighthouse at dusk
-    resolution: 480p
-    duration: 3
+LOCK_BOARD = (
+    PAIR_BOARD
+    + """\
   - id: dark
     model: skyreels-v4-fast
     extends: sea
@@ -952,6 +939,7 @@ shots:
   - id: end
     card: {text: "The end", duration: 1.0}
 """
+)
 
 
 def test_lock_is_sorted_and_rebuilds_an_old_checkout_for_free(
