@@ -60,15 +60,13 @@ rendered, so a warm cut costs one ffmpeg run and no heavy imports.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import os
-import stat
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,18 +88,18 @@ from storyboard.media.encoding import (
     video_codec_args,
 )
 from storyboard.media.probe import Colour
+from storyboard.workfolder import work_lock
 
 __all__ = [
     "TRANSITIONS",
     "CardSpec",
     "CutResult",
     "CutSpec",
-    "Pruned",
+    "Layout",
     "Segment",
     "cut",
+    "layout",
     "make_cut",
-    "prune",
-    "work_lock",
 ]
 
 #: Every value ``Segment.transition`` may take (the registry's list of transitions).
@@ -164,15 +162,6 @@ class CutResult:
 
     seconds: float
     files: frozenset[Path]  # pieces, seams, audio track and length memos (kept by prune)
-
-
-@dataclass(frozen=True)
-class Pruned:
-    """What :func:`prune` removed (``skipped``: a cut was running, nothing was removed)."""
-
-    files: int
-    bytes: int
-    skipped: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,6 +306,64 @@ def _clamp(requested: Sequence[int], lengths: Sequence[int]) -> list[int]:
         clamped.append(k)
         incoming = k
     return clamped
+
+
+def _requested(segments: Sequence[Segment], fps: int) -> list[int]:
+    """The frames each transition asks for (between segment ``i`` and ``i + 1``)."""
+    return [
+        round(seg.transition_seconds * fps) if seg.transition != "cut" else 0
+        for seg in segments[:-1]
+    ]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each segment sits in the cut, in frames at the cut's fps (what :func:`make_cut`
+    makes, computed without encoding anything).
+
+    ``frames[i]`` is segment ``i``'s length, ``starts[i]`` the second of its clip where it
+    begins (0 for a card), ``joins[i]`` the clamped frames of the transition between
+    segment ``i`` and ``i + 1`` (0: a hard cut) and ``offsets[i]`` the frame of the cut
+    where segment ``i`` begins.
+    """
+
+    frames: tuple[int, ...]
+    starts: tuple[float, ...]
+    joins: tuple[int, ...]
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        at, out = 0, []
+        for i, n in enumerate(self.frames):
+            out.append(at)
+            at += n - (self.joins[i] if i < len(self.joins) else 0)
+        return tuple(out)
+
+    @property
+    def total(self) -> int:
+        return sum(self.frames) - sum(self.joins)
+
+
+def layout(segments: Sequence[Segment], spec: CutSpec, work_dir: Path) -> Layout:
+    """The frames of every segment and transition of the cut :func:`make_cut` would make.
+
+    Probes each clip once (remembered in ``work_dir`` as :func:`make_cut` does); encodes
+    nothing. Timeline exports and the review page use it so that they match the cut to the
+    frame.
+    """
+    _check(list(segments), spec)
+    memo_dir = work_dir / "lengths"
+    try:
+        memo_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StitchError(f"cannot use the work folder {work_dir}: {exc}") from exc
+    sources = [_source(seg, _identity(seg), spec, memo_dir) for seg in segments]
+    joins = _clamp(_requested(segments, spec.fps), [s.frames for s in sources])
+    return Layout(
+        frames=tuple(s.frames for s in sources),
+        starts=tuple(s.start for s in sources),
+        joins=tuple(joins),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -608,11 +655,7 @@ def _make_cut(
             lookups[ident, seg.clip, seg.card, seg.start, seg.end].result()
             for seg, ident in zip(segments, identities, strict=True)
         ]
-        requested = [
-            round(seg.transition_seconds * fps) if seg.transition != "cut" else 0
-            for seg in segments[:-1]
-        ]
-        joins = _clamp(requested, [s.frames for s in sources])
+        joins = _clamp(_requested(segments, fps), [s.frames for s in sources])
         heads = [0, *joins]
         tails = [*joins, 0]
         plans = [
@@ -719,75 +762,3 @@ def _make_cut(
         if plan.segment.clip is not None:
             used.add(_length_memo(plan.segment, ident, spec, folders["lengths"]))
     return CutResult(total / fps, frozenset(used))
-
-
-# --------------------------------------------------------------------------------------------
-# keeping the work folder bounded
-
-# The folders of a work folder that hold only files a cut makes (and so may be pruned).
-_WORK_FOLDERS = ("lengths", "pieces", "seams", "audio", "tmp")
-
-
-@contextlib.contextmanager
-def work_lock(work_dir: Path, *, exclusive: bool = False) -> Iterator[bool]:
-    """Hold the lock of a work folder; yields whether it was taken.
-
-    Shared (the default) waits for it: cuts run side by side, and only wait while a prune
-    runs (a prune is quick). Exclusive does not wait: it yields ``False`` at once when a cut
-    holds the lock. Where there is no ``flock`` (not POSIX) or the file system refuses it,
-    a shared lock yields ``False`` and the cut goes on; an exclusive one is never taken.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield False
-        return
-    try:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(work_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        yield False
-        return
-    try:
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
-        except OSError:
-            taken = False
-        else:
-            taken = True
-        yield taken
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def prune(work_dir: Path, keep: Collection[Path]) -> Pruned:
-    """Remove every work file of ``work_dir`` that is not in ``keep``.
-
-    ``keep`` holds the files of every cut still wanted (:attr:`CutResult.files`); leftovers
-    of interrupted runs go too. Only the folders a cut fills are touched. Skipped, removing
-    nothing, while a cut holds the folder's lock (:func:`work_lock`). Best effort: a file
-    that cannot be removed stays.
-    """
-    wanted = {str(path.absolute()) for path in keep}
-    removed = freed = 0
-    with work_lock(work_dir, exclusive=True) as locked:
-        if not locked:
-            return Pruned(0, 0, skipped=True)
-        for name in _WORK_FOLDERS:
-            try:
-                items = list((work_dir / name).iterdir())
-            except OSError:
-                continue
-            for item in items:
-                if str(item.absolute()) in wanted:
-                    continue
-                try:
-                    st = item.lstat()
-                    if not stat.S_ISREG(st.st_mode):
-                        continue
-                    item.unlink()
-                except OSError:
-                    continue
-                removed += 1
-                freed += st.st_size
-    return Pruned(removed, freed)

@@ -34,7 +34,9 @@ from storyboard.media.footage import new_footage_offset
 from storyboard.plan import Plan, check_cut, cut_record_name
 
 if TYPE_CHECKING:  # the cutter pulls in media code: imported only when a cut is made
-    from storyboard.cutter import Pruned, Segment
+    from storyboard.cutter import CutSpec, Segment
+    from storyboard.model import Storyboard
+    from storyboard.workfolder import Pruned
 
 __all__ = [
     "StitchResult",
@@ -110,7 +112,7 @@ def _corrupt(plan: Plan, shots: tuple[str, ...]) -> ClipCorrupt:
     )
 
 
-def _segments(plan: Plan) -> list[Segment]:
+def segments(plan: Plan) -> list[Segment]:
     """The pieces of the cut, in order; clip lengths come from the store (verified on entry)."""
     from storyboard.cutter import CardSpec, Segment
 
@@ -172,6 +174,23 @@ def _segments(plan: Plan) -> list[Segment]:
     return segments
 
 
+def cut_spec(board: Storyboard) -> CutSpec:
+    """The output settings of ``board``'s cut, as the cutter takes them."""
+    from storyboard.cutter import CutSpec
+
+    o = board.output
+    width, height = frame_size(o.resolution, o.aspect_ratio)
+    return CutSpec(
+        width=width,
+        height=height,
+        fps=o.fps,
+        fit=o.fit,
+        soundtrack=o.audio.media.path if o.audio is not None else None,
+        volume=o.audio.volume if o.audio is not None else 1.0,
+        fade_out=o.audio.fade_out if o.audio is not None else 0.0,
+    )
+
+
 def stitch(
     plan: Plan,
     store: Store,
@@ -201,28 +220,18 @@ def stitch(
     corrupt = verify_cut(replace(plan, stitch="stale"), store)
     if corrupt:
         raise _corrupt(plan, corrupt)
-    from storyboard.cutter import CutSpec, make_cut, work_lock
+    from storyboard.cutter import make_cut
+    from storyboard.workfolder import work_lock
 
-    board = plan.board
-    o = board.output
-    width, height = frame_size(o.resolution, o.aspect_ratio)
-    spec = CutSpec(
-        width=width,
-        height=height,
-        fps=o.fps,
-        fit=o.fit,
-        soundtrack=o.audio.media.path if o.audio is not None else None,
-        volume=o.audio.volume if o.audio is not None else 1.0,
-        fade_out=o.audio.fade_out if o.audio is not None else 0.0,
-    )
-    segments = _segments(plan)
+    spec = cut_spec(plan.board)
+    segments_ = segments(plan)
     check_cut(plan)  # right before the first write: still inside the storyboard's tree
     plan.cut.parent.mkdir(parents=True, exist_ok=True)
     work = store.cuts_dir() / "work"
     name = cut_record_name(plan.cut)
     # Shared until the record names the files: a prune elsewhere cannot take them meanwhile.
     with work_lock(work):
-        made = make_cut(segments, spec, plan.cut, work, progress)
+        made = make_cut(segments_, spec, plan.cut, work, progress)
         st = os.stat(plan.cut)
         store.save_cut_shots(name, cut_shots(plan))
         store.save_cut_record(
@@ -264,8 +273,8 @@ def prune_work(store: Store) -> Pruned:
 
     Current cuts are those whose recorded file still exists, of every storyboard sharing
     the store (:meth:`Store.cut_files_in_use`). Skipped while a cut of this storyboard is
-    being made (see :func:`storyboard.cutter.prune`).
+    being made (see :func:`storyboard.workfolder.prune`).
     """
-    from storyboard.cutter import prune
+    from storyboard.workfolder import prune
 
     return prune(store.cuts_dir() / "work", store.cut_files_in_use())

@@ -179,8 +179,10 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("keys", "plan"),
     ("journal", "lockfile"),
     ("render", "live", "preflight"),
-    ("stitcher", "cutter", "seams"),
+    ("stitcher", "cutter", "seams", "workfolder", "timeline", "takecheck"),
     ("pipeline",),
+    # After a render: looking at the cut, choosing takes, handing it on (issue 11).
+    ("selecting", "review", "sheet", "export"),
     ("cli", "_progress", "__main__"),
 )
 # Services any stage may use; they import only the kernel and other services. The emulator
@@ -208,7 +210,7 @@ def _rank(module: str) -> tuple[str, int | None]:
     if top in SERVICES:
         return "service", None
     for rank, names in enumerate(STAGES):
-        if short in names:
+        if short in names or top in names:  # a stage may be a package (review/...)
             return "stage", rank
     raise AssertionError(f"{module} has no place in STAGES or SERVICES: add it to the order")
 

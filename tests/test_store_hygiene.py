@@ -12,8 +12,8 @@ import pytest
 from conftest import Project, run_cli
 
 from storyboard.cache import GITIGNORE, Store
-from storyboard.cutter import prune, work_lock
 from storyboard.validate import load_storyboard
+from storyboard.workfolder import prune, work_lock
 
 BOARD = """\
 storyboard: 1

@@ -1,0 +1,99 @@
+"""The cutter's work folder kept bounded: a lock shared by running cuts, and a prune.
+
+:func:`storyboard.cutter.make_cut` says which work files a cut uses; :func:`prune` removes
+every other one (the caller keeps the files of every cut it still has). Cuts hold a shared
+lock on the folder while they run and :func:`prune` takes it exclusively without waiting,
+so a prune never removes a piece a running cut is making or reading; when a cut is running
+the prune is skipped (the next one catches up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Pruned", "prune", "work_lock"]
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune` removed (``skipped``: a cut was running, nothing was removed)."""
+
+    files: int
+    bytes: int
+    skipped: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+
+# The folders of a work folder that hold only files a cut makes (and so may be pruned).
+_WORK_FOLDERS = ("lengths", "pieces", "seams", "audio", "tmp")
+
+
+@contextlib.contextmanager
+def work_lock(work_dir: Path, *, exclusive: bool = False) -> Iterator[bool]:
+    """Hold the lock of a work folder; yields whether it was taken.
+
+    Shared (the default) waits for it: cuts run side by side, and only wait while a prune
+    runs (a prune is quick). Exclusive does not wait: it yields ``False`` at once when a cut
+    holds the lock. Where there is no ``flock`` (not POSIX) or the file system refuses it,
+    a shared lock yields ``False`` and the cut goes on; an exclusive one is never taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield False
+        return
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(work_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            taken = False
+        else:
+            taken = True
+        yield taken
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def prune(work_dir: Path, keep: Collection[Path]) -> Pruned:
+    """Remove every work file of ``work_dir`` that is not in ``keep``.
+
+    ``keep`` holds the files of every cut still wanted (:attr:`CutResult.files`); leftovers
+    of interrupted runs go too. Only the folders a cut fills are touched. Skipped, removing
+    nothing, while a cut holds the folder's lock (:func:`work_lock`). Best effort: a file
+    that cannot be removed stays.
+    """
+    wanted = {str(path.absolute()) for path in keep}
+    removed = freed = 0
+    with work_lock(work_dir, exclusive=True) as locked:
+        if not locked:
+            return Pruned(0, 0, skipped=True)
+        for name in _WORK_FOLDERS:
+            try:
+                items = list((work_dir / name).iterdir())
+            except OSError:
+                continue
+            for item in items:
+                if str(item.absolute()) in wanted:
+                    continue
+                try:
+                    st = item.lstat()
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    item.unlink()
+                except OSError:
+                    continue
+                removed += 1
+                freed += st.st_size
+    return Pruned(removed, freed)
