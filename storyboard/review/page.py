@@ -44,7 +44,15 @@ if TYPE_CHECKING:
     from storyboard.takecheck import TakeCheck
     from storyboard.timeline import Item, Timeline
 
-__all__ = ["ClipGone", "ReviewFolderError", "ReviewPage", "write_review"]
+__all__ = [
+    "GENERATOR",
+    "MEDIA",
+    "ClipGone",
+    "ReviewFolderError",
+    "ReviewPage",
+    "script_json",
+    "write_review",
+]
 
 #: What marks an ``index.html`` as written here (never overwrite somebody else's page).
 GENERATOR = "storyboard review"
@@ -293,7 +301,7 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def _script_json(value: Any) -> str:
+def script_json(value: Any) -> str:
     """``value`` as JSON that is safe inside a ``<script>`` element of an HTML page."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     for char, code in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
@@ -348,7 +356,7 @@ class _Writer:
         self.posters: dict[str, str] = {}  # shot id -> poster of its selected take
 
     def card_class(self, key: str, background: str | None, color: str | None) -> str:
-        cls = f"card-{key}"
+        cls = f"paint-{key}"
         bg, fg = _colour(background, "#000000"), _colour(color, "#ffffff")
         self.css.append(f".{cls}{{background:{bg};color:{fg}}}")
         return cls
@@ -657,7 +665,7 @@ class _Writer:
             f"<main>{listed}</main>"
             f"<footer>written by storyboard {escape(__version__)} · "
             f"{escape(plan.board.path.name)}</footer></div>\n"
-            f'<script type="application/json" id="review-data">{_script_json(data)}</script>\n'
+            f'<script type="application/json" id="review-data">{script_json(data)}</script>\n'
             f"<script>{script}</script>\n</body>\n</html>\n"
         )
 

@@ -5,7 +5,7 @@
   const items = Array.from(document.querySelectorAll(".strip .item"));
   const playhead = document.querySelector(".strip .playhead");
 
-  // The strip: a click seeks the cut to the item's first frame.
+  /* The strip: a click seeks the cut to the item's first frame. */
   for (const el of items) {
     el.addEventListener("click", () => {
       const item = data.items[Number(el.dataset.item)];
@@ -33,7 +33,7 @@
     }
   }
 
-  // One video plays at a time.
+  /* One video plays at a time. */
   const videos = Array.from(document.querySelectorAll("video"));
   for (const video of videos) {
     video.addEventListener("play", () => {
@@ -41,7 +41,7 @@
     });
   }
 
-  // --serve: picking a take edits the storyboard, re-stitches the cut and rewrites this page.
+  /* --serve: picking a take edits the storyboard, re-stitches the cut and rewrites this page. */
   if (!data.selectable) return;
   const token = new URLSearchParams(location.search).get("token") || "";
   for (const button of document.querySelectorAll("button.select")) {
