@@ -125,15 +125,16 @@ class ExportFailed(StitchError):
         reason: what went wrong, in the adapter's or the system's words.
     """
 
-    def __init__(self, fmt: str, path: Path, reason: str) -> None:
+    def __init__(self, fmt: str, path: Path, reason: str, *, hint: str | None = None) -> None:
         self.format = fmt
         self.path = path
         self.reason = reason
+        self._hint = hint
         super().__init__(f"cannot export {_LABELS.get(fmt, fmt)} to {path}: {reason}")
 
     def hint(self) -> str | None:
-        if self.format == "otio":
-            return None
+        if self._hint is not None or self.format == "otio":
+            return self._hint
         return "storyboard export FILE --format otio (the format with the fewest limits)"
 
 
@@ -265,7 +266,9 @@ class _Sources:
     soundtrack: Path | None
 
 
-def _sources(timeline: Timeline, media_dir: Path, card_dir: Path, *, copy_media: bool) -> _Sources:
+def _sources(
+    timeline: Timeline, media_dir: Path, card_dir: Path, *, copy_media: bool, soundtrack: bool
+) -> _Sources:
     items: list[Path] = []
     for item in timeline.items:
         if item.kind == "card":
@@ -280,7 +283,7 @@ def _sources(timeline: Timeline, media_dir: Path, card_dir: Path, *, copy_media:
         dest = media_dir / f"{item.shot}-take{item.take or 1}-{item.digest[:12]}{item.path.suffix}"
         _copy(item.path, dest, item.digest)
         items.append(dest)
-    sound = timeline.soundtrack.path if timeline.soundtrack is not None else None
+    sound = timeline.soundtrack.path if timeline.soundtrack is not None and soundtrack else None
     if sound is not None and copy_media:
         media_dir.mkdir(parents=True, exist_ok=True)
         dest = media_dir / sound.name
@@ -690,12 +693,15 @@ def _export(
 ) -> Exported:
     import opentimelineio as otio
 
-    sources = _sources(timeline, media_dir, card_dir, copy_media=copy_media)
-    base = out.parent
-
-    def url(path: Path) -> str:
-        return _relative_url(path, base) if copy_media else _file_url(path)
-
+    adapter = _ADAPTERS[fmt]
+    if adapter not in otio.adapters.available_adapter_names():
+        package = "otio-fcpx-xml-adapter" if fmt == "fcpxml" else "opentimelineio-plugins"
+        raise ExportFailed(
+            fmt,
+            out,
+            f"its OpenTimelineIO adapter {adapter!r} is not installed",
+            hint=f"pip install {package}",
+        )
     dropped: str | None = None
     if timeline.soundtrack is not None:
         if fmt == "edl":
@@ -703,14 +709,22 @@ def _export(
         elif fmt == "fcpxml" and timeline.fps not in _FCPX_RATES:
             rates = ", ".join(str(r) for r in sorted(_FCPX_RATES))
             dropped = f"the FCPXML adapter places audio at {rates} fps only, not {timeline.fps}"
+    sources = _sources(
+        timeline, media_dir, card_dir, copy_media=copy_media, soundtrack=dropped is None
+    )
+    base = out.parent
+
+    def url(path: Path) -> str:
+        return _relative_url(path, base) if copy_media else _file_url(path)
+
     seconds: float | None = None
-    if timeline.soundtrack is not None and dropped is None:
+    if sources.soundtrack is not None:
         from storyboard.mediainfo import read_seconds
 
+        assert timeline.soundtrack is not None
         seconds = read_seconds(timeline.soundtrack.path)
     tl = _otio_timeline(timeline, sources, url, soundtrack_seconds=seconds)
     warnings = _warnings(fmt, timeline, soundtrack_dropped=dropped)
-    adapter = _ADAPTERS[fmt]
     try:
         if fmt == "otioz":
             tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
@@ -735,6 +749,6 @@ def _export(
         raise ExportFailed(fmt, out, f"{type(exc).__name__}: {exc}") from exc
     media: tuple[Path, ...] = ()
     if fmt != "otioz":
-        files = [*sources.items, *([sources.soundtrack] if seconds is not None else [])]
-        media = tuple(dict.fromkeys(p for p in files if p is not None))
+        files = [*sources.items, *([sources.soundtrack] if sources.soundtrack else [])]
+        media = tuple(dict.fromkeys(files))
     return Exported(out, fmt, len(timeline.items), tuple(warnings), media)

@@ -21,11 +21,11 @@ from xml.etree import ElementTree as ET
 
 import opentimelineio as otio  # type: ignore[import-untyped]
 import pytest
-from cutboard import EXPECTED, MUSIC_SECONDS, Rendered, render
+from cutboard import EXPECTED, MUSIC_SECONDS, Rendered, render, write_music
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storyboard.cutter import _clamp
+from storyboard.cutter import Layout, _clamp
 from storyboard.errors import StitchError, UsageError
 from storyboard.export import (
     FORMATS,
@@ -37,7 +37,7 @@ from storyboard.export import (
 )
 from storyboard.hashing import sha256_file
 from storyboard.media.probe import probe
-from storyboard.timeline import Timeline
+from storyboard.timeline import Item, Soundtrack, Timeline
 
 FACTS = {"shot", "take", "model", "prompt", "key", "cost", "task_id", "provider", "digest"}
 
@@ -417,6 +417,86 @@ def test_warnings_name_what_each_format_drops(exports: dict[str, Exported]) -> N
     assert "soundtrack" not in said("otio") and "soundtrack" not in said("fcp7xml")
 
 
+# -- cards only: no render needed -------------------------------------------------------------
+
+
+def card_timeline(
+    root: Path, fps: int, lengths: list[int], requested: list[int], *, music: bool = True
+) -> Timeline:
+    """A timeline of title cards laid out by the cutter's rule, with an optional soundtrack."""
+    joins = _clamp(requested, lengths)
+    offsets = Layout(tuple(lengths), (0.0,) * len(lengths), tuple(joins)).offsets
+    kinds = ["crossfade", "wipe-up", "fade", "slide-left"]
+    items = tuple(
+        Item(
+            shot=f"c{i}",
+            kind="card",
+            frames=n,
+            record_start=offsets[i],
+            source_start=0.0,
+            transition=kinds[i % len(kinds)] if i < len(joins) and joins[i] else "cut",
+            transition_frames=joins[i] if i < len(joins) else 0,
+            card_text=f"card {i}",
+            card_background="#203040",
+            card_color="#ffffff",
+        )
+        for i, n in enumerate(lengths)
+    )
+    sound = Soundtrack(write_music(root / "m.wav", 0.7), 1.0, 0.25) if music else None
+    total = sum(lengths) - sum(joins)
+    return Timeline("cards", root / "cut.mp4", "preview", fps, 128, 72, items, sound, total)
+
+
+@pytest.mark.parametrize("fmt", ["otio", "fcp7xml", "fcpxml", "edl"])
+def test_one_frame_cards_inside_dissolves_stay_whole(fmt: str, tmp_path: Path) -> None:
+    """Items entirely inside their overlaps still get a frame of their own on the track."""
+    lengths, requested = [4, 1, 4, 2, 3], [0, 1, 2, 1]  # centred, c1 would have no frame
+    timeline = card_timeline(tmp_path, 24, lengths, requested, music=False)
+    exported = export_timeline(timeline, fmt, tmp_path / f"cards{FORMATS[fmt]}")
+    back = read_back(exported, timeline)
+    (video,) = tracks(back, otio.schema.TrackKind.Video)
+    assert frames(video.duration(), 24) == timeline.frames == 11
+    own = [frames(c.source_range.duration, 24) for c in video.find_clips()]
+    assert sum(own) == timeline.frames, own
+    # An EDL puts a whole dissolve after its cut, so an item seen only inside dissolves is
+    # an event of no length there (the usual EDL form); every other format keeps a frame.
+    assert all(n >= (0 if fmt == "edl" else 1) for n in own), own
+    for item in timeline.items:  # each card's file is exactly as long as the card is seen
+        (path,) = (p for p in exported.media if p.name.startswith(f"card-{item.shot}-"))
+        assert round(probe(path).duration * 24) == item.frames
+
+
+def test_fcpxml_at_a_rate_its_adapter_lacks(tmp_path: Path) -> None:
+    """At 12 fps the FCPXML adapter has no frame duration and cannot place audio: the file
+    gets its frame duration, the soundtrack is left out and a warning says so."""
+    timeline = card_timeline(tmp_path, 12, [12, 18, 12], [4, 5])
+    exported = export_timeline(timeline, "fcpxml", tmp_path / "cards.fcpxml")
+    assert any("no soundtrack (m.wav)" in w and "not 12" in w for w in exported.warnings)
+    assert all(p.suffix == ".mp4" for p in exported.media)
+    root = ET.parse(exported.path).getroot()
+    assert {f.get("frameDuration") for f in root.iterfind("./resources/format")} == {"1/12s"}
+    back = read_back(exported, timeline)
+    (video,) = tracks(back, otio.schema.TrackKind.Video)
+    assert frames(video.duration(), 12) == timeline.frames == 33
+    assert tracks(back, otio.schema.TrackKind.Audio) == []
+
+
+def test_a_fade_longer_than_the_last_loop_is_kept_whole_in_metadata(tmp_path: Path) -> None:
+    timeline = card_timeline(tmp_path, 24, [24, 24, 24], [0, 0])
+    timeline = Timeline(
+        timeline.name, timeline.cut, timeline.backend, 24, 128, 72, timeline.items,
+        Soundtrack(write_music(tmp_path / "m.wav", 1.0), 0.5, 2.0), timeline.frames,
+    )  # fmt: skip
+    exported = export_timeline(timeline, "otio", tmp_path / "cards.otio")
+    back = read_back(exported, timeline)
+    (audio,) = tracks(back, otio.schema.TrackKind.Audio)
+    lengths = [frames(c.source_range.duration, 24) for c in audio.find_clips()]
+    assert lengths == [24, 24, 24]
+    fade = audio[len(audio) - 1]
+    assert frames(fade.in_offset, 24) == 24  # a transition covers one clip at most
+    assert fade.metadata["storyboard"] == {"fade_out": 2.0, "frames": 48}
+
+
 # -- refusals ----------------------------------------------------------------------------------
 
 
@@ -454,6 +534,15 @@ def test_formats_and_their_suffixes() -> None:
 # -- the split of overlaps ---------------------------------------------------------------------
 
 
+def _every_clip_can_keep_a_frame(lengths: list[int], joins: list[int]) -> bool:
+    """Whether some choice of splits leaves every clip a frame (all choices, left to right:
+    the set of in_offsets the next clip may have to give)."""
+    possible = {0}
+    for i, k in enumerate(joins):
+        possible = {k - out for a in possible for out in range(k + 1) if lengths[i] - a - out >= 1}
+    return any(lengths[-1] - a >= 1 for a in possible)
+
+
 @given(
     st.lists(st.integers(1, 40), min_size=1, max_size=12).flatmap(
         lambda lengths: st.tuples(
@@ -473,8 +562,8 @@ def test_splits_keep_the_cut_length_and_every_clip(case: tuple[list[int], list[i
     ]
     assert sum(own) == sum(lengths) - sum(joins), "the track is as long as the cut"
     assert all(n >= 0 for n in own)
-    # Every clip keeps a frame of its own whenever the cut has a frame for each.
-    if sum(lengths) - sum(joins) >= len(lengths):
+    # Every clip keeps a frame of its own whenever some split allows it.
+    if _every_clip_can_keep_a_frame(lengths, joins):
         assert all(n >= 1 for n in own), (lengths, joins, splits)
     # Centred (the odd frame after the cut point) unless that would empty a clip.
     centred = [(k // 2, k - k // 2) for k in joins]
