@@ -5,15 +5,18 @@ For every rendered take of every model shot, :func:`check_plan` reports
 * **black**: the picture is black for at least 0.5 s (ffmpeg ``blackdetect``: a frame is
   black when 98 % of its pixels are darker than 10 % of the luma range; ffmpeg's defaults);
 * **frozen**: the picture does not change for at least 1.0 s (``freezedetect``: each frame
-  differs from the first frame of the stretch by a mean absolute difference under -50 dB,
-  0.3 % of the range, on a picture scaled down to 320 px wide, which averages codec noise
-  away and costs little). Not ffmpeg's default of -60 dB: a still encoded lossily (as every
-  provider delivers it) keeps being refined by the encoder for its first frames, by about
-  -55 dB (x264, measured), and -60 dB would start the stretch late or cut it in pieces.
-  Because the comparison is with the stretch's first frame, a slow camera move adds up and
-  ends a stretch soon. A frozen stretch that black frames cover is reported once, as black;
-* **silent**: the sound stays under -50 dB for at least 1.0 s (``silencedetect``), and
-  **no-audio**: the clip has no audio stream at all, both only where sound was asked for
+  differs from the first frame of the stretch by a mean absolute difference under -60 dB,
+  0.1 % of the range, ffmpeg's default, on a picture scaled down to 320 px wide, which
+  averages codec noise away and costs little). Because the comparison is with the stretch's
+  first frame, a slow camera move adds up and ends a stretch soon. Not a laxer -50 dB: it
+  would call slow push-ins frozen (measured on the animatic: stretches of 1-3 s all through
+  6 s clips), and a false alarm costs a reviewer's trust. The price: an encoder still
+  refining a picture that stopped (x264 ultrafast, CRF 23, measured: 0.3 s) can make a
+  freeze start that much late. A frozen stretch that black frames cover is reported once,
+  as black;
+* **silent**: the sound stays under -50 dB for at least 1.0 s (``silencedetect``), or stops
+  that long before the picture does (``astats`` counts its samples), and **no-audio**: the
+  clip has no audio stream at all, both only where sound was asked for
   (:func:`expects_audio`); when nothing asks for sound, silence is what the clip should be;
 * **short** / **long**: the take's new footage is further from what the shot asked for
   (:attr:`ShotPlan.seconds`) than :func:`length_tolerance`: the larger of 0.25 s, 5 % of the
@@ -22,9 +25,11 @@ For every rendered take of every model shot, :func:`check_plan` reports
   judged on what follows the source (:func:`storyboard.media.footage.new_footage_seconds`).
 
 The preview animatic is a stand-in and is judged as one: its camera eases in and out, so the
-first and last fifth of a clip move less than the noise floor and read as frozen, and it never
-makes sound. On the preview backend frozen stretches and sound are therefore not findings;
-black stretches and lengths still are (they would mean the renderer broke).
+ends of a clip move less than the noise floor and read as frozen (``examples/dawn``: 5 of its
+9 takes frozen for their first 1.1-1.7 s, one 3 s take from a still image throughout), and it
+never makes sound. That is what the animatic is, not a failed take, so on the preview backend
+frozen stretches and sound are not findings; black stretches and lengths still are (they
+would mean the renderer broke).
 
 All detections of a clip come from ONE ffmpeg decode (the video filters chained on the
 downscaled picture, the audio filter beside them, ``-f null``), under a deadline. The raw
@@ -84,10 +89,10 @@ _BLACK_SECONDS = 0.5
 _BLACK_PIXEL = 0.10  # a pixel is black below this share of the luma range
 _BLACK_PICTURE = 0.98  # a frame is black when this share of its pixels is
 _FREEZE_SECONDS = 1.0
-_FREEZE_NOISE_DB = -50
+_FREEZE_NOISE_DB = -60
 _SILENCE_SECONDS = 1.0
 _SILENCE_NOISE_DB = -50
-_REVISION = 1  # bump when the parser or the record changes
+_REVISION = 2  # bump when the parser or the record changes
 
 #: Names the detector and its thresholds; a cached record made by another one is a miss.
 DETECTOR = (
@@ -115,17 +120,22 @@ _ORDER: dict[str, int] = {
 class ClipUnreadable(MediaError):
     """A take's clip cannot be decoded at all, so nothing about it can be checked."""
 
-    def __init__(self, message: str, *, shot: str, take: int, path: Path, board: Path) -> None:
+    def __init__(
+        self, message: str, *, shot: str, take: int, path: Path, board: Path, live: bool
+    ) -> None:
         super().__init__(message, shot=shot)
         self.take = take
         self.path = path
         self.board = board
+        self.live = live
 
     def hint(self) -> str | None:
-        return (
-            f"render the take again: `storyboard render {self.board} --force {self.shot}` "
-            "(a live take is paid for again)"
-        )
+        if self.live:
+            return (
+                f"render the shot again: `storyboard render {self.board} --live --force "
+                f"{self.shot}` (its takes are paid for again)"
+            )
+        return f"render the shot again: `storyboard render {self.board} --force {self.shot}`"
 
 
 # -- findings -------------------------------------------------------------------------------
@@ -188,6 +198,7 @@ class Detections:
     black: tuple[Span, ...] = ()
     frozen: tuple[Span, ...] = ()
     silent: tuple[Span, ...] = ()
+    audio_seconds: float | None = None  # how long the sound is, when ffmpeg said
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -199,6 +210,7 @@ class Detections:
             "black": [list(s) for s in self.black],
             "frozen": [list(s) for s in self.frozen],
             "silent": [list(s) for s in self.silent],
+            "audio_seconds": self.audio_seconds,
         }
 
     @classmethod
@@ -214,9 +226,11 @@ class Detections:
             if not isinstance(audio, bool) or seconds < 0 or fps < 0:
                 return None
             spans = {name: _spans(data[name]) for name in ("black", "frozen", "silent")}
+            sound = data["audio_seconds"]
+            sound = None if sound is None else _number(sound)
         except (KeyError, TypeError, ValueError):
             return None
-        return cls(seconds, fps, frames, audio, **spans)
+        return cls(seconds, fps, frames, audio, **spans, audio_seconds=sound)
 
 
 def _number(value: object) -> float:
@@ -245,12 +259,17 @@ _NUM = r"(-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 # A detector's own line: "[Parsed_blackdetect_1 @ 0x55d0c8] black_start:0 black_end:1 ...".
 # Only lines that start with a detector's tag count, so a clip's metadata (printed, indented,
 # in the input header) can never pose as a detection.
-_LINE_RE = re.compile(r"^\[Parsed_(blackdetect|freezedetect|silencedetect)_\d+ @ [^\]]*\]\s*(.*)$")
+_LINE_RE = re.compile(
+    r"^\[Parsed_(blackdetect|freezedetect|silencedetect|astats)_\d+ @ [^\]]*\]\s*(.*)$"
+)
 _EVENT_RE = {
     "blackdetect": re.compile(r"\bblack_(start|end|duration)\s*:\s*" + _NUM),
     "freezedetect": re.compile(r"\blavfi\.freezedetect\.freeze_(start|end|duration)\s*:\s*" + _NUM),
     "silencedetect": re.compile(r"\bsilence_(start|end|duration)\s*:\s*" + _NUM),
+    # astats' summary when the sound ends: how many samples (per channel) it had.
+    "astats": re.compile(r"\bNumber of (samples)\s*:\s*(\d+)"),
 }
+_HZ_RE = re.compile(r"(?:^|, )(\d+) Hz\b")
 _DURATION_RE = re.compile(r"^\s*Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)", re.MULTILINE)
 _STREAM_RE = re.compile(r"^\s*Stream #0:\d+.*?: (Video|Audio): (.*)$", re.MULTILINE)
 _RATE_RE = re.compile(r"(?:^|, )(\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
@@ -266,9 +285,16 @@ def decode_args(path: Path, *, threads: int = 1) -> list[str]:
             f"freezedetect=n={_FREEZE_NOISE_DB}dB:d={_FREEZE_SECONDS}",
         ]
     )
-    audio = f"silencedetect=n={_SILENCE_NOISE_DB}dB:d={_SILENCE_SECONDS}"
+    audio = ",".join(
+        [
+            f"silencedetect=n={_SILENCE_NOISE_DB}dB:d={_SILENCE_SECONDS}",
+            # How long the sound is: where it stops before the picture, the rest is silence.
+            "astats=measure_perchannel=none:measure_overall=Number_of_samples",
+        ]
+    )
     return [
-        "-nostats", "-threads", str(max(1, threads)), "-i", str(path),
+        # Absolute: ffmpeg would read a relative name like "http:x.mp4" as a URL.
+        "-nostats", "-threads", str(max(1, threads)), "-i", str(path.absolute()),
         "-map", "0:v:0", "-vf", video,
         "-map", "0:a:0?", "-af", audio,  # "?": a clip without sound is decoded all the same
         "-f", "null", "-",
@@ -297,8 +323,11 @@ def parse_log(text: str) -> Detections:
         raise _Undecodable("ffmpeg did not open the clip")
     video: str | None = None
     audio = False
+    hz = 0
     for kind, rest in _STREAM_RE.findall(header):
         if kind == "Audio":
+            if not audio and (rate_hz := _HZ_RE.search(rest)) is not None:
+                hz = int(rate_hz.group(1))
             audio = True
         elif video is None and "(attached pic)" not in rest:
             video = rest
@@ -328,6 +357,12 @@ def parse_log(text: str) -> Detections:
     if seconds <= 0:
         raise _Undecodable("the clip has no length")
     events = _events(text)
+    silent = _stretches(events["silencedetect"], seconds) if audio else ()
+    sound: float | None = None
+    samples = [value for _, value in events["astats"]]
+    if audio and samples and hz > 0:
+        sound = round(samples[-1] / hz, 6)
+        silent = _mute_tail(silent, sound, seconds)
     return Detections(
         seconds=round(seconds, 6),
         fps=round(fps, 6),
@@ -335,8 +370,21 @@ def parse_log(text: str) -> Detections:
         audio=audio,
         black=_stretches(events["blackdetect"], seconds),
         frozen=_stretches(events["freezedetect"], seconds),
-        silent=_stretches(events["silencedetect"], seconds) if audio else (),
+        silent=silent,
+        audio_seconds=sound,
     )
+
+
+def _mute_tail(silent: tuple[Span, ...], sound: float, seconds: float) -> tuple[Span, ...]:
+    """Silence, counting the picture's end after the sound stopped (``sound`` seconds in)."""
+    if sound >= seconds - 0.05:
+        return silent
+    spans = list(silent)
+    if spans and spans[-1][1] >= sound - 0.05:  # silent up to where the sound stops
+        spans[-1] = (spans[-1][0], round(seconds, 6))
+    elif seconds - sound >= _SILENCE_SECONDS:
+        spans.append((sound, round(seconds, 6)))
+    return tuple(spans)
 
 
 def _events(text: str) -> dict[str, list[tuple[str, float]]]:
@@ -547,7 +595,7 @@ def _rendered(plan: Plan) -> list[_Take]:
 
 
 def _decode_all(
-    store: Store, board: Path, misses: Mapping[str, list[_Take]]
+    store: Store, plan: Plan, misses: Mapping[str, list[_Take]]
 ) -> tuple[dict[str, Detections], list[ClipUnreadable]]:
     """Decode each missing clip once (in parallel), cache what decodes; the failures."""
     from concurrent.futures import ThreadPoolExecutor
@@ -581,7 +629,8 @@ def _decode_all(
                         shot=first.sp.id,
                         take=first.take.take,
                         path=first.clip.path,
-                        board=board,
+                        board=plan.board.path,
+                        live=plan.backend == "live",
                     )
                 )
                 continue
@@ -614,7 +663,7 @@ def check_plan(plan: Plan, store: Store) -> dict[tuple[str, int], TakeCheck]:
             raws[digest] = cached
         else:
             misses.setdefault(digest, []).append(item)
-    found, failed = _decode_all(store, plan.board.path, misses)
+    found, failed = _decode_all(store, plan, misses)
     raws.update(found)
     if failed:
         raise failed[0]

@@ -121,6 +121,29 @@ frame=   96 fps=0.0 q=-0.0 Lsize=N/A time=00:00:03.00 bitrate=N/A speed=19.6x \
 elapsed=0:00:00.15
 """
 
+# 5 s of picture whose sound (44.1 kHz) stops after 2 s: astats counts the samples.
+SHORT_SOUND_LOG = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'shortaudio.mp4':
+  Duration: 00:00:05.00, start: 0.000000, bitrate: 276 kb/s
+  Stream #0:0[0x1](und): Video: h264 (Constrained Baseline) (avc1 / 0x31637661), \
+yuv420p(progressive), 128x72 [SAR 1:1 DAR 16:9], 243 kb/s, 24 fps, 24 tbr, 12288 tbn (default)
+  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, mono, fltp, 69 kb/s \
+(default)
+Stream mapping:
+  Stream #0:0 -> #0:0 (h264 (native) -> wrapped_avframe (native))
+  Stream #0:1 -> #0:1 (aac (native) -> pcm_s16le (native))
+Output #0, null, to 'pipe:':
+  Stream #0:0(und): Video: wrapped_avframe, yuv420p(progressive), 128x72 [SAR 1:1 DAR 16:9], \
+q=2-31, 200 kb/s, 24 fps, 24 tbn (default)
+  Stream #0:1(und): Audio: pcm_s16le, 44100 Hz, mono, s16, 705 kb/s (default)
+[Parsed_astats_1 @ 0x7fe3a0002340] Overall
+[Parsed_astats_1 @ 0x7fe3a0002340] Number of samples: 88200
+[out#0/null @ 0x55c2f8ea4900] video:50KiB audio:172KiB subtitle:0KiB other streams:0KiB \
+global headers:0KiB muxing overhead: unknown
+frame=  120 fps=0.0 q=-0.0 Lsize=N/A time=00:00:05.00 bitrate=N/A speed=86.3x \
+elapsed=0:00:00.05
+"""
+
 
 def _header(seconds: float = 5.0, *, audio: bool = True, fps: str = "24 fps") -> str:
     """The input header and mapping of a decode, as ffmpeg prints them."""
@@ -161,6 +184,23 @@ def test_parse_log_closes_a_freeze_still_open_at_the_end() -> None:
     assert (raw.seconds, raw.fps, raw.frames, raw.audio) == (3.0, 32.0, 96, False)
     assert raw.frozen == ((0.0, 3.0),)
     assert raw.black == raw.silent == ()
+
+
+def test_parse_log_counts_the_picture_after_the_sound_stopped_as_silence() -> None:
+    raw = parse_log(SHORT_SOUND_LOG)
+    assert (raw.seconds, raw.audio, raw.audio_seconds) == (5.0, True, 2.0)
+    assert raw.silent == ((2.0, 5.0),)
+    # A silence that runs into the end of the sound is one stretch with the rest.
+    astats = "[Parsed_astats_1 @ 0x9] Number of samples: 96000\n"  # 2 s at 48 kHz
+    quiet = "[Parsed_silencedetect_0 @ 0x8] silence_start: 0.75\n"
+    raw = parse_log(_header(5.0) + quiet + astats + _stats(120))
+    assert raw.silent == ((0.75, 5.0),)
+    # Sound that stops less than a second early is only a short track, not a silence.
+    raw = parse_log(_header(5.0) + "[Parsed_astats_1 @ 0x9] Number of samples: 200000\n")
+    assert raw.audio_seconds == pytest.approx(200000 / 48000) and raw.silent == ()
+    # Without a sound track there is nothing to count.
+    raw = parse_log(_header(5.0, audio=False) + astats)
+    assert raw.audio_seconds is None and raw.silent == ()
 
 
 def test_parse_log_is_robust_to_what_logs_do() -> None:
@@ -290,7 +330,9 @@ def test_parse_log_recovers_any_interleaving_of_detections(
 
 
 def test_a_record_survives_its_round_trip_and_a_damaged_one_is_not_one() -> None:
-    raw = Detections(3.0, 24.0, 72, True, black=((0.0, 1.0),), frozen=(), silent=((1.0, 3.0),))
+    raw = Detections(
+        3.0, 24.0, 72, True, black=((0.0, 1.0),), silent=((1.0, 3.0),), audio_seconds=3.0
+    )
     data = raw.to_json()
     assert data["detector"] == DETECTOR
     assert Detections.from_json(json.loads(json.dumps(data))) == raw
@@ -306,6 +348,8 @@ def test_a_record_survives_its_round_trip_and_a_damaged_one_is_not_one() -> None
         {**data, "black": [[0.0]]},
         {**data, "silent": "0-3"},
         {**data, "fps": True},
+        {**data, "audio_seconds": "2.0"},
+        {k: v for k, v in data.items() if k != "audio_seconds"},
     ]
     for one in damaged:
         assert Detections.from_json(one) is None, one
@@ -488,7 +532,10 @@ def _encode(out: Path, graph: str, seconds: float, *, audio: str | None = None) 
     args = ["-filter_complex", full, "-map", "[v]"]
     if audio is not None:
         args += ["-map", "[a]", "-c:a", "aac", "-b:a", "48k"]
-    args += ["-t", f"{seconds}", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    # Lossless: a still is the same picture in every frame (a lossy encoder goes on refining
+    # it for a few frames, which moves where a freeze begins; see the module's docstring).
+    args += ["-t", f"{seconds}", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"]
+    args += ["-pix_fmt", "yuv420p"]
     ffmpeg.run([*args, str(out)], what=f"test clip {out.name}", timeout=60)
     return out
 
@@ -519,6 +566,9 @@ CLIPS: dict[str, Callable[[Path], Path]] = {
         3,
         audio="sine=f=440:r=48000:d=3,volume=volume=0:enable='between(t,0.5,2)'[a]",
     ),
+    "tone-stops-early": lambda p: _encode(
+        p, f"{MOTION}:d=3[v]", 3, audio="sine=f=440:r=48000:d=1.5[a]"
+    ),
     "silent-audio": lambda p: _encode(
         p, f"{MOTION}:d=2[v]", 2, audio="anullsrc=r=48000:cl=mono,atrim=0:2[a]"
     ),
@@ -543,6 +593,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ("motion-3s", [], [], [], False, 3.0),
         ("tone-with-gap", [], [], [(0.5, 2.0)], True, 3.0),
         ("silent-audio", [], [], [(0.0, 2.0)], True, 2.0),
+        ("tone-stops-early", [], [], [(1.5, 3.0)], True, 3.0),
     ],
 )
 def test_detect_finds_what_the_clip_holds(
@@ -589,7 +640,7 @@ shots:
   - id: song
     prompt: a bird sings on a branch
     audio: media/tone.wav
-    takes: 2
+    takes: 3
   - id: kite
     model: skyreels-v1
     first_frame: refs/a.png
@@ -605,6 +656,7 @@ LIVE_TAKES: dict[tuple[str, int], tuple[str, list[str]]] = {
     ("sea", 4): ("motion-3s", []),
     ("song", 1): ("tone-with-gap", ["silent 1.5 s at 0.5 s"]),
     ("song", 2): ("motion-3s", ["no audio: sound was asked"]),
+    ("song", 3): ("tone-stops-early", ["silent 1.5 s at 1.5 s"]),
     ("kite", 1): ("motion-2s", ["short: 2.0 s of 4.0 s asked"]),
 }
 
@@ -644,7 +696,7 @@ def test_check_plan_reports_each_take_and_decodes_a_clip_once(
     _tone(project.root / "media" / "tone.wav")
     plan = _stock(project, LIVE_BOARD, {k: clips[v[0]] for k, v in LIVE_TAKES.items()})
     store = Store.for_storyboard(plan.board.path)
-    checks = check_plan(plan, store)  # seven clips, decoded in parallel
+    checks = check_plan(plan, store)  # eight takes, seven clips, decoded in parallel
     assert set(checks) == set(LIVE_TAKES)
     for key, (name, texts) in LIVE_TAKES.items():
         check = checks[key]
@@ -692,7 +744,7 @@ def test_a_clip_that_cannot_be_decoded_names_its_take_after_the_others_are_check
     assert (error.shot, error.take) == ("sea", 2)
     assert str(error).startswith("shot sea take 2: cannot check ")
     assert error.exit_code == 1
-    assert f"storyboard render {plan.board.path} --force sea" in (error.hint() or "")
+    assert f"storyboard render {plan.board.path} --live --force sea" in (error.hint() or "")
     # The take that decodes was checked and cached all the same.
     good = plan.shot("sea").takes[0].clip
     assert good is not None and good.digest in _records(plan)
