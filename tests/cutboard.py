@@ -2,9 +2,9 @@
 
 Shared by the timeline and export tests: a title card, a shot with two takes of which the
 second is selected and trimmed, an extension (V4 returns source + new footage, so the cut
-starts in the middle of its clip), two more cards, a fade, a hard cut, a wipe of an odd
-number of frames and a crossfade, and a soundtrack shorter than the picture (it loops) with
-a volume and a fade-out. 480p at 24 fps; the preview renders it in a few seconds.
+starts in the middle of its clip), two more cards, a skipped shot, a fade, a hard cut, a
+wipe of an odd number of frames and a crossfade, and a soundtrack shorter than the picture
+(it loops) with a volume and a fade-out. 480p at 24 fps; the preview renders it in seconds.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ shots:
     extends: kite
     prompt: the kite climbs higher
     transition: {type: wipe-left, duration: 0.3}
+  - id: outtake
+    card: {text: "left out", duration: 1.0}
+    skip: true
   - id: interlude
     card: {text: "Later", duration: 1.0}
   - id: end
