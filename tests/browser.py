@@ -91,6 +91,7 @@ def full_page_screenshot(driver: Any, path: Path, width: int = 1280) -> Path:
         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
     )
     try:
+        driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(str(path))
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

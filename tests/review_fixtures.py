@@ -34,6 +34,7 @@ shots:
   - id: sea
     prompt: 'a lighthouse at dusk {HOSTILE} & more'
     takes: 2
+    select: 1
     trim: {{start: 0.5}}
     transition: {{type: wipe-left, duration: 0.5}}
   - id: kite

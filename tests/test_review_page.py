@@ -354,7 +354,7 @@ def test_a_rerun_copies_nothing_and_removes_what_the_page_no_longer_shows(
     # Select take 2 and re-stitch: the new cut and its poster are added, the old ones go,
     # the takes stay where they are.
     text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("takes: 2\n", "takes: 2\n    select: 2\n"), encoding="utf-8")
+    path.write_text(text.replace("select: 1\n", "select: 2\n"), encoding="utf-8")
     restitch(path)
     plan, store = plan_of(path)
     write_review(plan, store, folder)

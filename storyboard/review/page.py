@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GENERATOR",
+    "ICON",
     "MEDIA",
     "ClipGone",
     "ReviewFolderError",
@@ -57,6 +58,7 @@ __all__ = [
 #: What marks an ``index.html`` as written here (never overwrite somebody else's page).
 GENERATOR = "storyboard review"
 MEDIA = "media"
+ICON = "icon.svg"  # beside index.html: browsers ask a server for an icon anyway
 _NAME = 20  # hex digits of the content digest in a media file's name
 _MEDIA_RE = re.compile(rf"^[0-9a-f]{{{_NAME}}}\.(mp4|jpg)$")
 _POSTER_WIDTH = 640
@@ -449,6 +451,7 @@ class _Writer:
             incoming = item.transition_frames
             start = item.record_start / tl.fps
             seconds = item.frames / tl.fps
+            lane = "lane-b" if i % 2 else "lane-a"
             label = f"{item.shot} · {seconds:.1f} s from {start:.2f} s"
             attrs = (
                 f'data-item="{i}" data-shot="{escape(item.shot)}" data-start="{start:.6f}" '
@@ -459,14 +462,14 @@ class _Writer:
                 cls = self.card_class(f"s{i}", item.card_background, item.card_color)
                 text = escape(item.card_text or "")
                 items.append(
-                    f'<button type="button" class="item card i{i} {cls}" {attrs}>'
+                    f'<button type="button" class="item card {lane} i{i} {cls}" {attrs}>'
                     f'<span class="card-text">{text}</span></button>'
                 )
             else:
                 thumb = self.posters.get(item.shot)
                 img = f'<img src="{escape(thumb)}" alt="">' if thumb else ""
                 items.append(
-                    f'<button type="button" class="item clip i{i}" {attrs}>{img}'
+                    f'<button type="button" class="item clip {lane} i{i}" {attrs}>{img}'
                     f'<span class="label">{escape(item.shot)}</span></button>'
                 )
             if item.transition_frames:
@@ -660,6 +663,7 @@ class _Writer:
             f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
             '<meta name="referrer" content="no-referrer">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f'<link rel="icon" href="{ICON}" type="image/svg+xml">\n'
             f"<title>{title} · review</title>\n<style>{style}</style>\n</head>\n<body>\n"
             f'<div class="page">{top}<h2 class="shots-title">Shots in cut order</h2>'
             f"<main>{listed}</main>"
@@ -701,6 +705,11 @@ def _frame(plan: Plan) -> tuple[int, int]:
     return frame_size(out.resolution, out.aspect_ratio)
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    if not (path.is_file() and path.read_bytes() == data):
+        atomic_write(path, data)
+
+
 def write_review(
     plan: Plan,
     store: Store,
@@ -731,10 +740,9 @@ def write_review(
     cut = _cut(plan, timeline, media) if timeline is not None else None
     html = _Writer(plan, timeline, selectable).page(shots, cut)
     index = media.folder.parent / "index.html"
-    data = html.encode("utf-8")
     try:
-        if not (index.is_file() and index.read_bytes() == data):
-            atomic_write(index, data)
+        _write_if_changed(index.with_name(ICON), _asset(ICON).encode("utf-8"))
+        _write_if_changed(index, html.encode("utf-8"))
     except OSError as exc:
         raise ReviewFolderError(index.parent, exc.strerror or str(exc)) from exc
     media.prune()
