@@ -38,11 +38,16 @@ so they are cached once per clip digest in the store (``checks/ab/<digest>.json`
 are derived from them at read time, with what the shot asked for. A cache file that cannot be
 read, or that another detector version wrote, is a miss, never an error.
 
+Trust: a clip is decoded as the plan found it, at the plan's own level of trust (its size and
+mtime, through the store's digest memo; a clip rewritten since the plan is hashed again, and
+left out when it is no longer its digest). Checking reads no clip in full that the memo
+vouches for and changes nothing in the store but the cache: the findings are advice, while the
+stitcher, uploads and exports verify every byte before they use one.
+
 Failures: a clip ffmpeg cannot decode at all (no video stream, no frame decoded, or past the
 deadline) raises :class:`ClipUnreadable` (a :class:`~storyboard.errors.MediaError` naming the
-shot and take) after every other clip has been checked and cached. A clip whose bytes no
-longer match its digest is dropped from the store (:meth:`Store.verified`) and left out of the
-result, like any take that is not rendered.
+shot and take) after every other clip has been checked and cached; it carries those checks,
+so a caller can show them and say which take could not be read.
 """
 
 from __future__ import annotations
@@ -128,6 +133,9 @@ class ClipUnreadable(MediaError):
         self.path = path
         self.board = board
         self.live = live
+        #: What :func:`check_plan` found on every other take, and every take that failed.
+        self.checks: Mapping[tuple[str, int], TakeCheck] = {}
+        self.takes: tuple[tuple[str, int], ...] = ((shot, take),)
 
     def hint(self) -> str | None:
         if self.live:
@@ -594,8 +602,22 @@ def _rendered(plan: Plan) -> list[_Take]:
     ]
 
 
+def _as_planned(store: Store, clip: ClipEntry) -> bool:
+    """Whether the object still holds the bytes the plan found under ``clip.digest``.
+
+    The plan's own level of trust (its lookups are stat-only, through the digest memo): an
+    object whose size and mtime are unchanged is not read; one rewritten since is hashed
+    again. Nothing in the store is changed, whatever the answer (checking is read-only).
+    """
+    try:
+        known = store.memo.known(clip.path)
+        return (known if known is not None else store.memo.digest(clip.path)) == clip.digest
+    except OSError:
+        return False
+
+
 def _decode_all(
-    store: Store, plan: Plan, misses: Mapping[str, list[_Take]]
+    store: Store, plan: Plan, misses: Mapping[str, _Take]
 ) -> tuple[dict[str, Detections], list[ClipUnreadable]]:
     """Decode each missing clip once (in parallel), cache what decodes; the failures."""
     from concurrent.futures import ThreadPoolExecutor
@@ -608,35 +630,30 @@ def _decode_all(
     workers = max(1, min(len(misses), cpus))
     threads = max(1, cpus // workers)
 
-    def one(digest: str) -> Detections | None:
-        first = misses[digest][0]
-        # The digest names the cache record: decode only bytes proven to be that digest.
-        if not store.verified(first.clip):
-            return None
-        timeout = _TIMEOUT_BASE + _TIMEOUT_PER_SECOND * max(first.clip.seconds, 0.0)
-        return detect(first.clip.path, threads=threads, timeout=timeout)
+    def one(item: _Take) -> Detections:
+        timeout = _TIMEOUT_BASE + _TIMEOUT_PER_SECOND * max(item.clip.seconds, 0.0)
+        return detect(item.clip.path, threads=threads, timeout=timeout)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="takecheck") as pool:
-        futures = {digest: pool.submit(one, digest) for digest in misses}
+        futures = {digest: pool.submit(one, item) for digest, item in misses.items()}
         for digest, future in futures.items():
-            first = misses[digest][0]
+            item = misses[digest]
             try:
                 raw = future.result()
             except MediaError as exc:
                 failed.append(
                     ClipUnreadable(
-                        f"shot {first.sp.id} take {first.take.take}: {exc}",
-                        shot=first.sp.id,
-                        take=first.take.take,
-                        path=first.clip.path,
+                        f"shot {item.sp.id} take {item.take.take}: {exc}",
+                        shot=item.sp.id,
+                        take=item.take.take,
+                        path=item.clip.path,
                         board=plan.board.path,
                         live=plan.backend == "live",
                     )
                 )
                 continue
-            if raw is not None:
-                found[digest] = raw
-                _remember(store, digest, raw)
+            found[digest] = raw
+            _remember(store, digest, raw)
     return found, failed
 
 
@@ -645,38 +662,44 @@ def check_plan(plan: Plan, store: Store) -> dict[tuple[str, int], TakeCheck]:
 
     Each clip is decoded at most once, ever: its detections are cached by digest in the
     store, and the clips not cached yet are decoded in parallel (one worker per CPU). A take
-    whose clip fails its digest check is dropped from the store and left out.
+    whose clip changed on disk since the plan found it is left out (as a plan made now would
+    find it not rendered). Only the cache is written.
 
     Raises:
-        ClipUnreadable: a clip cannot be decoded at all (raised once every other clip has been
-            checked and cached; the first such take in cut order).
+        ClipUnreadable: a clip cannot be decoded at all; raised once every other clip has
+            been checked and cached, for the first such take in cut order, with the checks
+            of every other take (``checks``) and every take that failed (``takes``).
     """
     takes = _rendered(plan)
     raws: dict[str, Detections] = {}
-    misses: dict[str, list[_Take]] = {}
+    misses: dict[str, _Take] = {}
     for item in takes:
         digest = item.clip.digest
-        if digest in raws:
+        if digest in raws or digest in misses:
             continue
         cached = _cached(store, digest)
         if cached is not None:
             raws[digest] = cached
-        else:
-            misses.setdefault(digest, []).append(item)
+        elif _as_planned(store, item.clip):  # the record will name these bytes: check first
+            misses[digest] = item
     found, failed = _decode_all(store, plan, misses)
     raws.update(found)
-    if failed:
-        raise failed[0]
     by_key = {item.take.key: item.clip for item in takes}
     checks: dict[tuple[str, int], TakeCheck] = {}
     for item in takes:
         raw = raws.get(item.clip.digest)
         if raw is None:
-            continue  # the clip was not what its digest says: dropped from the store
+            continue  # changed on disk since the plan, or not decodable (``failed``)
         up = item.take.material.upstream
         upstream = None
         if up is not None and up.mode == "extends" and up.key in by_key:
             upstream = by_key[up.key].seconds
         findings = judge(raw, item.sp, item.take, upstream=upstream)
         checks[(item.sp.id, item.take.take)] = TakeCheck(item.clip.digest, findings)
+    if failed:
+        bad = {e.path for e in failed}
+        first = failed[0]
+        first.checks = checks
+        first.takes = tuple((i.sp.id, i.take.take) for i in takes if i.clip.path in bad)
+        raise first
     return checks

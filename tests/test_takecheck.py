@@ -21,6 +21,7 @@ from conftest import Project, write_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from storyboard import hashing
 from storyboard.cache import Store
 from storyboard.catalog import MODELS
 from storyboard.errors import MediaError
@@ -691,12 +692,16 @@ def _records(plan: Plan) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_check_plan_reports_each_take_and_decodes_a_clip_once(
-    project: Project, clips: dict[str, Path]
+    project: Project, clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _tone(project.root / "media" / "tone.wav")
     plan = _stock(project, LIVE_BOARD, {k: clips[v[0]] for k, v in LIVE_TAKES.items()})
     store = Store.for_storyboard(plan.board.path)
+    hashed: list[Path] = []
+    real_sha256 = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: hashed.append(p) or real_sha256(p))
     checks = check_plan(plan, store)  # eight takes, seven clips, decoded in parallel
+    assert hashed == []  # trusted as the plan found them (the memo), not read to be hashed
     assert set(checks) == set(LIVE_TAKES)
     for key, (name, texts) in LIVE_TAKES.items():
         check = checks[key]
@@ -745,26 +750,27 @@ def test_a_clip_that_cannot_be_decoded_names_its_take_after_the_others_are_check
     assert str(error).startswith("shot sea take 2: cannot check ")
     assert error.exit_code == 1
     assert f"storyboard render {plan.board.path} --live --force sea" in (error.hint() or "")
-    # The take that decodes was checked and cached all the same.
+    # The take that decodes was checked and cached all the same, and comes with the error.
     good = plan.shot("sea").takes[0].clip
     assert good is not None and good.digest in _records(plan)
+    assert error.takes == (("sea", 2),)
+    assert set(error.checks) == {("sea", 1)} and error.checks[("sea", 1)].ok
 
 
 @pytest.mark.slow
-def test_a_clip_whose_bytes_changed_is_dropped_not_cached(
+def test_a_clip_changed_since_the_plan_is_left_out_and_not_cached(
     project: Project, clips: dict[str, Path]
 ) -> None:
     board = LIVE_BOARD.replace("takes: 4", "takes: 2").split("  - id: song")[0]
     plan = _stock(project, board, {("sea", 1): clips["motion-3s"], ("sea", 2): clips["motion-2s"]})
-    bad = plan.shot("sea").takes[1].clip
-    assert bad is not None
-    shutil.copyfile(clips["still-then-motion"], bad.path)  # a valid video, the wrong bytes
+    changed = plan.shot("sea").takes[1].clip
+    assert changed is not None
+    shutil.copyfile(clips["still-then-motion"], changed.path)  # a valid video, other bytes
     checks = check_plan(plan, Store.for_storyboard(plan.board.path))
     assert set(checks) == {("sea", 1)}
-    assert bad.digest not in _records(plan)
-    assert not bad.path.exists()  # the store's rule for an object that is not its digest
-    after = plan_build(project.file, live=True)
-    assert after.shot("sea").takes[1].clip is None
+    assert changed.digest not in _records(plan)  # never a record of other bytes
+    assert changed.path.exists()  # checking changes nothing in the store
+    assert plan_build(project.file, live=True).shot("sea").takes[1].clip is None
 
 
 # -- end to end over the preview backend -------------------------------------------------
