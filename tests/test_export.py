@@ -573,3 +573,23 @@ def test_splits_keep_the_cut_length_and_every_clip(case: tuple[list[int], list[i
             for i, n in enumerate(lengths)
         ]
         assert min(centred_own) < 1
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_export_command_writes_beside_the_cut_and_warns_on_stderr(rendered: Rendered) -> None:
+    from conftest import run_cli
+
+    result = run_cli("export", str(rendered.board), "--format", "edl")
+    assert result.code == 0, result.err
+    out = rendered.plan.cut.with_suffix(".edl")
+    assert out.is_file()
+    assert "no soundtrack (music.wav)" in result.err
+    assert "title→kite fade (6 frames)" in result.err
+    back = otio.adapters.read_from_file(str(out), rate=24)
+    assert frames(back.duration(), 24) == rendered.cut_frames
+
+    bad = run_cli("export", str(rendered.board), "--format", "mov")
+    assert bad.code == 2
