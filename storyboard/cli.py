@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from storyboard import __version__
+from storyboard.cli_handoff import EXAMPLES as HANDOFF_EXAMPLES
 from storyboard.errors import (
     BudgetExceeded,
     CannotStart,
@@ -91,6 +92,7 @@ examples:
   storyboard stitch examples/dawn/storyboard.yaml
   storyboard stitch --live -o cut.mp4 examples/dawn/storyboard.yaml
   storyboard stitch --json examples/dawn/storyboard.yaml""",
+    **HANDOFF_EXAMPLES,
 }
 
 
@@ -111,6 +113,9 @@ _TAKES: dict[str, tuple[str, ...]] = {
     "render": ("--live", "--set", "--only", "--force", "--force-all", "--jobs", "--budget",
                "--keep-going", "-o", "--json", "-q", "-v"),
     "stitch": ("--live", "--set", "-o", "--json", "-q"),
+    "review": ("--live", "--set", "-o", "--serve", "--port", "-q"),
+    "sheet": ("--live", "--set", "-o", "--json", "-q"),
+    "export": ("--live", "--set", "--format", "-o", "--copy-media", "--json", "-q"),
 }  # fmt: skip
 
 _HELP = {
@@ -134,6 +139,20 @@ _HELP = {
         "--json": "one JSON report on stdout: the cut's path and length, or why not",
     },
     "validate": {"--json": "the problems as a JSON list on stdout"},
+    "review": {
+        "--live": "review the live takes and cut",
+        "-o": "write the review folder to DIR (default: renders/<cut>.review/)",
+    },
+    "sheet": {
+        "--live": "the live cut",
+        "-o": "write the image to PATH, .png or .jpg (default: renders/<cut>.sheet.png)",
+        "--json": "the sheet's path, size and tiles as JSON on stdout",
+    },
+    "export": {
+        "--live": "export the live cut",
+        "-o": "write the timeline to PATH (default: beside the cut, the format's suffix)",
+        "--json": "what was written as JSON on stdout (path, clips, frames, warnings)",
+    },
 }
 
 
@@ -182,7 +201,31 @@ def _add_option(p: argparse.ArgumentParser, command: str, name: str) -> None:
             help="render everything possible despite failures",
         )  # fmt: skip
     elif name == "-o":
-        p.add_argument("-o", "--output", default=None, metavar="PATH", help=helps.get(name))
+        metavar = "DIR" if command == "review" else "PATH"
+        p.add_argument("-o", "--output", default=None, metavar=metavar, help=helps.get(name))
+    elif name == "--serve":
+        p.add_argument(
+            "--serve", action="store_true",
+            help="serve the page on 127.0.0.1 and let the reviewer pick takes: the choice is "
+            "written to the storyboard's select: line and the cut re-stitched (no render)",
+        )  # fmt: skip
+    elif name == "--port":
+        p.add_argument(
+            "--port", type=int, default=0, metavar="N",
+            help="with --serve: the port on 127.0.0.1 (default: any free one)",
+        )  # fmt: skip
+    elif name == "--format":
+        p.add_argument(
+            "--format", required=True, choices=("otio", "otioz", "fcpxml", "fcp7xml", "edl"),
+            help="otio (OpenTimelineIO), otioz (with its media), fcpxml (Final Cut Pro X), "
+            "fcp7xml (Final Cut Pro 7 XML: Premiere, Resolve), edl (CMX 3600)",
+        )  # fmt: skip
+    elif name == "--copy-media":
+        p.add_argument(
+            "--copy-media", action="store_true",
+            help="copy the clips next to the export (relative references) instead of "
+            "pointing into the store",
+        )  # fmt: skip
     else:  # pragma: no cover - a name in _TAKES with no definition here
         raise AssertionError(name)
 
@@ -225,6 +268,15 @@ def _build_parser() -> _Parser:
     command("stitch", "re-stitch the final cut from rendered clips only").add_argument(
         "file", metavar="FILE", help=board
     )
+    command(
+        "review", "write a review page of the cut and every take (--serve: pick takes in it)"
+    ).add_argument("file", metavar="FILE", help=board)
+    command("sheet", "draw a contact sheet of the cut: three frames a shot").add_argument(
+        "file", metavar="FILE", help=board
+    )
+    command(
+        "export", "write the cut as an editor's timeline (OTIO, FCP XML, FCPXML, EDL)"
+    ).add_argument("file", metavar="FILE", help=board)
     command("schema", "print the JSON Schema of the storyboard format")
 
     p = command("emulate", "run the provider emulator on 127.0.0.1")
@@ -412,7 +464,9 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     budget, fits = verdict.budget, verdict.fits
     code = EXIT_OK if fits else BudgetExceeded.exit_code
     if args.json:
-        data = plan.to_json()
+        from storyboard.cli_handoff import with_checks
+
+        data = with_checks(plan, plan.to_json(), err)
         data["budget"] = budget
         data["fits"] = fits
         print(json.dumps(data, indent=2), file=out)
@@ -644,7 +698,18 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "plan": _cmd_plan,
     "render": _cmd_render,
     "stitch": _cmd_stitch,
+    "review": lambda *a: _handoff("cmd_review", *a),
+    "sheet": lambda *a: _handoff("cmd_sheet", *a),
+    "export": lambda *a: _handoff("cmd_export", *a),
 }
+
+
+def _handoff(name: str, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """The commands after a render live in :mod:`storyboard.cli_handoff` (imported on use)."""
+    from storyboard import cli_handoff
+
+    command: Callable[[argparse.Namespace, TextIO, TextIO], int] = getattr(cli_handoff, name)
+    return command(args, out, err)
 
 
 def _redact(text: str) -> str:
@@ -678,7 +743,8 @@ def main(
         except SystemExit as exc:  # --help and --version exit 0 through argparse
             return int(exc.code or 0)
         if extra:
-            what = "one FILE" if args.command in ("plan", "render", "stitch") else "no arguments"
+            one_file = ("plan", "render", "stitch", "review", "sheet", "export")
+            what = "one FILE" if args.command in one_file else "no arguments"
             raise UsageError(
                 f"storyboard {args.command} takes {what}, not also {' '.join(extra)}",
                 hint=f"see `storyboard {args.command} --help`",

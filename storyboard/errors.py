@@ -366,11 +366,15 @@ class MediaError(StoryboardError):
 
 
 class StitchError(StoryboardError):
-    """The final cut could not be written."""
+    """The final cut could not be written (or a view of it: a sheet, an export, a review)."""
 
-    def __init__(self, message: str, *, shot: str | None = None) -> None:
+    def __init__(self, message: str, *, shot: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
         self.shot = shot
+        self._hint = hint
+
+    def hint(self) -> str | None:
+        return self._hint
 
 
 @dataclass(frozen=True)
