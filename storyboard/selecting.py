@@ -41,13 +41,17 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from storyboard.errors import InvalidStoryboard, UsageError
 from storyboard.loader import storyboard_path
 from storyboard.model import Shot, Storyboard
 
-__all__ = ["SelectChange", "SelectRefused", "set_select"]
+if TYPE_CHECKING:
+    from storyboard.cache import Store
+    from storyboard.plan import Plan
+
+__all__ = ["SelectChange", "SelectRefused", "missing_after", "set_select"]
 
 RefusedReason = Literal[
     "unknown-shot", "not-a-model-shot", "take-out-of-range", "changed-on-disk", "cannot-edit"
@@ -175,6 +179,32 @@ def set_select(
     finally:
         tmp.unlink(missing_ok=True)
     return SelectChange(shot_id, shot.select, take, splice.line)
+
+
+def missing_after(plan: Plan, store: Store, shot_id: str, take: int) -> tuple[str, ...]:
+    """The shots of the cut that would have no clip if ``shot_id`` used ``take`` instead:
+    shots built on it (``extends``, ``continues``) continue the selected take, so each needs
+    a clip made from the new one; and any shot of the cut not rendered anyway. Empty: the cut
+    can be re-stitched at once (no render, no cost). Read-only: nothing is written.
+
+    Raises:
+        KeyError: ``plan`` has no shot ``shot_id``.
+        ValueError: the shot has no take ``take``.
+    """
+    from storyboard.pipeline import known_facts
+    from storyboard.plan import make_plan
+
+    board = plan.board
+    shot = board.shot(shot_id)
+    if not 1 <= take <= shot.takes:
+        raise ValueError(f"shot {shot_id!r} has {shot.takes} take(s), not a take {take}")
+    if take == shot.select:
+        return plan.missing
+    shots = tuple(replace(s, select=take) if s.id == shot_id else s for s in board.shots)
+    chosen = replace(board, shots=shots)
+    facts = known_facts(chosen, store, plan.backend)
+    after = make_plan(chosen, store, backend=plan.backend, output=plan.cut, facts=facts)
+    return after.missing
 
 
 # -- checks ------------------------------------------------------------------------------------

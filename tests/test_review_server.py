@@ -321,7 +321,8 @@ def test_a_refusal_says_why_and_what_helps(shared: tuple[ReviewServer, Path]) ->
     server, _ = shared
     answer = _post(server, {"shot": "sea", "take": 2})
     data = answer.json()
-    assert "more" in data["error"] and data["hint"].startswith("storyboard render")
+    assert "more builds on sea and has no clip made from its take 2" in data["error"]
+    assert data["hint"].startswith("storyboard render")
     assert "token" in _post(server, {}, drop=("X-Storyboard-Token",)).json()["error"]
 
 
@@ -427,6 +428,24 @@ def test_byte_ranges_let_a_video_seek(shared: tuple[ReviewServer, Path]) -> None
     assert head.headers["content-length"] == "10"
     again = httpx.get(url, headers={"If-None-Match": whole.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+
+
+def test_missing_after_names_what_a_choice_would_need_rendered(
+    shared: tuple[ReviewServer, Path],
+) -> None:
+    from storyboard.cache import Store
+    from storyboard.selecting import missing_after
+
+    _, file = shared
+    plan = plan_build(file)
+    store = Store.for_storyboard(plan.board.path)
+    assert missing_after(plan, store, "sea", 2) == ("more",)
+    assert missing_after(plan, store, "sea", 1) == ()
+    assert missing_after(plan, store, "kite", 2) == ()
+    with pytest.raises(ValueError, match="2 take"):
+        missing_after(plan, store, "kite", 3)
+    with pytest.raises(KeyError):
+        missing_after(plan, store, "nope", 1)
 
 
 # -- writes ---------------------------------------------------------------------------------------

@@ -285,11 +285,8 @@ class ReviewServer:
 
     def _check_choice(self, plan: Plan, shot: str, take: int) -> None:
         """Refuse a choice the cut cannot follow with the clips it has."""
-        from dataclasses import replace
-
         from storyboard.cache import Store
-        from storyboard.pipeline import known_facts
-        from storyboard.plan import make_plan
+        from storyboard.selecting import missing_after
 
         try:
             sp = plan.shot(shot)
@@ -314,22 +311,20 @@ class ReviewServer:
             )
         if take == sp.shot.select:
             return
-        # Shots built on this one (extends, continues) continue the chosen take: each needs
-        # a clip made from it, or the cut cannot be stitched without a render.
-        board = plan.board
-        shots = tuple(replace(s, select=take) if s.id == shot else s for s in board.shots)
-        chosen = replace(board, shots=shots)
-        store = Store.for_storyboard(board.path)
-        after = make_plan(
-            chosen, store, backend=plan.backend, facts=known_facts(chosen, store, plan.backend)
-        )
-        missing = [s for s in after.missing if s not in plan.missing]
-        if missing or after.missing:
-            names = ", ".join(missing or after.missing)
+        store = Store.for_storyboard(plan.board.path)
+        lacking = missing_after(plan, store, shot, take)
+        if lacking:
+            built = [s for s in lacking if s not in plan.missing]
+            if built:
+                why = (
+                    f"{', '.join(built)} build{'s' if len(built) == 1 else ''} on {shot} and "
+                    f"{'has' if len(built) == 1 else 'have'} no clip made from its take {take}"
+                )
+            else:
+                why = f"the cut lacks clips of {', '.join(lacking)}"
             raise _Refused(
                 HTTPStatus.CONFLICT,
-                f"with take {take} of {shot!r} the cut would lack clips of {names}; "
-                "those need a render first (it costs what the plan says)",
+                f"take {take} of {shot} cannot go into the cut without a render: {why}",
                 render,
             )
 
