@@ -161,23 +161,11 @@ def set_select(
         raise _cannot_edit(shown, shot_id, take, "its place in the file could not be found")
     new = bom + splice.apply(text).encode("utf-8")
 
-    fd, name = tempfile.mkstemp(prefix=f".{real.name}.select-", suffix=".tmp", dir=real.parent)
-    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        old_board = _reload(tmp, variables, shown, shot_id, take)
-        _write(tmp, new)
-        new_board = _reload(tmp, variables, shown, shot_id, take)
-        if _without_select(new_board, shot.index) != _without_select(old_board, shot.index) or (
-            new_board.shots[shot.index].select != take
-        ):
-            raise _cannot_edit(shown, shot_id, take, "the edit would change more than `select`")
-        tmp.chmod(before.st_mode & 0o7777)
-        _unchanged_since(real, before, raw, shown, shot_id, take)
-        os.replace(tmp, real)
-    finally:
-        tmp.unlink(missing_ok=True)
+        _replace_checked(real, raw, new, before, (shown, shot_id, take), shot.index, variables)
+    except OSError as exc:
+        why = f"{real.parent} cannot be written ({exc.strerror or exc})"
+        raise _cannot_edit(shown, shot_id, take, why) from None
     return SelectChange(shot_id, shot.select, take, splice.line)
 
 
@@ -208,6 +196,37 @@ def missing_after(plan: Plan, store: Store, shot_id: str, take: int) -> tuple[st
 
 
 # -- checks ------------------------------------------------------------------------------------
+
+
+def _replace_checked(
+    real: Path,
+    raw: bytes,
+    new: bytes,
+    before: os.stat_result,
+    asked: tuple[str, str, int],
+    index: int,
+    variables: Mapping[str, Any] | None,
+) -> None:
+    """Validate ``new`` beside ``real`` against ``raw`` and rename it over ``real`` when it
+    differs only in the shot's ``select`` and ``real`` still holds ``raw``."""
+    shown, shot_id, take = asked
+    fd, name = tempfile.mkstemp(prefix=f".{real.name}.select-", suffix=".tmp", dir=real.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        old_board = _reload(tmp, variables, shown, shot_id, take)
+        _write(tmp, new)
+        new_board = _reload(tmp, variables, shown, shot_id, take)
+        if _without_select(new_board, index) != _without_select(old_board, index) or (
+            new_board.shots[index].select != take
+        ):
+            raise _cannot_edit(shown, shot_id, take, "the edit would change more than `select`")
+        tmp.chmod(before.st_mode & 0o7777)
+        _unchanged_since(real, before, raw, shown, shot_id, take)
+        os.replace(tmp, real)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _model_shot(board: Storyboard, shot_id: str, take: int, shown: str) -> Shot:
