@@ -145,15 +145,20 @@ def test_choosing_in_an_example_changes_its_select_line_in_git(
         assert git(root, "status", "--porcelain") == ""
         assert not change.changed
         return
+    own_select = re.search(rf"- id: {shot}\n(?:    .*\n)*?    select:", before.decode()) is not None
     stat = git(root, "diff", "--numstat").split()
-    assert stat[:3] == ["1", "1", "storyboard.yaml"]
+    assert stat[:3] == ["1", "1" if own_select else "0", "storyboard.yaml"]
     diff = git(root, "diff", "-U0")
     removed = [x for x in diff.splitlines() if x.startswith("-") and not x.startswith("---")]
     added = [x for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++")]
-    assert removed[0].split("#")[0].strip() == f"-    select: {old}"
-    assert added[0].split("#")[0].strip() == f"+    select: {take}"
-    # The trailing comment is kept, spaces and all.
-    assert removed[0].partition("#")[2] == added[0].partition("#")[2] != ""
+    assert added[0].split("#")[0].rstrip() == f"+    select: {take}"
+    if own_select:
+        assert removed[0].split("#")[0].rstrip() == f"-    select: {old}"
+        # The trailing comment is kept, spaces and all.
+        assert removed[0].partition("#")[2] == added[0].partition("#")[2] != ""
+    else:  # the new line goes right after the shot's takes:
+        lines = file.read_text().splitlines()
+        assert lines[change.line - 2].startswith("    takes: ")
     hunk = re.search(r"^@@ -\d+(?:,\d+)? \+(\d+)", diff, re.MULTILINE)
     assert hunk is not None and change.changed and change.line == int(hunk.group(1))
     assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
