@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,13 +78,23 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# Every video has its metadata and has stopped loading (a video still loading shows a spinner).
+VIDEOS_SETTLED = (
+    "return Array.from(document.querySelectorAll('video'))"
+    ".every(v => v.readyState >= 1 && v.networkState !== HTMLMediaElement.NETWORK_LOADING)"
+)
+
+
 def console_errors(driver: Any) -> list[str]:
     """The browser console's severe entries since the last call (errors, CSP refusals)."""
     return [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
-def full_page_screenshot(driver: Any, path: Path, width: int = 1280) -> Path:
-    """A screenshot of the whole page (the window grown to the page's height) as PNG."""
+def full_page_screenshot(
+    driver: Any, path: Path, width: int = 1280, *, down_to: str | None = None
+) -> Path:
+    """A screenshot of the whole page (the window grown to the page's height) as PNG; with
+    ``down_to``, only from the top to a little below the element of that id."""
     path.parent.mkdir(parents=True, exist_ok=True)
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
     driver.execute_cdp_cmd(
@@ -92,7 +103,68 @@ def full_page_screenshot(driver: Any, path: Path, width: int = 1280) -> Path:
     )
     try:
         driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(1.0)  # the media controls redraw after the resize (a loading spinner first)
         driver.save_screenshot(str(path))
+        bottom = None
+        if down_to is not None:
+            bottom = driver.execute_script(
+                "return document.getElementById(arguments[0]).getBoundingClientRect().bottom",
+                down_to,
+            )
     finally:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    if bottom is not None:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            top = image.crop((0, 0, image.width, min(image.height, int(bottom) + 28)))
+        top.save(path)
     return path
+
+
+def screenshot_example(out: Path, *, down_to: str = "shot-hover") -> Path:
+    """The README's picture: the dawn example's review page (a copy of the example, rendered
+    with the free preview), from the top down to the element ``down_to`` (the shot with three
+    takes), 1280 px wide, as a palette PNG.
+
+    Run ``python3 tests/browser.py docs/review.png`` to make it again.
+    """
+    from PIL import Image
+
+    from storyboard.cache import Store
+    from storyboard.pipeline import build, plan_build
+    from storyboard.review import write_review
+    from storyboard.takecheck import check_plan
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    with tempfile.TemporaryDirectory(prefix="storyboard-example-") as tmp:
+        root = Path(tmp) / "dawn"
+        shutil.copytree(examples / "dawn", root)
+        board = root / "storyboard.yaml"
+        build(board)
+        plan = plan_build(board)
+        store = Store.for_storyboard(plan.board.path)
+        page = write_review(
+            plan, store, root / "renders" / "dawn.review", checks=check_plan(plan, store)
+        )
+        shot = Path(tmp) / "page.png"
+        with chromium(1280, 900) as driver:
+            driver.get(page.index.as_uri())
+            deadline = time.monotonic() + 30
+            while not driver.execute_script(VIDEOS_SETTLED):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the example's videos did not load")
+                time.sleep(0.1)
+            full_page_screenshot(driver, shot, down_to=down_to)
+        with Image.open(shot) as image:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+                out, optimize=True
+            )
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(screenshot_example(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/review.png")))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import ARTIFACTS, chromium, console_errors, full_page_screenshot
+from browser import ARTIFACTS, VIDEOS_SETTLED, chromium, console_errors, full_page_screenshot
 from review_fixtures import HOSTILE, plan_of, render_board
 
 from storyboard.media.probe import probe
@@ -120,6 +120,7 @@ def test_the_static_page_from_file(reviewed: tuple[Path, ReviewPage]) -> None:
         )
         card = driver.find_element("css selector", ".strip .item.card")
         assert card.text == HOSTILE
+        wait_for(driver, VIDEOS_SETTLED, "the videos to stop loading")
         full_page_screenshot(driver, ARTIFACTS / "review-static.png")
         errors = console_errors(driver)
         assert not errors, errors
@@ -207,11 +208,7 @@ def test_serve_mode_selects_take_2_in_the_browser(
         assert driver.find_elements("xpath", "//button[normalize-space()='select take 1']")
         new_cut = driver.find_element("id", "cut").get_attribute("src")
         assert new_cut != old_cut
-        wait_for(
-            driver,
-            "return Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 1)",
-            "the new cut and the takes",
-        )
+        wait_for(driver, VIDEOS_SETTLED, "the new cut and the takes")
         full_page_screenshot(driver, ARTIFACTS / "review-served.png")
         errors = console_errors(driver)
         assert not errors, errors
