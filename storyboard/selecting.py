@@ -2,9 +2,10 @@
 
 A choice made while looking at the review page must come back as a change a person can
 read in ``git diff``: exactly one changed line (the shot's ``select:``), or exactly one added
-line when the shot had no ``select:`` of its own (it came from ``defaults:``, from a merge
-key, or was the default 1). Comments, key order, quoting, blank lines, indentation, line
-endings (CRLF stays CRLF), a UTF-8 BOM, anchors, aliases and merge keys are all kept.
+line when the shot had no ``select:`` of its own (it came from a merge key, or was the
+default 1; ``defaults:`` cannot carry ``select``: a choice is per shot). Comments, key
+order, quoting, blank lines, indentation, line endings (CRLF stays CRLF), a UTF-8 BOM,
+anchors, aliases and merge keys are all kept.
 
 So the file is never re-dumped (a round-trip dump still reflows and requotes): ruamel.yaml's
 round-trip composer (``YAML(typ="rt").compose``) finds where the shot's ``select`` value is,
@@ -51,8 +52,9 @@ if TYPE_CHECKING:
     from storyboard.cache import Store
     from storyboard.plan import Plan
 
-__all__ = ["SelectChange", "SelectRefused", "missing_after", "set_select"]
+__all__ = ["RefusedReason", "SelectChange", "SelectRefused", "missing_after", "set_select"]
 
+#: Why :func:`set_select` refused (:attr:`SelectRefused.reason`).
 RefusedReason = Literal[
     "unknown-shot", "not-a-model-shot", "take-out-of-range", "changed-on-disk", "cannot-edit"
 ]
