@@ -27,11 +27,12 @@ from storyboard.timeline import timeline_of
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def wait_for(driver: Any, script: str, what: str, timeout: float = 20.0) -> Any:
-    """Run ``script`` until it returns something truthy; fail saying ``what`` after ``timeout``."""
+def wait_for(driver: Any, script: str, what: str, *args: Any, timeout: float = 20.0) -> Any:
+    """Run ``script`` (with ``args``) until it returns something truthy; fail saying ``what``
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        value = driver.execute_script(script)
+        value = driver.execute_script(script, *args)
         if value:
             return value
         if time.monotonic() > deadline:
@@ -192,6 +193,23 @@ def test_serve_mode_selects_take_2_in_the_browser(
         assert sea.find_element("css selector", ".take.selected").get_attribute("data-take") == "1"
         buttons = driver.find_elements("xpath", "//button[normalize-space()='select take 2']")
         assert len(buttons) == 1
+        # A choice the server refuses (no take 7) is said beside the button; nothing changes.
+        driver.execute_script("arguments[0].dataset.take = '7';", buttons[0])
+        buttons[0].click()
+        error = sea.find_element("css selector", ".error")
+        said = wait_for(
+            driver,
+            "return !arguments[0].hidden && arguments[0].textContent",
+            "the refusal to show",
+            error,
+        )
+        assert said.startswith("could not select: ") and "7" in said, said
+        assert buttons[0].text == "select take 2" and buttons[0].is_enabled()
+        assert path.read_text(encoding="utf-8") == before
+        # The browser logs the refused request itself; nothing else went wrong.
+        logged = console_errors(driver)
+        assert len(logged) == 1 and "/api/select" in logged[0], logged
+        driver.execute_script("arguments[0].dataset.take = '2';", buttons[0])
         driver.execute_script("window.__before_reload = true;")
         buttons[0].click()
         # The page reloads (the marker is gone) and shows take 2 as the selected one.

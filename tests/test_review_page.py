@@ -186,6 +186,25 @@ def test_a_storyboard_with_nothing_rendered_still_gets_a_page(project: Project) 
     assert not list((page.folder / "media").iterdir())
 
 
+def test_live_and_preview_are_said_plainly(project: Project) -> None:
+    project.write(UNRENDERED)
+    from storyboard.pipeline import plan_build
+
+    preview = read(write_review(*plan_of(project.file), project.root / "preview"))
+    top = preview.one("header").all_text()
+    assert "preview animatic" in top and "free preview" in top and "Nothing was spent" in top
+    live_plan = plan_build(project.file, live=True)
+    live = read(
+        write_review(live_plan, Store.for_storyboard(live_plan.board.path), project.root / "live")
+    )
+    top = live.one("header").all_text()
+    assert "live render" in top and "free" not in top
+    assert "all rendered takes$0.00" in top  # nothing rendered live yet: nothing spent
+    assert "storyboard render --live storyboard.yaml" in live.one(cls="notice").all_text()
+    sea = live.article("sea").find("dl", "meta")[0].all_text()
+    assert f"list price${live_plan.shot('sea').live_cost:.2f} for 2 takes" in sea
+
+
 def test_what_the_author_wrote_is_escaped(project: Project) -> None:
     plan, store = _unrendered(project)
     # Ids are slugs by the schema; the page escapes them all the same.

@@ -94,15 +94,15 @@ class ReviewFolderError(UsageError):
 
 
 class ClipGone(StitchError):
-    """A clip the plan found in the store vanished before the page could copy it."""
+    """A clip (a take, or the cut) vanished before the page could copy it."""
 
-    def __init__(self, shot: str, take: int, path: Path) -> None:
-        super().__init__(f"the clip of shot {shot} take {take} is gone from the store ({path})")
-        self.take = take
+    def __init__(self, what: str, path: Path) -> None:
+        super().__init__(f"{what} is gone ({path}): it vanished while the page was written")
+        self.what = what
         self.path = path
 
     def hint(self) -> str | None:
-        return "storyboard render FILE  (renders what is missing again)"
+        return "storyboard render FILE  (renders and stitches what is missing again)"
 
 
 # -- media --------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ class _Media:
         self.used[name] = (self.folder / name).stat().st_size
         return f"{MEDIA}/{name}"
 
-    def video(self, digest: str, source: Path, shot: str, take: int) -> str:
+    def video(self, digest: str, source: Path, what: str) -> str:
         """``source`` copied as ``media/<digest>.mp4`` (unless it is there already)."""
         name = f"{digest[:_NAME]}.mp4"
         dest = self.folder / name
@@ -133,7 +133,7 @@ class _Media:
                     tmp.unlink(missing_ok=True)
         except FileNotFoundError as exc:
             if not source.is_file():
-                raise ClipGone(shot, take, source) from exc
+                raise ClipGone(what, source) from exc
             raise ReviewFolderError(self.folder.parent, str(exc)) from exc
         except OSError as exc:
             raise ReviewFolderError(self.folder.parent, exc.strerror or str(exc)) from exc
@@ -237,7 +237,7 @@ def _take(
     if clip is None:
         return _Take(tp.take, selected, tp.seed)
     start = _new_footage_start(sp, clip)
-    video = media.video(clip.digest, clip.path, sp.id, tp.take)
+    video = media.video(clip.digest, clip.path, f"the clip of {sp.id} take {tp.take}")
     poster = media.poster(clip.digest, clip.path, start + (clip.seconds - start) / 2, sp.id)
     findings: tuple[tuple[str, str], ...] | None = None
     if checks is not None:
@@ -282,7 +282,7 @@ def _cut(plan: Plan, timeline: Timeline, media: _Media) -> _Cut | None:
         digest = sha256_file(plan.cut)
     except OSError:
         return None
-    video = media.video(digest, plan.cut, "the cut", 0)
+    video = media.video(digest, plan.cut, "the cut")
     clips = [i for i in timeline.items if i.kind == "clip"]
     if clips:  # the middle of the longest shot: never a card, a seam or a fade
         longest = max(clips, key=lambda i: i.frames)
@@ -380,14 +380,14 @@ class _Writer:
         facts.append(("takes", f"{rendered} <small>rendered</small>"))
         list_price = round(sum(s.plan.live_cost for s in shots), 6)
         if live:
-            spent = tl.spent if tl is not None else None
-            facts.append(("spent on the cut", _money(spent)))
+            if tl is not None:
+                facts.append(("spent on the cut", _money(tl.spent)))
             every = [t.cost for s in shots for t in s.takes if t.video is not None]
             total = None if any(c is None for c in every) else sum(c or 0.0 for c in every)
             facts.append(("all rendered takes", _money(total)))
             note = (
-                "<strong>Live render.</strong> Money is list price: what the clips the cut "
-                "uses cost, and what every rendered take cost."
+                "<strong>Live render</strong> with the hosted models. Money is list price: "
+                "what the clips the cut uses cost, and what every take rendered so far cost."
             )
         else:
             facts.append(("spent", "$0.00 <small>free preview</small>"))
@@ -571,9 +571,7 @@ class _Writer:
                 out = "cut"
             meta.append(("into the next", escape(out)))
         dl = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in meta)
-        reason = ""
-        if sp.status != "fresh" or sp.kind == "card":
-            reason = f'<p class="reason {escape(sp.status)}">{escape(sp.reason)}</p>'
+        reason = f'<p class="reason {escape(sp.status)}">{escape(sp.reason)}</p>'
         return (
             f'<article class="shot {escape(sp.kind)}" id="shot-{sid}" data-shot="{sid}">'
             f'<div class="shot-info"><div class="shot-head">{"".join(head)}</div>'
