@@ -231,7 +231,7 @@ class ReviewServer:
         write_review(plan, store, self.folder, checks=checks, selectable=True)
         return plan, seconds
 
-    def select(self, shot: str, take: int) -> dict[str, Any]:
+    def _select(self, shot: str, take: int) -> dict[str, Any]:
         """Write ``take`` as ``shot``'s choice, re-stitch and rewrite the page (what ``POST
         /api/select`` does once the request is checked); the answer's JSON.
 
@@ -245,7 +245,7 @@ class ReviewServer:
             self._check_choice(plan, shot, take)
             old = plan.shot(shot).shot.select
             if old == take:
-                _plan, seconds = self._publish_or_500(shot, take)
+                _plan, seconds = self._publish_or_500()
                 return self._answer(shot, take, old, plan.cut, seconds)
             try:
                 change = set_select(self.path, shot, take, variables=self.variables)
@@ -328,7 +328,7 @@ class ReviewServer:
                 render,
             )
 
-    def _publish_or_500(self, shot: str, take: int) -> tuple[Plan, float | None]:
+    def _publish_or_500(self) -> tuple[Plan, float | None]:
         try:
             return self._publish()
         except StoryboardError as exc:
@@ -452,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path != "/api/select":
             raise _Refused(HTTPStatus.NOT_FOUND, "the only write is POST /api/select")
         shot, take = self._choice()
-        answer = self.server.review.select(shot, take)
+        answer = self.server.review._select(shot, take)
         self._send_json(HTTPStatus.OK, answer)
 
     def _check_origin(self) -> None:
