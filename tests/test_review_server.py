@@ -609,3 +609,46 @@ def test_serve_forever_stops_on_shutdown(shared: tuple[ReviewServer, Path], tmp_
         httpx.get(server.url)
     idle = ReviewServer(file, out_dir=tmp_path / "elsewhere")
     idle.shutdown()  # never served: returns at once
+
+
+def test_the_command_serves_until_interrupted(rendered: Path, tmp_path: Path) -> None:
+    """``storyboard review --serve`` as a user runs it: the URL it prints works, a pick is
+    reported on stdout, Ctrl-C stops it with exit 0."""
+    import signal
+    import sys
+
+    file = _copy(rendered, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "STORYBOARD_CACHE"}
+    command = [sys.executable, "-m", "storyboard", "review", "--serve", str(file)]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # A test runner may ignore SIGINT in its children; a terminal's Ctrl-C is not ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", first)
+        assert found is not None, (first, proc.stderr.read() if proc.stderr else "")
+        url, port, token = found.group(0), found.group(1), found.group(2)
+        assert httpx.get(url).status_code == 200
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/api/select",
+            json={"shot": "kite", "take": 2},
+            headers={"X-Storyboard-Token": token},
+        )
+        assert answer.status_code == 200, answer.text
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "kite: take 1 -> 2" in out
+    assert "Traceback" not in err
+    assert token not in err
