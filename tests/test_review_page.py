@@ -21,6 +21,7 @@ from conftest import Project, run_cli
 from review_fixtures import BOARD, HOSTILE, plan_of, render_board
 
 from storyboard.cache import Store
+from storyboard.media import ffmpeg
 from storyboard.media.probe import probe
 from storyboard.plan import Plan
 from storyboard.review import ReviewPage, write_review
@@ -339,6 +340,19 @@ def test_the_folder_is_self_contained(board: Path, tmp_path: Path) -> None:
 
     with Image.open(page.folder / cut.attrs["poster"]) as poster:
         assert poster.format == "JPEG" and poster.size == (640, 360)
+        seen = poster.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    # ... and not the first frame (the title card here; often black after a fade): the
+    # middle of the longest shot.
+    first = tmp_path / "first.png"
+    ffmpeg.run(
+        ["-i", str(plan.cut), "-frames:v", "1", "-f", "image2", "-update", "1", str(first)],
+        what="first frame",
+        timeout=60,
+    )
+    with Image.open(first) as frame:
+        opening = frame.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    assert isinstance(seen, tuple) and isinstance(opening, tuple)
+    assert sum(abs(a - b) for a, b in zip(seen, opening, strict=True)) > 30, (seen, opening)
 
 
 @pytest.mark.slow
