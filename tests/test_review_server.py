@@ -448,6 +448,18 @@ def test_missing_after_names_what_a_choice_would_need_rendered(
         missing_after(plan, store, "nope", 1)
 
 
+def test_a_take_the_cut_cannot_use_without_a_render_is_disabled_on_the_page(
+    shared: tuple[ReviewServer, Path],
+) -> None:
+    page = httpx.get(shared[0].url).text
+    sea = page[page.index('id="shot-sea"') : page.index('id="shot-more"')]
+    # sea's take 2 has no `more` made from it: said before anyone clicks, not after a 409.
+    assert re.search(r'<button[^>]*class="select blocked" disabled>select take 2</button>', sea)
+    assert "needs a render first: more build on this shot" in sea
+    kite = page[page.index('id="shot-kite"') :]
+    assert re.search(r'<button[^>]*class="select" data-shot="kite" data-take="2">', kite)
+
+
 # -- writes ---------------------------------------------------------------------------------------
 
 

@@ -350,10 +350,17 @@ def _card_face(cls: str, text: str | None) -> str:
 class _Writer:
     """Builds the page's HTML and the per-page CSS (positions, card colours) beside it."""
 
-    def __init__(self, plan: Plan, timeline: Timeline | None, selectable: bool) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        timeline: Timeline | None,
+        selectable: bool,
+        blocked: Mapping[tuple[str, int], tuple[str, ...]] | None = None,
+    ) -> None:
         self.plan = plan
         self.timeline = timeline
         self.selectable = selectable
+        self.blocked = blocked or {}
         self.css: list[str] = []
         self.posters: dict[str, str] = {}  # shot id -> poster of its selected take
 
@@ -613,7 +620,15 @@ class _Writer:
             else:
                 checks = '<ul class="checks ok"><li>checks: nothing found</li></ul>'
         button = ""
-        if self.selectable and t.video is not None and not t.selected:
+        needs = self.blocked.get((shot, t.number))
+        if self.selectable and t.video is not None and not t.selected and needs:
+            # The cut cannot use this take without a render: said before anyone clicks.
+            button = (
+                f'<button type="button" class="select blocked" disabled>select take {t.number}'
+                f'</button><p class="needs">needs a render first: {escape(", ".join(needs))}'
+                " build on this shot</p>"
+            )
+        elif self.selectable and t.video is not None and not t.selected:
             button = (
                 f'<button type="button" class="select" data-shot="{escape(shot)}" '
                 f'data-take="{t.number}">select take {t.number}</button>'
@@ -670,6 +685,29 @@ class _Writer:
             f'<script type="application/json" id="review-data">{script_json(data)}</script>\n'
             f"<script>{script}</script>\n</body>\n</html>\n"
         )
+
+
+def _blocked(plan: Plan, store: Store) -> dict[tuple[str, int], tuple[str, ...]]:
+    """The rendered, unselected takes the cut cannot use without a render, with the shots
+    of the cut they would leave without a clip (those built on the shot)."""
+    from storyboard.selecting import missing_after
+
+    blocked: dict[tuple[str, int], tuple[str, ...]] = {}
+    for sp in plan.shots:
+        if (
+            sp.kind != "model"
+            or len(sp.takes) < 2
+            or not any(o.shot.upstream == sp.id for o in plan.shots)
+        ):
+            continue
+        for t in sp.takes:
+            if t.clip is not None and t.take != sp.shot.select:
+                needs = tuple(
+                    m for m in missing_after(plan, store, sp.id, t.take) if m not in plan.missing
+                )
+                if needs:
+                    blocked[sp.id, t.take] = needs
+    return blocked
 
 
 def _script_data(tl: Timeline | None, selectable: bool) -> dict[str, Any]:
@@ -736,7 +774,9 @@ def write_review(
     timeline = timeline_of(plan, store) if not plan.missing else None
     shots = _shots(plan, timeline, media, checks)
     cut = _cut(plan, timeline, media) if timeline is not None else None
-    html = _Writer(plan, timeline, selectable).page(shots, cut)
+    html = _Writer(plan, timeline, selectable, _blocked(plan, store) if selectable else None).page(
+        shots, cut
+    )
     index = media.folder.parent / "index.html"
     try:
         _write_if_changed(index.with_name(ICON), _asset(ICON).encode("utf-8"))
