@@ -183,7 +183,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("pipeline",),
     # After a render: looking at the cut, choosing takes, handing it on (issue 11).
     ("selecting", "review", "sheet", "export"),
-    ("cli", "cli_handoff", "_progress", "__main__"),
+    ("cli", "cli_handoff", "cli_options", "cli_team", "_progress", "__main__"),
 )
 # Services any stage may use; they import only the kernel and other services. The emulator
 # (``testing``) is an independent oracle: only the CLI's ``emulate`` and the tests use it.
