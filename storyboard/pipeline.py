@@ -184,6 +184,7 @@ class _Options:
     force: tuple[str, ...] = ()
     force_all: bool = False
     output: Path | None = None  # -o: the cut's path, absolute
+    remote: bool = True  # False (--no-remote): no look in, push to or claim on the remote
 
     @property
     def backend(self) -> Literal["preview", "live"]:
@@ -199,6 +200,7 @@ def _options(
     force: Iterable[str] | bool | None = None,
     force_all: bool = False,
     output: str | Path | None = None,
+    remote: bool = True,
 ) -> _Options:
     if output is not None:
         check_output(Path(output))
@@ -215,6 +217,7 @@ def _options(
         force=forced,
         force_all=force_all,
         output=Path(output).absolute() if output is not None else None,
+        remote=remote,
     )
 
 
@@ -547,6 +550,7 @@ def build(
     keep_going: bool = False,
     output: str | Path | None = None,
     on_event: Callable[[BuildEvent], None] | None = None,
+    remote: bool = True,
 ) -> BuildReport:
     """Render what is stale in a storyboard and stitch its final cut.
 
@@ -565,6 +569,10 @@ def build(
         output: write the cut here instead of ``output.path``.
         on_event: receives :class:`Planned`, :class:`Started`, every take's
             :class:`~storyboard.events.Event` and :class:`Stitching`.
+        remote: (live) when the project's ``storyboard.toml`` names a remote: look in it
+            before paying for a take, claim each take on it before submitting (a take a
+            teammate is rendering is waited for, not bought again), and push each clip once
+            it is stored. ``False`` (``--no-remote``): work alone, with the local store only.
 
     Returns:
         What the run did: the takes it rendered, what it bought, the cut and its length.
@@ -580,7 +588,7 @@ def build(
     run = _Build(
         _options(
             path, live=live, variables=variables, only=only, force=force, force_all=force_all,
-            output=output,
+            output=output, remote=remote,
         ),
         jobs=jobs, budget=budget, keep_going=keep_going, on_event=on_event or _ignore,
     )  # fmt: skip
@@ -620,6 +628,7 @@ async def build_async(
     keep_going: bool = False,
     output: str | Path | None = None,
     on_event: Callable[[BuildEvent], None] | None = None,
+    remote: bool = True,
 ) -> BuildReport:
     """:func:`build` in the caller's event loop (asyncio or trio, through anyio).
 
@@ -634,7 +643,7 @@ async def build_async(
     run = _Build(
         _options(
             path, live=live, variables=variables, only=only, force=force, force_all=force_all,
-            output=output,
+            output=output, remote=remote,
         ),
         jobs=jobs, budget=budget, keep_going=keep_going, on_event=emit,
     )  # fmt: skip
