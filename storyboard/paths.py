@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from storyboard.errors import StoryboardError
+from storyboard.project import DEFAULT_STORE, find_project
 
 __all__ = [
     "DEFAULT_STORE",
@@ -43,17 +44,15 @@ __all__ = [
     "store_root",
 ]
 
-#: The folder name of the store beside a storyboard (when ``$STORYBOARD_CACHE`` is unset).
-DEFAULT_STORE = ".storyboard"
-
-
 def store_root(storyboard_path: Path) -> Path:
     """Where the store of a storyboard lives (validate reads media facts there, the cache
-    keeps clips there)."""
-    env = os.environ.get("STORYBOARD_CACHE")
-    if env:
-        return Path(env).expanduser().absolute()
-    return storyboard_path.parent / DEFAULT_STORE
+    keeps clips there): its project's store (:func:`storyboard.project.find_project`),
+    ``$STORYBOARD_CACHE`` when set, else ``.storyboard/`` at the project root.
+
+    Raises:
+        ProjectConfigError: the project's ``storyboard.toml`` cannot be used.
+    """
+    return find_project(storyboard_path).store
 
 
 # What the final cut may be called: the stitcher writes an MP4 stream, which both open.

@@ -167,7 +167,7 @@ def _short(edge: Edge) -> tuple[str, str]:
 # modules of its own rank or an earlier one, never a later one.
 STAGES: tuple[tuple[str, ...], ...] = (
     # kernel: imported by all, imports nothing above it
-    ("errors", "model", "hashing", "events", "paths", "catalog", "suggest"),
+    ("errors", "model", "hashing", "events", "paths", "project", "catalog", "suggest"),
     ("loader",),
     ("schema",),
     ("templating",),
