@@ -19,16 +19,13 @@ import asyncio
 import os
 import random
 import shutil
-import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import FrameType
-from typing import Protocol
+from typing import Literal, Protocol
 
 import anyio
 
@@ -48,7 +45,6 @@ from storyboard.errors import (
 )
 from storyboard.events import Event, Stage
 from storyboard.plan import Plan, ShotPlan, TakePlan
-from storyboard.providers import default_concurrency
 from storyboard.providers.base import (
     Failed,
     Job,
@@ -59,6 +55,7 @@ from storyboard.providers.base import (
     TaskStatus,
     Unrecognised,
 )
+from storyboard.scheduler import Flight, Scheduler, adopt_clip
 
 __all__ = [
     "MAX_UNRECOGNISED_POLLS",
@@ -101,6 +98,9 @@ class Timing:
     # the journal; past it the outcome is unknown.
     submit_deadline: float = 120.0
 
+
+# What a take not started after a failure says.
+_STOPPED = "stopped after a failure"
 
 # Consecutive polls answered with a status the client does not know before the take fails
 # (the task stays journalled: a rerun resumes it).
@@ -474,6 +474,8 @@ def render_plan(
     keep_going: bool = False,
     on_event: Callable[[Event], None] | None = None,
     on_shot_done: Callable[[str], None] | None = None,
+    scheduler: Scheduler | None = None,
+    label: str = "",
 ) -> RenderReport:
     """Render every stale take of ``plan`` (blocking; runs its own event loop).
 
@@ -485,15 +487,21 @@ def render_plan(
         keep_going: render everything possible despite failures.
         on_event: receives progress events.
         on_shot_done: called with a shot id once all its takes are rendered.
+        scheduler: the limits and keys in flight shared with the other storyboards of the
+            run (then ``concurrency`` and ``keep_going`` are the scheduler's); default: one
+            of this render's own.
+        label: the storyboard's name in a run of several (``dawn``): a take waiting for a
+            key another storyboard renders names it ``dawn/hover``.
 
     Raises:
         RenderFailed: some takes failed; finished ones are in the store.
         KeyboardInterrupt: the user interrupted; finished clips are kept (the first Ctrl-C
             lets submits in flight reach the journal, a second one leaves at once).
     """
+    scheduler = scheduler or Scheduler(concurrency, keep_going=keep_going)
     try:
         return anyio.run(
-            _render_async, plan, store, runner, dict(concurrency or {}), keep_going,
+            _render_async, plan, store, runner, scheduler, label,
             on_event or (lambda e: None), on_shot_done or (lambda s: None),
         )  # fmt: skip
     except BaseExceptionGroup as group:
@@ -512,6 +520,8 @@ async def render_plan_async(
     keep_going: bool = False,
     on_event: Callable[[Event], None] | None = None,
     on_shot_done: Callable[[str], None] | None = None,
+    scheduler: Scheduler | None = None,
+    label: str = "",
 ) -> RenderReport:
     """:func:`render_plan` in the caller's event loop (asyncio or trio, through anyio).
 
@@ -520,8 +530,8 @@ async def render_plan_async(
     """
     try:
         return await _render_async(
-            plan, store, runner, dict(concurrency or {}), keep_going,
-            on_event or (lambda e: None), on_shot_done or (lambda s: None),
+            plan, store, runner, scheduler or Scheduler(concurrency, keep_going=keep_going),
+            label, on_event or (lambda e: None), on_shot_done or (lambda s: None),
         )  # fmt: skip
     except BaseExceptionGroup as group:
         raise _from_group(group, []) from None
@@ -560,70 +570,38 @@ def _from_group(
     return RenderFailed(found)
 
 
-class _CtrlC:
-    """Notes a Ctrl-C (SIGINT) the moment it arrives, before the event loop acts on it.
-
-    The preview backend's ffmpeg dies with the terminal's process group on SIGINT, so its
-    take fails ("ffmpeg could not write ...") before the cancellation reaches it; a take
-    that fails once a Ctrl-C was seen is reported ``interrupted``. Wraps the handler in
-    place (asyncio's, which cancels the run) in the main thread only; restores it on exit.
-    """
-
-    def __init__(self) -> None:
-        self.seen = False
-        self._previous: Callable[[int, FrameType | None], object] | None = None
-        self._installed: Callable[[int, FrameType | None], None] | None = None
-
-    def __enter__(self) -> _CtrlC:
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        previous = signal.getsignal(signal.SIGINT)
-        if not callable(previous):
-            return self
-
-        def note(signum: int, frame: FrameType | None) -> None:
-            self.seen = True
-            previous(signum, frame)
-
-        signal.signal(signal.SIGINT, note)
-        self._previous, self._installed = previous, note
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None and signal.getsignal(signal.SIGINT) is self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 async def _render_async(
     plan: Plan,
     store: Store,
     runner: TakeRunner,
-    concurrency: dict[str, int],
-    keep_going: bool,
+    scheduler: Scheduler,
+    label: str,
     emit: Callable[[Event], None],
     shot_done: Callable[[str], None],
 ) -> RenderReport:
-    limiters: dict[str, anyio.CapacityLimiter] = {}
-
-    def limiter_for(name: str) -> anyio.CapacityLimiter:
-        if name not in limiters:
-            cap = concurrency.get(name) or default_concurrency(name)
-            limiters[name] = anyio.CapacityLimiter(cap)
-        return limiters[name]
-
     done: dict[str, anyio.Event] = {sp.id: anyio.Event() for sp in plan.shots}
     ok: dict[str, bool] = {}
     failures: list[ShotFailure] = []
     rendered: list[tuple[str, int]] = []
     cached: list[tuple[str, int]] = []
-    stopping = False
     tmp = store.tmp_dir() / f"run-{time.time_ns()}"
     tmp.mkdir(parents=True, exist_ok=True)
+
+    def fail(job: Job, exc: Exception) -> None:
+        shot = job.shot
+        error = exc if isinstance(exc, StoryboardError) else take_error(job, exc)
+        failures.append(ShotFailure(shot.id, job.take, error, str(error)))
+        if scheduler.interrupted:
+            # Killed by the Ctrl-C (the preview's ffmpeg dies with the process group)
+            # before the cancellation reached it: interrupted, not failed.
+            emit(Event(shot.id, job.take, shot.takes, "interrupted"))
+        else:
+            emit(Event(shot.id, job.take, shot.takes, "failed", message=str(error)))
+        scheduler.failed()
 
     async def take_job(
         sp: ShotPlan, take: TakePlan, upstream: Path | None, upstream_key: str | None
     ) -> bool:
-        nonlocal stopping
         shot = sp.shot
         spec = shot.spec
         if spec is None:  # cards never reach here
@@ -642,37 +620,73 @@ async def _render_async(
             upstream=upstream,
             upstream_mode="extends" if shot.extends else ("continues" if shot.continues else None),
         )
-        emit(Event(shot.id, take.take, shot.takes, "queued"))
-        async with limiter_for(runner.provider_name(job)):
+        flight = scheduler.flight(take.key)
+        if flight is not None:  # another take of this run renders the same key: once is enough
+            return await shared(job, flight)
+        owner = (f"{label}/{shot.id}" if label else shot.id) + (
+            f" take {take.take}" if shot.takes > 1 else ""
+        )
+        flight = scheduler.take_off(take.key, owner=owner, board=label)
+        outcome: ClipEntry | Literal["failed", "skipped"] = "failed"
+        try:
+            outcome = await own(job, upstream_key)
+        finally:
+            entry = outcome if isinstance(outcome, ClipEntry) else None
+            flight.land(entry, skipped=outcome == "skipped")
+        return entry is not None
+
+    async def own(job: Job, upstream_key: str | None) -> ClipEntry | Literal["failed", "skipped"]:
+        shot, take = job.shot, job.take
+        emit(Event(shot.id, take, shot.takes, "queued"))
+        async with scheduler.limiter(runner.provider_name(job)):
             try:
                 # After a failure no new work starts, but a task already paid for is always
                 # resumed and downloaded (a provider's output links expire).
-                if stopping and not await runner.resumes(job):
-                    emit(
-                        Event(
-                            shot.id, take.take, shot.takes, "skipped",
-                            message="stopped after a failure",
-                        )
-                    )  # fmt: skip
-                    return False
-                await runner.run(job, tmp=tmp, upstream_key=upstream_key, emit=emit)
+                if scheduler.stopping and not await runner.resumes(job):
+                    emit(Event(shot.id, take, shot.takes, "skipped", message=_STOPPED))
+                    return "skipped"
+                entry = await runner.run(job, tmp=tmp, upstream_key=upstream_key, emit=emit)
             except anyio.get_cancelled_exc_class():
-                emit(Event(shot.id, take.take, shot.takes, "interrupted"))
+                emit(Event(shot.id, take, shot.takes, "interrupted"))
                 raise
             except Exception as exc:
-                error = exc if isinstance(exc, StoryboardError) else take_error(job, exc)
-                failures.append(ShotFailure(shot.id, take.take, error, str(error)))
-                if ctrl_c.seen:
-                    # Killed by the Ctrl-C (the preview's ffmpeg dies with the process
-                    # group) before the cancellation reached it: interrupted, not failed.
-                    emit(Event(shot.id, take.take, shot.takes, "interrupted"))
-                else:
-                    emit(Event(shot.id, take.take, shot.takes, "failed", message=str(error)))
-                if not keep_going:
-                    stopping = True
-                return False
-        rendered.append((shot.id, take.take))
-        emit(Event(shot.id, take.take, shot.takes, "done", 1.0))
+                fail(job, exc)
+                return "failed"
+        rendered.append((shot.id, take))
+        emit(Event(shot.id, take, shot.takes, "done", 1.0))
+        return entry
+
+    async def shared(job: Job, flight: Flight) -> bool:
+        """The take's key is another take's of this run: wait for it, take its clip."""
+        shot, take = job.shot, job.take
+        if not flight.landed:
+            emit(
+                Event(
+                    shot.id, take, shot.takes, "waiting",
+                    message=f"for {flight.owner} (the same generation key)",
+                )
+            )  # fmt: skip
+        entry = await flight.wait()
+        if entry is None:
+            if not flight.skipped:
+                failures.append(
+                    ShotFailure(
+                        shot.id, take, None,
+                        f"{flight.owner}, which renders the same generation key, did not render",
+                        flight.owner,
+                    )
+                )  # fmt: skip
+            why = _STOPPED if flight.skipped else f"{flight.owner} did not render"
+            emit(Event(shot.id, take, shot.takes, "skipped", message=why))
+            return False
+        try:
+            adopt = partial(adopt_clip, store, entry, shot=shot.id, take=take)
+            await anyio.to_thread.run_sync(adopt)
+        except Exception as exc:
+            fail(job, exc)
+            return False
+        rendered.append((shot.id, take))
+        emit(Event(shot.id, take, shot.takes, "done", 1.0, f"shared with {flight.owner}"))
         return True
 
     async def run_shot(sp: ShotPlan) -> None:
@@ -705,35 +719,15 @@ async def _render_async(
         if shot.upstream:
             for take in sp.stale_takes:
                 emit(
-                    Event(
-                        shot.id,
-                        take.take,
-                        shot.takes,
-                        "waiting",
-                        message=f"for {shot.upstream}",
-                    )
+                    Event(shot.id, take.take, shot.takes, "waiting", message=f"for {shot.upstream}")
                 )
             await done[shot.upstream].wait()
             if not ok.get(shot.upstream):
                 for take in sp.stale_takes:
-                    failures.append(
-                        ShotFailure(
-                            shot.id,
-                            take.take,
-                            None,
-                            f"upstream {shot.upstream} did not render",
-                            shot.upstream,
-                        )
-                    )
-                    emit(
-                        Event(
-                            shot.id,
-                            take.take,
-                            shot.takes,
-                            "skipped",
-                            message=f"upstream {shot.upstream} failed",
-                        )
-                    )
+                    message = f"upstream {shot.upstream} did not render"
+                    failures.append(ShotFailure(shot.id, take.take, None, message, shot.upstream))
+                    skipped = f"upstream {shot.upstream} failed"
+                    emit(Event(shot.id, take.take, shot.takes, "skipped", message=skipped))
                 ok[sp.id] = False
                 return
             up = plan.shot(shot.upstream).selected
@@ -757,9 +751,8 @@ async def _render_async(
             store.record_material(plan.backend, shot.id, sp.takes[0].material)
             shot_done(shot.id)
 
-    ctrl_c = _CtrlC()
     try:
-        with ctrl_c:
+        with scheduler.watching():
             async with anyio.create_task_group() as tg:
                 for sp in plan.shots:
                     tg.start_soon(run_shot, sp)

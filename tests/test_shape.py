@@ -175,12 +175,16 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("validate",),
     # The clip store before the plan: planning reads which clips exist (a fact, read-only);
     # what the lock and the journal know is passed into the plan (issue 10 item 2).
+    # The journal before the store: adopting a store of an earlier version merges its
+    # journal (issue 12); the journal itself imports only the kernel.
+    ("journal",),
     ("cache",),
     ("keys", "plan"),
-    ("journal", "lockfile"),
-    ("render", "live", "preflight"),
+    ("lockfile",),
+    ("scheduler", "render", "live", "preflight"),
     ("stitcher", "cutter", "seams", "workfolder", "timeline", "takecheck"),
     ("pipeline",),
+    ("sharing", "gc"),  # the project's store: push, pull, gc (issue 12)
     # After a render: looking at the cut, choosing takes, handing it on (issue 11).
     ("selecting", "review", "sheet", "export"),
     ("cli", "cli_handoff", "cli_options", "cli_team", "_progress", "__main__"),
