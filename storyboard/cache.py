@@ -1,4 +1,5 @@
-"""The content-addressed clip store under ``.storyboard/`` (or ``$STORYBOARD_CACHE``).
+"""The content-addressed clip store of a project (see :mod:`storyboard.project`): by default
+``.storyboard/`` at the project root, shared by every storyboard in it.
 
 Layout::
 
@@ -8,17 +9,29 @@ Layout::
     cuts/<ns>/<cut>.json            a cut's edit key, its path and the work files it uses
     cuts/<ns>/shots/<cut>.json      what each shot's clip in that cut was generated from
     cuts/<ns>/work/                 the stitcher's work files (pieces, seams, audio tracks)
+    checks/ab/<sha256>.json         what was checked of a take (storyboard.takecheck)
+    journal.sqlite                  the task journal (storyboard.journal)
     digests.json                    memo of input-file digests by (path, size, mtime)
     tmp/                            renders in progress
+    adopt.lock                      held while an older store is moved in (see Adoption)
     .gitignore                      ``*``: the store ignores itself in git
 
 Every write goes to a temporary file and is renamed into place. A missing or corrupt object
-or entry is a cache miss, never a crash. ``<ns>`` separates storyboards sharing one
-``$STORYBOARD_CACHE``.
+or entry is a cache miss, never a crash. ``<ns>`` separates the storyboards sharing the
+store (every storyboard of a project, or of one ``$STORYBOARD_CACHE``).
 
-Hygiene: a store this process creates (and the default ``.storyboard/`` folder, whenever
-storyboard writes to it) holds a ``.gitignore`` of ``*``, as virtual environments do, so a
-store beside a storyboard in a git repository never shows up in ``git status``. The cut
+Adoption: an earlier version kept a store beside each storyboard. The first time the
+project's store is opened for a storyboard that still has one (:meth:`Store.for_storyboard`),
+it is moved in under a lock (``adopt.lock``, fcntl): its objects (renamed, or copied across
+file systems and verified by sha256 before the old copy is removed), the key records and
+take checks the project store lacks, the materials and cut records of every namespace, and
+the journal's tasks (merged, so a submitted task is resumed, not bought again). A ``MOVED``
+note left in the old folder names the new store; a run cut short leaves what it did not move
+where it was, and the next run goes on.
+
+Hygiene: a store this process creates (and any ``.storyboard/`` folder, whenever storyboard
+writes to it) holds a ``.gitignore`` of ``*``, as virtual environments do, so a store at the
+root of a git repository never shows up in ``git status``. The cut
 records name the work files each cut uses (:meth:`Store.cut_files_in_use`): after a stitch,
 work files no current cut of any storyboard sharing the store uses are pruned.
 
@@ -34,12 +47,13 @@ uploader of one run share the work, and a clip just hashed by :meth:`Store.put` 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,10 +61,13 @@ from typing import Any, Protocol
 from storyboard.errors import StoreError
 from storyboard.hashing import DigestMemo, atomic_write, canonical_json, sha256_bytes, sha256_file
 from storyboard.paths import DEFAULT_STORE, store_root  # where the store is (kernel)
+from storyboard.project import MOVED_NOTE, AdoptionError, legacy_store, moved_note
 
 __all__ = [
+    "ADOPT_LOCK",
     "DEFAULT_STORE",
     "GITIGNORE",
+    "Adoption",
     "Charge",
     "ClipEntry",
     "Provenance",
@@ -156,6 +173,33 @@ class ClipEntry:
     provenance: Provenance
 
 
+@dataclass(frozen=True)
+class Adoption:
+    """What adopting a store of an earlier version (beside a storyboard) moved.
+
+    Attributes:
+        legacy: the old store's folder (it now holds a ``MOVED`` note).
+        store: the store it was adopted into.
+        objects: clips moved in (``bytes`` of them).
+        keys: key records copied in (the old store keeps its copies).
+        tasks: journalled tasks merged into this store's journal.
+        files: other records moved or copied (materials, cut records, work files, checks).
+        left: files left in the old store: one this store already had in its own version,
+            or an object whose bytes are not what its name says.
+        done_before: another run had adopted it already (nothing was done now).
+    """
+
+    legacy: Path
+    store: Path
+    objects: int = 0
+    bytes: int = 0
+    keys: int = 0
+    tasks: int = 0
+    files: int = 0
+    left: int = 0
+    done_before: bool = False
+
+
 class _Material(Protocol):
     """A generation material (:class:`storyboard.keys.GenerationMaterial`)."""
 
@@ -170,7 +214,7 @@ def _provenance(raw: Mapping[str, Any]) -> Provenance:
 
 
 class Store:
-    """The clip store of one storyboard."""
+    """The clip store of one storyboard (its project's store, seen from that storyboard)."""
 
     def __init__(self, root: Path, storyboard_path: Path) -> None:
         self.root = root
@@ -180,21 +224,38 @@ class Store:
         self._verified: dict[str, tuple[int, int]] = {}
         self._verify_lock = threading.Lock()
         # Whether this process may mark the store ignored: it creates the store, or the store
-        # is the default one beside the storyboard (ours alone); checked once, on first write.
+        # is a default one (``.storyboard``, ours alone); checked once, on first write.
         self._ignore_pending = True
+        # What :meth:`for_storyboard` adopted from an older store beside the storyboard.
+        self.adopted: Adoption | None = None
 
     @classmethod
     def for_storyboard(cls, storyboard_path: Path) -> Store:
-        return cls(store_root(storyboard_path), storyboard_path)
+        """The store of the storyboard's project (:func:`storyboard.paths.store_root`).
+
+        The first time it is opened for a storyboard that still has a store of an earlier
+        version beside it (``.storyboard/`` in its folder), that store is adopted into this
+        one (:meth:`adopt`): nothing it holds is paid for again.
+
+        Raises:
+            ProjectConfigError: the project's ``storyboard.toml`` cannot be used.
+            StoreError: the old store could not be adopted (what was not moved stays there).
+        """
+        store = cls(store_root(storyboard_path), storyboard_path)
+        legacy = legacy_store(storyboard_path, store.root)
+        if legacy is not None:
+            store.adopted = store.adopt(legacy)
+        return store
 
     # -- hygiene ---------------------------------------------------------------------------
 
     def ensure(self) -> None:
         """Create the store's folder if needed, with a ``.gitignore`` that ignores all of it.
 
-        Written when this call creates the folder, and for the default ``.storyboard/``
-        folder when it lacks one (stores made by older versions); a ``$STORYBOARD_CACHE``
-        folder that already existed is left as its owner made it. Best effort: a store that
+        Written when this call creates the folder, and for a ``.storyboard/`` folder (the
+        project's default) when it lacks one (stores made by older versions); a folder the
+        user named (``$STORYBOARD_CACHE``, ``[store] path``) that already existed is left as
+        its owner made it. Best effort: a store that
         cannot hold the file still works.
 
         Raises:
@@ -491,6 +552,92 @@ class Store:
             keep.update(self.root / name for name in files if isinstance(name, str))
         return keep
 
+    # -- adopting the store of an earlier version ------------------------------------------
+
+    def adopt(self, legacy: Path) -> Adoption:
+        """Move the store at ``legacy`` (made beside a storyboard by an earlier version) into
+        this one, once; see :mod:`storyboard.cache` ("Adoption").
+
+        Returns what was moved. A ``MOVED`` note in ``legacy`` says it is done (then nothing
+        happens); a run cut short leaves what it did not move in ``legacy``, and the next
+        run goes on from there.
+
+        Raises:
+            StoreError: this store cannot be written, the adoption lock was not had within
+                its deadline, or the old journal cannot be merged.
+        """
+        from storyboard.journal import JOURNAL_FILE, merge_journal
+
+        self.ensure()
+        with _adoption_lock(self.root / ADOPT_LOCK):
+            note = legacy / MOVED_NOTE
+            if note.exists():
+                return Adoption(legacy, self.root, done_before=True)
+            counts = {"objects": 0, "keys": 0, "files": 0, "left": 0, "bytes": 0}
+            try:
+                self._adopt_objects(legacy, counts)
+                for folder in ("keys", "checks"):  # records by name: copied, the old kept
+                    counts["keys" if folder == "keys" else "files"] += _copy_missing(
+                        legacy, folder, self.root
+                    )
+                for folder in ("shots", "cuts"):  # per-storyboard namespaces: moved
+                    moved, left = self._move_tree(legacy, folder)
+                    counts["files"] += moved
+                    counts["left"] += left
+                tasks = 0
+                if (legacy / JOURNAL_FILE).is_file():
+                    tasks = merge_journal(self.root / JOURNAL_FILE, legacy / JOURNAL_FILE)
+                atomic_write(note, moved_note(self.root).encode())
+            except OSError as exc:
+                raise AdoptionError(legacy, self.root, exc.strerror or str(exc)) from exc
+        return Adoption(
+            legacy,
+            self.root,
+            objects=counts["objects"],
+            bytes=counts["bytes"],
+            keys=counts["keys"],
+            tasks=tasks,
+            files=counts["files"],
+            left=counts["left"],
+        )
+
+    def _adopt_objects(self, legacy: Path, counts: dict[str, int]) -> None:
+        """Move every object of ``legacy`` in (an object already here is kept if intact)."""
+        for source in _files(legacy, "objects", "*/*.mp4"):
+            digest = source.stem
+            if not _is_digest(digest):
+                continue
+            target = self.object_path(digest)
+            size = source.stat().st_size
+            if target.is_file() and self._digest_or_none(target) == digest:
+                source.unlink()  # the same bytes are here already (named by their content)
+                continue
+            if _move(source, target, self.tmp_dir(), digest=digest):
+                counts["objects"] += 1
+                counts["bytes"] += size
+            else:
+                counts["left"] += 1  # its bytes are not what its name says: worthless here
+
+    def _move_tree(self, legacy: Path, folder: str) -> tuple[int, int]:
+        """Move every file under ``legacy/folder`` this store lacks; (moved, left) counts."""
+        moved = left = 0
+        for path in _files(legacy, folder, "**/*"):
+            destination = self.root / path.relative_to(legacy)
+            if destination.exists():
+                left += 1  # the project's own record is newer: the old one stays where it is
+                continue
+            if _move(path, destination, self.tmp_dir()):
+                moved += 1
+            else:
+                left += 1
+        return moved, left
+
+    def _digest_or_none(self, path: Path) -> str | None:
+        try:
+            return self.memo.digest(path)
+        except OSError:
+            return None
+
     # -- housekeeping ----------------------------------------------------------------------
 
     def clean_tmp(self, older_than: float = 0.0) -> None:
@@ -514,3 +661,101 @@ class Store:
         self.memo.save()
         if self._ignore_pending and self.root.is_dir():
             self._mark(created=not existed)  # the memo may have made the store (a plan's)
+
+
+# -- adopting the store of an earlier version ------------------------------------------------
+
+#: The lock file (in the project store) that one adoption at a time holds.
+ADOPT_LOCK = "adopt.lock"
+# How long a run waits for another one's adoption of the same store to finish.
+_ADOPT_DEADLINE = 600.0
+
+
+@contextlib.contextmanager
+def _adoption_lock(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock at ``path`` (fcntl.flock), waiting at most the deadline."""
+    import fcntl
+
+    try:
+        handle = path.open("a+b")
+    except OSError as exc:
+        raise StoreError(f"cannot lock the store at {path.parent}: {exc.strerror}") from exc
+    with handle:
+        deadline = time.monotonic() + _ADOPT_DEADLINE
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AdoptionError(
+                        None,
+                        path.parent,
+                        f"another process held {path} for {_ADOPT_DEADLINE:.0f} s",
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _is_digest(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def _files(legacy: Path, folder: str, pattern: str) -> list[Path]:
+    """The regular files matching ``pattern`` under ``legacy/folder``, none through a link
+    (a linked folder or file inside an old store is never followed out of it)."""
+    real = Path(os.path.realpath(legacy))
+    base = legacy / folder
+    if base.is_symlink() or not base.is_dir():
+        return []
+    return [
+        path
+        for path in sorted(base.glob(pattern))
+        if path.is_file() and Path(os.path.realpath(path)) == real / path.relative_to(legacy)
+    ]
+
+
+def _move(source: Path, target: Path, tmp: Path, *, digest: str | None = None) -> bool:
+    """Move ``source`` to ``target``: a rename on one file system, else a verified copy.
+
+    Across file systems the bytes are copied into ``tmp`` (the target store's, so the final
+    rename is atomic), their sha256 compared with ``digest`` (or with the source's), renamed
+    into place, and only then is the source removed. Returns ``False`` (the source kept)
+    when the copy is not what it must be.
+
+    Raises:
+        OSError: a file cannot be read or written (the source is kept).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+        return True
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    expected = digest if digest is not None else sha256_file(source)
+    copy = tmp / f"adopt-{os.getpid()}-{target.name}"
+    try:
+        shutil.copy2(source, copy)
+        if sha256_file(copy) != expected:
+            return False
+        os.replace(copy, target)
+    finally:
+        copy.unlink(missing_ok=True)
+    source.unlink()
+    return True
+
+
+def _copy_missing(legacy: Path, folder: str, store: Path) -> int:
+    """Copy every record under ``legacy/folder`` that ``store`` lacks (atomically); how many."""
+    copied = 0
+    for path in _files(legacy, folder, "*/*.json"):
+        destination = store / path.relative_to(legacy)
+        if destination.exists():
+            continue
+        atomic_write(destination, path.read_bytes())
+        copied += 1
+    return copied

@@ -53,6 +53,7 @@ __all__ = [
     "JournalEntry",
     "JournalFacts",
     "journal_path",
+    "merge_journal",
     "read_facts",
     "read_states",
 ]
@@ -416,6 +417,58 @@ class Journal:
         with self._lock:
             row = self._db.execute("SELECT expires FROM outputs WHERE key = ?", (key,)).fetchone()
         return float(row[0]) if row else None
+
+
+def merge_journal(target: Path, source: Path) -> int:
+    """Copy into the journal at ``target`` what the journal at ``source`` knows and it lacks.
+
+    For adopting a store made by an earlier version (one store beside each storyboard) into
+    the project's store: every task of ``source`` whose key ``target`` does not hold is
+    inserted as it is (state, task id, attempt, intent time, next step, owner), so a task
+    submitted but not downloaded stays resumable by its task id and a key with a task is
+    never submitted again. A key both journals hold keeps ``target``'s row (the project's
+    own purchase). Upload URLs and output URLs ``target`` lacks are copied too. ``source``
+    is migrated in place first (an older schema), then read; it is not changed otherwise.
+    Running it again adds nothing: a merge cut short is simply run again.
+
+    Returns:
+        How many tasks were added.
+
+    Raises:
+        StoreError: either journal cannot be opened or written.
+    """
+    Journal(source).close()  # the source gets the columns of this version (and stays WAL)
+    journal = Journal(target)
+    try:
+        with journal._lock:
+            db = journal._db
+            try:
+                db.execute("ATTACH DATABASE ? AS legacy", (str(source),))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the task journal {source}: {exc}") from exc
+            try:
+                with journal._tx():
+                    before = db.total_changes
+                    db.execute(
+                        f"INSERT OR IGNORE INTO main.tasks ({_COLUMNS}, created, updated)"
+                        f" SELECT {_COLUMNS}, created, updated FROM legacy.tasks"
+                    )
+                    added = db.total_changes - before
+                    db.execute(
+                        "INSERT OR IGNORE INTO main.uploads (digest, provider, url, expires)"
+                        " SELECT digest, provider, url, expires FROM legacy.uploads"
+                    )
+                    db.execute(
+                        "INSERT OR IGNORE INTO main.outputs (key, url, expires)"
+                        " SELECT key, url, expires FROM legacy.outputs"
+                    )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot merge the task journal {source}: {exc}") from exc
+            finally:
+                db.execute("DETACH DATABASE legacy")
+    finally:
+        journal.close()
+    return added
 
 
 def journal_path(store_root: Path) -> Path:

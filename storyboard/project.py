@@ -39,16 +39,20 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from storyboard.errors import UsageError
+from storyboard.errors import StoreError, UsageError
 from storyboard.suggest import did_you_mean
 
 __all__ = [
     "CONFIG_FILE",
     "DEFAULT_STORE",
+    "MOVED_NOTE",
+    "AdoptionError",
     "Project",
     "ProjectConfigError",
     "RemoteConfig",
     "find_project",
+    "legacy_store",
+    "moved_note",
 ]
 
 #: The project's config file; its folder is the project root.
@@ -106,6 +110,34 @@ _SECRET_ENDINGS = (
     "_api_key",
     "_credentials",
 )
+
+
+#: The note left in a store of an earlier version once it is adopted, naming the new store.
+MOVED_NOTE = "MOVED"
+
+
+class AdoptionError(StoreError):
+    """A store of an earlier version beside a storyboard could not be moved into the
+    project's store. What was not moved is still in the old store; the next run goes on.
+
+    Attributes:
+        legacy: the old store (``None`` when the lock for moving it was not had in time).
+        store: the project's store.
+        reason: what went wrong.
+    """
+
+    def __init__(self, legacy: Path | None, store: Path, reason: str) -> None:
+        what = f"cannot move the store {legacy} into {store}" if legacy else f"{store} is busy"
+        kept = "; what was not moved is still there" if legacy else ""
+        super().__init__(f"{what}: {reason}{kept}")
+        self.legacy = legacy
+        self.store = store
+        self.reason = reason
+
+    def hint(self) -> str | None:
+        if self.legacy is None:
+            return "wait for the other storyboard process to finish, then run the command again"
+        return "free the space or fix the permissions, then run the command again"
 
 
 class ProjectConfigError(UsageError):
@@ -426,3 +458,34 @@ def _line_of(lines: list[str], where: tuple[str, ...]) -> int:
             if key is not None and (*table, *_parts(key.group(1)))[: len(target)] == target:
                 return number
     return 1
+
+
+def legacy_store(storyboard_path: Path, store: Path) -> Path | None:
+    """The store an earlier version kept beside the storyboard, if it is still to be adopted
+    into ``store`` (the project's): ``.storyboard/`` in the storyboard's folder, a real
+    folder (a link in its place is never followed: a pull request could point it at anyone's
+    files), not ``store`` itself, and without a :data:`MOVED_NOTE`.
+
+    Only into the project's own store: with ``$STORYBOARD_CACHE`` set (a folder chosen for
+    one run, a throwaway one say) the old store stays where it is.
+    """
+    if os.environ.get("STORYBOARD_CACHE"):
+        return None
+    try:
+        legacy = Path(storyboard_path).resolve().parent / DEFAULT_STORE
+    except (OSError, RuntimeError):
+        return None
+    if legacy.is_symlink() or not legacy.is_dir() or (legacy / MOVED_NOTE).exists():
+        return None
+    if os.path.realpath(legacy) == os.path.realpath(store):
+        return None
+    return legacy
+
+
+def moved_note(store: Path) -> str:
+    """The text of the :data:`MOVED_NOTE` left in an adopted store."""
+    return (
+        "This store moved: storyboard keeps one store per project now.\n"
+        f"Its clips, key records and journalled tasks are in {store}\n"
+        "Files still here were in that store already; this folder can be deleted.\n"
+    )
