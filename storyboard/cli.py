@@ -13,12 +13,23 @@ import contextlib
 import importlib
 import json
 import re
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from storyboard import __version__
+from storyboard.cli_batch import (
+    budget_line,
+    cmd_plan_many,
+    cmd_render_many,
+    cmd_stitch_many,
+    is_batch,
+    money,
+    not_stitched,
+    print_plan,
+    redact,
+    run_report,
+)
 from storyboard.cli_handoff import EXAMPLES as HANDOFF_EXAMPLES
 from storyboard.cli_options import add_option
 from storyboard.errors import (
@@ -31,7 +42,6 @@ from storyboard.errors import (
 )
 
 if TYPE_CHECKING:
-    from storyboard.pipeline import BuildReport
     from storyboard.plan import Plan
 
 __all__ = ["main", "main_entry"]
@@ -77,6 +87,7 @@ examples:
   storyboard plan examples/dawn/storyboard.yaml
   storyboard plan --live --budget 5 examples/dawn/storyboard.yaml
   storyboard plan --json --only hover --force hover examples/dawn/storyboard.yaml
+  storyboard plan --live examples/                         # every storyboard below it
 
 With --budget (or render.budget, for --live), plan says whether the run fits and, like
 `make -q`, exits 3 when `render` would refuse it: `plan -q --live && render --live`.""",
@@ -84,12 +95,18 @@ With --budget (or render.budget, for --live), plan says whether the run fits and
 examples:
   storyboard render examples/dawn/storyboard.yaml
   storyboard render --live --budget 5 examples/dawn/storyboard.yaml
-  storyboard render --only hover --force hover --json examples/dawn/storyboard.yaml""",
+  storyboard render --only hover --force hover --json examples/dawn/storyboard.yaml
+  storyboard render --live --keep-going examples/          # one run, one budget
+
+Several FILEs (or a folder: every storyboard below it) are one run: provider limits and the
+budget cover all of them, a shot two storyboards share is rendered once, and each gets its
+own cut and lock. The exit code is the worst of the storyboards'.""",
     "stitch": """\
 examples:
   storyboard stitch examples/dawn/storyboard.yaml
   storyboard stitch --live -o cut.mp4 examples/dawn/storyboard.yaml
-  storyboard stitch --json examples/dawn/storyboard.yaml""",
+  storyboard stitch --json examples/dawn/storyboard.yaml
+  storyboard stitch examples/                              # every storyboard below it""",
     **HANDOFF_EXAMPLES,
 }
 
@@ -109,7 +126,7 @@ _TAKES: dict[str, tuple[str, ...]] = {
     "plan": ("--live", "--set", "--only", "--force", "--force-all", "--budget", "-o", "--json",
              "-q", "-v"),
     "render": ("--live", "--set", "--only", "--force", "--force-all", "--jobs", "--budget",
-               "--keep-going", "-o", "--json", "-q", "-v"),
+               "--keep-going", "--no-remote", "-o", "--json", "-q", "-v"),
     "stitch": ("--live", "--set", "-o", "--json", "-q"),
     "review": ("--live", "--set", "-o", "--serve", "--port", "-q"),
     "sheet": ("--live", "--set", "-o", "--json", "-q"),
@@ -149,15 +166,13 @@ def _build_parser() -> _Parser:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="one or more storyboard YAML files")
     board = "a storyboard YAML file (paths inside it are relative to its folder)"
-    command("plan", "what render would do, and what it would cost").add_argument(
-        "file", metavar="FILE", help=board
-    )
-    command("render", "render what is stale, then stitch the cut").add_argument(
-        "file", metavar="FILE", help=board
-    )
-    command("stitch", "re-stitch the final cut from rendered clips only").add_argument(
-        "file", metavar="FILE", help=board
-    )
+    boards = board + "; several, or a folder (every storyboard below it): one run"
+    for name, summary in (
+        ("plan", "what render would do, and what it would cost"),
+        ("render", "render what is stale, then stitch the cut"),
+        ("stitch", "re-stitch the final cut from rendered clips only"),
+    ):
+        command(name, summary).add_argument("files", nargs="+", metavar="FILE", help=boards)
     command(
         "review", "write a review page of the cut and every take (--serve: pick takes in it)"
     ).add_argument("file", metavar="FILE", help=board)
@@ -331,31 +346,17 @@ def _selection(args: argparse.Namespace) -> dict[str, Any]:
     return {"only": args.only, "force": args.force, "force_all": args.force_all}
 
 
-def _money(value: float) -> str:
-    return f"${value:.2f}"
-
-
-def _budget_line(cost: float, budget: float) -> str:
-    if cost <= budget + 1e-9:
-        return f"fits the budget of {_money(budget)} (this run costs {_money(cost)})"
-    return (
-        f"over the budget of {_money(budget)} by {_money(cost - budget)}: "
-        f"render would refuse it, nothing would be submitted"
-    )
-
-
-def _missing_after(plan: Plan) -> list[str]:
-    """Shots of the cut that have no clip and that this run does not render either."""
-    return [m for m in plan.missing if not plan.will_render(m)]
-
-
-def _only_note(plan: Plan) -> str:
-    return f" (outside --only {','.join(sorted(plan.only))})" if plan.only else ""
+def _one_file(args: argparse.Namespace) -> None:
+    """One FILE: the command as it always was (``args.file``)."""
+    args.file = args.files[0]
 
 
 def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard.pipeline import check_budget, plan_build
 
+    if is_batch(args):
+        return cmd_plan_many(args, out, err, {**_build_args(args), **_selection(args)})
+    _one_file(args)
     plan = plan_build(args.file, **_build_args(args), **_selection(args))
     verdict = check_budget(plan, args.budget)
     budget, fits = verdict.budget, verdict.fits
@@ -370,52 +371,9 @@ def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return code
     if args.quiet:
         if budget is not None and not fits:
-            print(f"error: {_budget_line(plan.cost, budget)}", file=err)
+            print(f"error: {budget_line(plan.cost, budget)}", file=err)
         return code
-    rows = [("shot", "model", "status", "run", "takes", "cost", "live $", "reason")]
-    for sp in plan.shots:
-        takes = f"{len(sp.stale_takes)}/{len(sp.takes)}" if sp.takes else "-"
-        reason = sp.reason
-        if sp.status == "stale" and not plan.in_scope(sp.id):
-            reason += " (outside --only)"
-        run = "render" if plan.will_render(sp.id) else "-"
-        rows.append(
-            (sp.id, sp.shot.model or "card", sp.status, run, takes, _money(sp.cost),
-             _money(sp.live_cost) if sp.takes else "-", reason)
-        )  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
-        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
-    if args.verbose:
-        print("", file=out)
-        for sp in plan.shots:
-            for t in sp.takes:
-                where = str(t.clip.path) if t.clip is not None else "not rendered"
-                seed = "random" if t.seed is None else str(t.seed)
-                mark = " (selected)" if len(sp.takes) > 1 and t is sp.selected else ""
-                print(
-                    f"{sp.id} take {t.take}{mark}: seed {seed}, key {t.key[:16]}, {where}",
-                    file=out,
-                )
-    live_total = sum(sp.live_cost for sp in plan.shots)
-    print(
-        f"\n{len(plan.to_render)} shot(s) to render ({plan.backend}); this run costs "
-        f"{_money(plan.cost)} (all takes live: {_money(live_total)})",
-        file=out,
-    )
-    if budget is not None:
-        print(_budget_line(plan.cost, budget), file=out)
-    missing = _missing_after(plan)
-    if missing:
-        print(
-            f"cut not stitched by this run: {', '.join(missing)} not rendered yet"
-            f"{_only_note(plan)}: {plan.cut}",
-            file=out,
-        )
-    else:
-        after = "stale" if plan.to_render else plan.stitch
-        print(f"cut {after}: {plan.cut}", file=out)
+    print_plan(plan, args, out, budget, fits)
     return code
 
 
@@ -424,6 +382,10 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard.events import Event
     from storyboard.pipeline import BuildEvent, BuildFailed, Planned, Started, build
 
+    if is_batch(args):
+        build_args = {**_build_args(args), **_selection(args), "remote": not args.no_remote}
+        return cmd_render_many(args, out, err, build_args, Reporter)
+    _one_file(args)
     failed: BuildFailed | None = None
     with contextlib.ExitStack() as stack:
         shown: list[Reporter] = []
@@ -449,30 +411,31 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             report = build(
                 args.file, **_build_args(args), **_selection(args), jobs=args.jobs,
                 budget=args.budget, keep_going=args.keep_going, on_event=on_event,
+                remote=not args.no_remote,
             )  # fmt: skip
         except BuildFailed as exc:
             failed, report = exc, exc.report
     before = report.plan
     count, usd = report.spent.takes, report.spent.usd
     if args.live and not args.quiet:
-        spent_line = f"spent {_money(usd)} on {count} take{'' if count == 1 else 's'} (list price)"
+        spent_line = f"spent {money(usd)} on {count} take{'' if count == 1 else 's'} (list price)"
     else:
         spent_line = None
     if args.json:
-        print(json.dumps(_run_report(report, args), indent=2), file=out)
+        print(json.dumps(run_report(report, args, args.file), indent=2), file=out)
     if failed is not None:
         if spent_line:
             print(spent_line, file=err)
         for failure in failed.failures:
             take = f" take {failure.take}" if failure.take > 1 else ""
-            print(_redact(f"error: {failure.shot}{take}: {failure.message}"), file=err)
+            print(redact(f"error: {failure.shot}{take}: {failure.message}"), file=err)
             hint = failure.error.hint() if failure.error is not None else None
             if hint:
-                print(_redact(f"    hint: {hint}"), file=err)
-        print(_redact(f"error: {failed}"), file=err)
+                print(redact(f"    hint: {hint}"), file=err)
+        print(redact(f"error: {failed}"), file=err)
         hint = failed.hint()
         if hint:
-            print(_redact(f"hint: {hint}"), file=err)
+            print(redact(f"hint: {hint}"), file=err)
         return EXIT_FAILED
     if not args.quiet:
         print(
@@ -480,7 +443,7 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=err,
         )
         if report.cut is None:
-            message, hint = _not_stitched(before, args, report.missing)
+            message, hint = not_stitched(before, args, report.missing, args.file)
             print(message, file=err)
             print(f"hint: {hint}", file=err)
         elif not args.json:
@@ -490,64 +453,13 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _not_stitched(plan: Plan, args: argparse.Namespace, missing: Sequence[str]) -> tuple[str, str]:
-    """Why the cut was not stitched, naming the shots still missing, and what to run next."""
-    verb = "is" if len(missing) == 1 else "are"
-    message = f"cut not stitched: {', '.join(missing)} {verb} not rendered yet"
-    if plan.only and any(not plan.in_scope(m) for m in missing):
-        message += _only_note(plan)
-    if plan.cut.exists():
-        message += f"; {plan.cut} is left as it was (stale)"
-    command = "storyboard render " + ("--live " if args.live else "") + shlex.quote(args.file)
-    them = "it" if len(missing) == 1 else "them"
-    return message, f"{command} renders {them} and stitches the cut"
-
-
-def _run_report(report: BuildReport, args: argparse.Namespace) -> dict[str, Any]:
-    """The one JSON document ``render --json`` and ``stitch --json`` print on stdout."""
-    plan = report.plan
-    failures = []
-    for f in report.failures:
-        hint = f.error.hint() if f.error is not None else None
-        failures.append(
-            {
-                "shot": f.shot,
-                "take": f.take,
-                "message": _redact(f.message),
-                "hint": _redact(hint) if hint else None,
-            }
-        )
-    not_stitched = None
-    if report.cut is None:
-        if report.missing:
-            message, hint = _not_stitched(plan, args, report.missing)
-            reason = message.removeprefix("cut not stitched: ")
-        else:
-            reason, hint = "the render failed", None
-        not_stitched = {"reason": reason, "missing": list(report.missing), "hint": hint}
-    return {
-        "storyboard": str(plan.board.path),
-        "backend": plan.backend,
-        "rendered": [{"shot": s, "take": t} for s, t in report.rendered],
-        "up_to_date": [{"shot": s, "take": t} for s, t in report.up_to_date],
-        "outside_only": list(report.outside_only),
-        "failed": failures,
-        "spent": {"usd": round(report.spent.usd, 6), "takes": report.spent.takes},
-        "cut": None
-        if report.cut is None
-        else {
-            "path": str(report.cut),
-            "seconds": round(report.seconds or 0.0, 3),
-            "state": "reused" if report.reused else "written",
-        },
-        "not_stitched": not_stitched,
-    }
-
-
 def _cmd_stitch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard.errors import StitchError
     from storyboard.pipeline import BuildEvent, BuildReport, Planned, restitch
 
+    if is_batch(args):
+        return cmd_stitch_many(args, out, err, _build_args(args))
+    _one_file(args)
     planned: list[Plan] = []
 
     def on_event(event: BuildEvent) -> None:
@@ -560,10 +472,10 @@ def _cmd_stitch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.json and planned:
             plan = planned[0]
             failed = BuildReport(plan, plan, missing=plan.missing)
-            print(json.dumps(_run_report(failed, args), indent=2), file=out)
+            print(json.dumps(run_report(failed, args, args.file), indent=2), file=out)
         raise
     if args.json:
-        print(json.dumps(_run_report(report, args), indent=2), file=out)
+        print(json.dumps(run_report(report, args, args.file), indent=2), file=out)
     elif not args.quiet:
         state = "up to date" if report.reused else "written"
         print(f"cut: {report.cut} ({report.seconds or 0.0:.1f} s, {state})", file=out)
@@ -619,21 +531,6 @@ def _handoff(name: str, args: argparse.Namespace, out: TextIO, err: TextIO) -> i
     return command(args, out, err)
 
 
-def _redact(text: str) -> str:
-    """``text`` with every form of the API keys in the environment replaced by ``***``.
-
-    The last line of defence: providers and the live runner redact what they raise, and
-    nothing an error prints may show a key, whatever produced the text.
-    """
-    import os
-
-    from storyboard.errors import redact_secrets
-    from storyboard.providers import key_vars
-
-    keys = [os.environ.get(var, "") for var in key_vars()]
-    return redact_secrets(text, [k for k in keys if k.strip()])
-
-
 def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
@@ -650,7 +547,7 @@ def main(
         except SystemExit as exc:  # --help and --version exit 0 through argparse
             return int(exc.code or 0)
         if extra:
-            one_file = ("plan", "render", "stitch", "review", "sheet", "export")
+            one_file = ("review", "sheet", "export")
             what = "one FILE" if args.command in one_file else "no arguments"
             raise UsageError(
                 f"storyboard {args.command} takes {what}, not also {' '.join(extra)}",
@@ -667,16 +564,16 @@ def main(
         _print_problems(exc.problems, err)
         return exc.exit_code
     except StoryboardError as exc:
-        print(_redact(f"error: {exc}"), file=err)
+        print(redact(f"error: {exc}"), file=err)
         if isinstance(exc, BudgetExceeded):
             for shot_id, cost in exc.per_shot:
-                print(f"  {shot_id}: {_money(cost)}", file=err)
+                print(f"  {shot_id}: {money(cost)}", file=err)
         if isinstance(exc, CannotStart):
             for obstacle in exc.obstacles:
-                print(_redact(f"  {obstacle}"), file=err)
+                print(redact(f"  {obstacle}"), file=err)
         hint = exc.hint()
         if hint:
-            print(_redact(f"hint: {hint}"), file=err)
+            print(redact(f"hint: {hint}"), file=err)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=err)

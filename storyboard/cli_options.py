@@ -117,6 +117,12 @@ def add_option(p: argparse.ArgumentParser, command: str, name: str) -> None:
             help="otio (OpenTimelineIO), otioz (with its media), fcpxml (Final Cut Pro X), "
             "fcp7xml (Final Cut Pro 7 XML: Premiere, Resolve), edl (CMX 3600)",
         )  # fmt: skip
+    elif name == "--no-remote":
+        p.add_argument(
+            "--no-remote", action="store_true",
+            help="work alone: do not look in, claim on or push to the project's remote store "
+            "(storyboard.toml [remote])",
+        )  # fmt: skip
     elif name == "--remote":
         p.add_argument(
             "--remote", action="store_true",

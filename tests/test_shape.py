@@ -184,10 +184,11 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("scheduler", "render", "live", "preflight"),
     ("stitcher", "cutter", "seams", "workfolder", "timeline", "takecheck"),
     ("pipeline",),
+    ("batch",),  # many storyboards in one run, one scheduler (issue 12)
     ("sharing", "gc"),  # the project's store: push, pull, gc (issue 12)
     # After a render: looking at the cut, choosing takes, handing it on (issue 11).
     ("selecting", "review", "sheet", "export"),
-    ("cli", "cli_handoff", "cli_options", "cli_team", "_progress", "__main__"),
+    ("cli", "cli_batch", "cli_handoff", "cli_options", "cli_team", "_progress", "__main__"),
 )
 # Services any stage may use; they import only the kernel and other services. The emulator
 # (``testing``) is an independent oracle: only the CLI's ``emulate`` and the tests use it.
