@@ -44,6 +44,7 @@ __all__ = [
     "store_root",
 ]
 
+
 def store_root(storyboard_path: Path) -> Path:
     """Where the store of a storyboard lives (validate reads media facts there, the cache
     keeps clips there): its project's store (:func:`storyboard.project.find_project`),
