@@ -566,8 +566,6 @@ class Store:
             StoreError: this store cannot be written, the adoption lock was not had within
                 its deadline, or the old journal cannot be merged.
         """
-        from storyboard.journal import JOURNAL_FILE, merge_journal
-
         self.ensure()
         with _adoption_lock(self.root / ADOPT_LOCK):
             note = legacy / MOVED_NOTE
@@ -584,9 +582,7 @@ class Store:
                     moved, left = self._move_tree(legacy, folder)
                     counts["files"] += moved
                     counts["left"] += left
-                tasks = 0
-                if (legacy / JOURNAL_FILE).is_file():
-                    tasks = merge_journal(self.root / JOURNAL_FILE, legacy / JOURNAL_FILE)
+                tasks = self._merge_journal(legacy)
                 atomic_write(note, moved_note(self.root).encode())
             except OSError as exc:
                 raise AdoptionError(legacy, self.root, exc.strerror or str(exc)) from exc
@@ -600,6 +596,26 @@ class Store:
             files=counts["files"],
             left=counts["left"],
         )
+
+    def _merge_journal(self, legacy: Path) -> int:
+        """Merge the old journal's tasks into this store's (see :func:`merge_journal`)."""
+        from storyboard.journal import JOURNAL_FILE, merge_journal
+
+        old = legacy / JOURNAL_FILE
+        if not old.is_file():
+            return 0
+        try:
+            return merge_journal(self.root / JOURNAL_FILE, old)
+        except StoreError as exc:
+            # Never adopted without it: its tasks in flight would be bought again.
+            aside = old.with_name(f"{JOURNAL_FILE}.damaged")
+            raise AdoptionError(
+                legacy,
+                self.root,
+                str(exc),
+                hint=f"if it is damaged beyond repair, mv {old} {aside} and run again"
+                " (the tasks it names are then not resumed)",
+            ) from exc
 
     def _adopt_objects(self, legacy: Path, counts: dict[str, int]) -> None:
         """Move every object of ``legacy`` in (an object already here is kept if intact)."""

@@ -126,15 +126,20 @@ class AdoptionError(StoreError):
         reason: what went wrong.
     """
 
-    def __init__(self, legacy: Path | None, store: Path, reason: str) -> None:
+    def __init__(
+        self, legacy: Path | None, store: Path, reason: str, *, hint: str | None = None
+    ) -> None:
         what = f"cannot move the store {legacy} into {store}" if legacy else f"{store} is busy"
         kept = "; what was not moved is still there" if legacy else ""
         super().__init__(f"{what}: {reason}{kept}")
         self.legacy = legacy
         self.store = store
         self.reason = reason
+        self._hint = hint
 
     def hint(self) -> str | None:
+        if self._hint is not None:
+            return self._hint
         if self.legacy is None:
             return "wait for the other storyboard process to finish, then run the command again"
         return "free the space or fix the permissions, then run the command again"

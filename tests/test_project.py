@@ -619,6 +619,24 @@ def test_an_unwritable_journal_stops_the_adoption_before_the_note(base: Path) ->
     _assert_adopted(legacy, Store.for_storyboard(legacy.board))
 
 
+def test_a_damaged_old_journal_stops_the_adoption_and_says_what_to_do(base: Path) -> None:
+    legacy = _legacy(base / "repo", clips=1)
+    (legacy.repo / ".git").mkdir()
+    old = legacy.folder / "journal.sqlite"
+    for extra in ("-wal", "-shm"):
+        Path(f"{old}{extra}").unlink(missing_ok=True)
+    old.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(AdoptionError) as caught:
+        Store.for_storyboard(legacy.board)
+    assert not (legacy.folder / MOVED_NOTE).exists()  # its tasks are not given up silently
+    hint = caught.value.hint() or ""
+    assert hint.startswith(f"if it is damaged beyond repair, mv {old} ")
+    old.rename(old.with_name("journal.sqlite.damaged"))
+    store = Store.for_storyboard(legacy.board)
+    assert store.adopted is not None and store.adopted.tasks == 0
+    assert store.lookup(next(iter(legacy.keys))) is not None
+
+
 # -- end to end: the preview backend ----------------------------------------------------------
 
 SHARED = """\
