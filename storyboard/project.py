@@ -63,6 +63,10 @@ DEFAULT_STORE = ".storyboard"
 # A config bigger than this is no config anyone wrote by hand.
 _MAX_CONFIG_BYTES = 256 * 1024
 
+# What a folder holds once it has been a store (one of them is enough).
+_STORE_MARKS = frozenset(
+    {"objects", "keys", "journal.sqlite", "digests.json", "media.json", "cuts", "shots"}
+)
 _TABLES = ("store", "remote")
 _STORE_KEYS = ("path",)
 _REMOTE_KEYS = ("url", "pull", "push")
@@ -340,7 +344,7 @@ class _Reader:
         where = ("store", "path")
         given = Path(raw).expanduser()
         if given.is_absolute():
-            return Path(os.path.normpath(given))
+            return self._a_store(Path(os.path.normpath(given)), raw)
         target = Path(os.path.normpath(self.root / given))
         hint = (
             'keep the store inside the project, e.g. path = ".storyboard", or give an absolute path'
@@ -353,6 +357,23 @@ class _Reader:
         if not Path(os.path.realpath(target)).is_relative_to(real_root):
             raise self.problem(
                 where, f"[store] path {raw!r} leads out of the project through a link", hint
+            )
+        return self._a_store(target, raw)
+
+    def _a_store(self, target: Path, raw: str) -> Path:
+        """``target`` unless it is something other than a store: the store cleans its
+        ``tmp/`` and ``gc`` removes from it, so it never lands on someone's own folder."""
+        try:
+            names = {p.name for p in target.iterdir()} if target.is_dir() else None
+        except OSError:
+            names = None
+        if target.exists() and names is None:
+            raise self.problem(("store", "path"), f"[store] path {raw!r} is not a folder")
+        if names and not names & _STORE_MARKS:
+            raise self.problem(
+                ("store", "path"),
+                f"[store] path {raw!r} is a folder with other files in it, not a store",
+                "name a new folder (storyboard creates it) or an existing store",
             )
         return target
 

@@ -286,6 +286,25 @@ def test_config_errors_are_reported_at_their_line(
     assert error.exit_code == 2
 
 
+def test_a_store_path_naming_someone_elses_folder_is_refused(base: Path) -> None:
+    """The store cleans its tmp/ and gc removes from it: never a folder of other files."""
+    (base / "repo" / "src" / "tmp").mkdir(parents=True)
+    (base / "home" / "tmp").mkdir(parents=True)
+    (base / "repo" / "notes.txt").write_text("mine", encoding="utf-8")
+    board = _board(base / "repo")
+    for raw, line in (("src", 3), (str(base / "home"), 3), ("notes.txt", 3)):
+        _config(base / "repo", f'[store]\n# here\npath = "{raw}"\n')
+        with pytest.raises(ProjectConfigError) as caught:
+            find_project(board)
+        assert caught.value.line == line and "not" in caught.value.problem
+    store = base / "repo" / "old-store"
+    (store / "objects").mkdir(parents=True)
+    (base / "empty").mkdir()
+    for raw in ("old-store", str(base / "empty"), "not-yet"):
+        _config(base / "repo", f'[store]\npath = "{raw}"\n')
+        assert find_project(board).store.name == Path(raw).name
+
+
 def test_a_store_path_through_a_link_out_is_refused(base: Path) -> None:
     (base / "outside").mkdir()
     (base / "repo").mkdir()
