@@ -11,11 +11,17 @@ time, every object is verified by its sha256 before it is used (on the remote, a
 key record; locally, before it enters the store), and they are resumable: what is already
 there is skipped, so a re-run after an interruption sends or fetches only what is missing.
 
+A pull downloads into ``tmp/pull-<pid>/`` of the store: a pull killed mid-transfer leaves
+its part files there, never in ``objects/``, and the next pull removes them.
+
 Which storyboards: the files or folders named (a folder: every storyboard under it), or,
 with none, every storyboard of the project the current folder is in
-(:func:`find_storyboards`). A storyboard is a ``.yaml``/``.yml`` file whose top level has a
-``storyboard:`` line; hidden folders (``.git``, the store), ``node_modules`` and nested
-projects (a folder with its own ``storyboard.toml`` or ``.git``) are not searched.
+(:func:`find_storyboards`). A storyboard is what :func:`storyboard.batch.is_storyboard`
+says (a ``.yaml``/``.yml`` file with a top-level ``storyboard:`` key); hidden folders
+(``.git``, the store), ``renders``, ``node_modules`` and nested projects (a folder with its
+own ``storyboard.toml`` or ``.git``) are not searched. The same search lists every lock
+file of the project's working tree, and :func:`git_locks` every lock of every branch and
+tag: what ``storyboard gc`` keeps (:mod:`storyboard.gc`).
 
 Credentials never pass through here: the backend reads its usual ones (the environment,
 ``~/.aws``, a profile); reports carry the remote's URL as ``storyboard.toml`` names it.
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from storyboard.batch import is_storyboard
 from storyboard.cache import Store
 from storyboard.errors import LockUnreadable, StoryboardError, UsageError
 from storyboard.paths import UnsafePath
@@ -62,12 +69,8 @@ __all__ = [
     "remote_listing",
 ]
 
-# A storyboard's top level says ``storyboard: 1``; read this much of a candidate to tell.
-_SNIFF_BYTES = 64 * 1024
-_STORYBOARD_LINE = re.compile(rb"^storyboard[ \t]*:", re.MULTILINE)
-_SUFFIXES = (".yaml", ".yml")
 # Folders never searched for storyboards or locks (besides hidden ones and nested projects).
-_SKIPPED_FOLDERS = frozenset({"node_modules", "__pycache__", "venv", "site-packages"})
+_SKIPPED_FOLDERS = frozenset({"renders", "node_modules", "__pycache__", "venv", "site-packages"})
 # Seconds each git command of the branch scan may take.
 _GIT_DEADLINE = 60.0
 # The folder (in the store's tmp/) where the pull of process PID downloads.
@@ -201,18 +204,9 @@ def _search(folder: Path, project: Project) -> tuple[list[Path], list[Path]]:
             path = here / name
             if name.endswith(".lock"):
                 locks.append(path)
-            elif name.endswith(_SUFFIXES) and _is_storyboard(path):
+            elif is_storyboard(path):
                 boards.append(path)
     return boards, locks
-
-
-def _is_storyboard(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(_SNIFF_BYTES)
-    except OSError:
-        return False
-    return _STORYBOARD_LINE.search(head) is not None
 
 
 # -- what the locks name ---------------------------------------------------------------------

@@ -17,15 +17,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import s3server
 from conftest import Result, run_cli, write_image
+from s3server import RemoteSpot
 
 from storyboard.cache import Store
 from storyboard.gc import STORE_LOCK, StoreBusy, collect, hold_store
 from storyboard.hashing import canonical_json, sha256_bytes
 from storyboard.journal import Journal, journal_path
-from storyboard.lockfile import LOCK_FORMAT
+from storyboard.lockfile import LOCK_FORMAT, write_lock
 from storyboard.pipeline import known_facts
 from storyboard.plan import Plan, make_plan
+from storyboard.remote import Remote
 from storyboard.testing.emulator import Emulator, EmulatorServer
 from storyboard.validate import load_storyboard
 from storyboard.workfolder import work_lock
@@ -513,3 +516,107 @@ def test_after_gc_a_live_render_pays_nothing_for_what_the_lock_names(
     assert _posts(emulator, mark) == 0
     assert "spent $0.00 on 0 takes" in third.err
     assert unreferenced.isdisjoint(tree.objects())
+
+
+# -- the remote ---------------------------------------------------------------------------------
+
+# The remote fixtures (see tests/s3server.py), made visible to this module's tests.
+s3_service, aws_env, s3_remote = s3server.s3_service, s3server.aws_env, s3server.s3_remote
+folder_remote, remote_spot = s3server.folder_remote, s3server.remote_spot
+
+
+def _share(tree: Tree, spot: RemoteSpot, board: Path) -> tuple[dict[str, str], str, str]:
+    """Render ``board`` (fake clips), lock its live plan, add a loose clip, push them all.
+
+    Returns the lock's key -> digest, and the loose clip's key and digest.
+    """
+    (tree.root / "storyboard.toml").write_text(spot.toml(), encoding="utf-8")
+    planned = tree.render(board)
+    loaded = load_storyboard(board)
+    store = Store.for_storyboard(loaded.path)
+    plan = make_plan(loaded, store, backend="live", facts=known_facts(loaded, store, "live"))
+    write_lock(plan, store, None)
+    lock = json.loads(board.with_suffix(".lock").read_text(encoding="utf-8"))
+    locked = {t["key"]: t["output"] for s in lock["shots"].values() for t in s["takes"]}
+    loose_key = _key(60)
+    loose = tree.clip(loose_key, board=board)
+    entries = [store.lookup(key) for key in [*planned, loose_key]]
+    report = Remote.open(spot.config()).push_many(store, [e for e in entries if e is not None])
+    assert report.failed == ()
+    return locked, loose_key, loose
+
+
+@pytest.mark.slow
+def test_gc_remote_removes_from_the_remote_what_nothing_names(
+    tree: Tree, remote_spot: RemoteSpot
+) -> None:
+    board = tree.board()
+    locked, loose_key, loose = _share(tree, remote_spot, board)
+    held = remote_spot.files()
+    objects_before = len(remote_spot.names("objects/"))
+
+    dry = collect(remote=True, dry_run=True, cwd=tree.root, grace=0)
+    assert remote_spot.files() == held
+    assert dry.remote is not None
+    assert (dry.remote.removed.objects, dry.remote.removed.keys) == (1, 1)
+
+    # Just pushed: within the grace period a teammate's push is never taken for garbage.
+    young = tree.gc("--remote", "--json")
+    assert young.code == 0, young.err
+    assert young.json()["remote"]["removed"] == {"objects": 0, "keys": 0, "bytes": 0}
+    assert remote_spot.files() == held
+
+    done = collect(remote=True, cwd=tree.root, grace=0)
+    assert done.remote is not None
+    assert done.remote.removed.objects == 1
+    assert done.remote.removed.bytes == len(held[f"objects/{loose[:2]}/{loose}.mp4"])
+    names = remote_spot.names()
+    assert f"objects/{loose[:2]}/{loose}.mp4" not in names
+    assert f"keys/{loose_key[:2]}/{loose_key}.json" not in names
+    for key, digest in locked.items():
+        assert f"objects/{digest[:2]}/{digest}.mp4" in names
+        assert f"keys/{key[:2]}/{key}.json" in names
+    # The preview plan's clips were never pushed; the live plan's others (not locked, here
+    # none) stay as long as the plan names them.
+    assert len(remote_spot.names("objects/")) == objects_before - 1
+    assert done.remote.kept.objects == objects_before - 1
+
+
+def test_gc_remote_keeps_what_a_lock_of_another_git_branch_names(
+    tree: Tree, folder_remote: RemoteSpot
+) -> None:
+    board = tree.board()
+    _locked, loose_key, loose = _share(tree, folder_remote, board)
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=tree.root, check=True, capture_output=True,
+        )  # fmt: skip
+
+    git("init", "-q", "-b", "main")
+    (tree.root / ".gitignore").write_text("renders/\n", encoding="utf-8")
+    git("add", "-A")
+    git("commit", "-q", "-m", "main")
+    git("checkout", "-q", "-b", "feature")
+    branch = tree.board("feature/shot.yaml", BOARD.replace("a red kite", "a kite at night"))
+    tree.lock(branch, {loose_key: loose})
+    git("add", "-A")
+    git("commit", "-q", "-m", "a take on a branch")
+    git("checkout", "-q", "main")
+    assert not branch.exists()
+
+    report = collect(remote=True, cwd=tree.root, grace=0)
+    assert report.remote is not None
+    assert report.remote.removed.objects == 0
+    assert f"objects/{loose[:2]}/{loose}.mp4" in folder_remote.names()
+    # The local store follows the working tree only: the branch's clip can be pulled back.
+    assert loose not in tree.objects()
+
+
+def test_gc_remote_without_a_remote_is_told_the_table_to_add(tree: Tree) -> None:
+    tree.render(tree.board())
+    result = tree.gc("--remote")
+    assert result.code == 2
+    assert "the project has no remote store" in result.err
+    assert "[remote]" in result.err
