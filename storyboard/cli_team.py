@@ -47,24 +47,22 @@ def cmd_gc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard.gc import collect
 
     report = collect(args.files, remote=args.remote, dry_run=args.dry_run)
+    failed = report.remote.failed if report.remote is not None else ()
+    code = EXIT_FAILED if failed else EXIT_OK
     if args.json:
         print(json.dumps(report.to_json(), indent=2), file=out)
-        return EXIT_OK
+        return code
     if not args.quiet:
         for path, why in report.skipped:
             print(
                 f"warning: {path} was not planned ({why}); only its lock protects its clips",
                 file=err,
             )
-    if args.quiet:
-        return EXIT_OK if report.remote is None or not report.remote.failed else EXIT_FAILED
-    _print_gc(report, out)
+        _print_gc(report, out)
     if report.remote is not None:
-        for name, why in report.remote.failed:
+        for name, why in failed:
             print(f"error: {report.remote.url}: {name[:16]}: {why}", file=err)
-        if report.remote.failed:
-            return EXIT_FAILED
-    return EXIT_OK
+    return code
 
 
 def _what(objects: int, keys: int) -> str:
@@ -88,6 +86,9 @@ def _print_gc(report: Collected, out: TextIO) -> None:
         )
     else:
         print(f"nothing to remove from {report.store}", file=out)
+    if not (kept.objects or kept.keys or removed.objects or removed.keys):
+        _print_remote(report, out)
+        return  # an empty store: no more to say
     extras = []
     if report.pieces:
         extras.append(_plural(report.pieces, "unused cut piece"))
@@ -102,6 +103,10 @@ def _print_gc(report: Collected, out: TextIO) -> None:
         f"{_plural(len(report.storyboards), 'storyboard')}{locks}",
         file=out,
     )
+    _print_remote(report, out)
+
+
+def _print_remote(report: Collected, out: TextIO) -> None:
     far = report.remote
     if far is not None:
         verb = "would remove" if report.dry_run else "removed"

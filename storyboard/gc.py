@@ -649,8 +649,9 @@ def _collect_local(
         with contextlib.suppress(OSError):
             path.unlink()
     pruned = 0
+    in_use = _cuts_in_use(root)
     for work in sorted((root / "cuts").glob("*/work")):
-        pruned += prune(work, _cuts_in_use(root)).files
+        pruned += prune(work, in_use).files
     memo = _clean_memo(root)
     _tidy(root)
     removed = Tally(

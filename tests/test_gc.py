@@ -303,8 +303,10 @@ def test_the_upstream_of_an_unsettled_journalled_take_is_kept(tree: Tree) -> Non
     _disown(tree.store, pending)
     loose = tree.clip(_key(21))
 
-    result = tree.gc("--json")
+    result = tree.gc()
     assert result.code == 0, result.err
+    assert result.out.startswith(f"removed 1 clip and 1 key record from {tree.store}: freed ")
+    assert "kept 9 clips and 9 key records" in result.out
     assert upstream in tree.objects()
     assert upstream_key in tree.records()
     assert loose not in tree.objects()
