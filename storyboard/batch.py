@@ -448,6 +448,8 @@ def build_many(
     """
     if budget is not None and budget < 0:
         raise UsageError(f"--budget must be 0 or more, not {budget:g}")
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     files = find_storyboards(paths)
     names = board_labels(files)
     emit = on_event or _ignore
@@ -475,21 +477,23 @@ def build_many(
                 failed.append(_failure(path, label, exc))
                 continue
             boards.append(_Board(path, label, run))
+        if failed and not keep_going:
+            return _stopped(boards, failed, names, files)
         concurrency = run_concurrency((b.build.plan.board.render.concurrency for b in boards), jobs)
-        # 2. The budget of the run, then each storyboard's own; nothing is sent before.
-        entries = [(b.label, b.build.plan, b.build.store) for b in boards]
-        cost, per_shot = _run_estimate(entries)
-        if budget is not None and cost > budget + 1e-9:
-            raise BudgetExceeded(cost, budget, per_shot)
-        if budget is None:
+        # 2. The budget of the run, or else each storyboard's own; nothing is sent before.
+        if budget is not None:
+            cost, per_shot = _run_estimate([(b.label, b.build.plan, b.build.store) for b in boards])
+            if cost > budget + 1e-9:
+                raise BudgetExceeded(cost, budget, per_shot)
+        else:
             for board in list(boards):
                 plan = board.build.plan
                 verdict = check_budget(plan)
                 if not verdict.fits and verdict.budget is not None:
                     own = [(sp.id, sp.cost) for sp in plan.to_render if sp.cost > 0]
                     drop(board, BudgetExceeded(plan.cost, verdict.budget, own))
-        if failed and not keep_going:
-            return _stopped(boards, failed, names, files)
+            if failed and not keep_going:
+                return _stopped(boards, failed, names, files)
         # 3. The runners (live: the keys and every obstacle, checked before any submit).
         for board in [b for b in boards if b.build.plan.to_render]:
             try:
@@ -501,6 +505,7 @@ def build_many(
         if failed and not keep_going:
             _close_runners(boards)
             return _stopped(boards, failed, names, files)
+        cost, _ = _run_estimate([(b.label, b.build.plan, b.build.store) for b in boards])
         emit(BatchStarted(tuple(b.build.plan for b in boards), cost))
         # 4. One task group, one scheduler, for every storyboard.
         _render_all(boards, concurrency, keep_going)
