@@ -13,8 +13,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -507,3 +510,36 @@ def test_without_keep_going_nothing_new_starts_after_a_failure(
     assert going.code == 1, going.err
     assert handle.submits() == 1 + 4
     assert (repo / "renders" / "b.mp4").is_file() and not (repo / "renders" / "a.mp4").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_batch_keeps_every_task_and_a_rerun_pays_nothing_more(
+    repo: Path, live: Callable[..., Live]
+) -> None:
+    """Ctrl-C while the batch's three tasks run: exit 130; the rerun resumes them all."""
+    handle = live(polls_to_start=None, polls_to_finish=None, seconds_to_finish=60.0)
+    a = write(repo / "a.yaml", board(SEA, ("gull", "a gull over waves")))
+    b = write(repo / "b.yaml", board(SEA, ("rain", "rain on a window")))
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storyboard", "render", "--live", "a.yaml", "b.yaml"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while handle.submits() < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handle.submits() == 3, proc.communicate(timeout=30)[1].decode()
+    time.sleep(0.3)  # every task id is journalled right after its submit's reply
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    handle.emu.seconds_to_finish = 0.0  # the tasks are done now
+    again = render("--json", "a.yaml", "b.yaml")
+    assert again.code == 0, again.err
+    assert handle.submits() == 3  # resumed, not bought again
+    assert again.err.count("resumed") >= 3
+    assert again.json()["spent"]["takes"] == 0  # paid for by the interrupted run
+    assert lock_keys(a)["sea"] == lock_keys(b)["sea"]
