@@ -84,7 +84,7 @@ __all__ = [
 
 # A storyboard says so in its first key; this much of a file is read to decide.
 _SNIFF_BYTES = 8192
-_FIRST_KEY = re.compile(rb"^storyboard[ \t]*:", re.MULTILINE)
+_FIRST_KEY = re.compile(rb"^([\"']?)storyboard\1[ \t]*:", re.MULTILINE)
 _SUFFIXES = (".yaml", ".yml")
 # Folders a walk never enters (besides hidden ones): the store and the cuts.
 _NOT_SOURCES = frozenset({".storyboard", "renders", "node_modules", "__pycache__"})
@@ -110,8 +110,9 @@ def find_storyboards(paths: Sequence[str | Path]) -> tuple[Path, ...]:
     """The storyboard files that command-line arguments name, in order, each once.
 
     A file is taken as it is (a file that is no storyboard fails when it is loaded, as
-    with one FILE); a folder means every storyboard below it, in name order, skipping
-    hidden folders, ``.storyboard``, ``renders`` and files that are not storyboards.
+    with one FILE); a folder means every storyboard below it (a folder's own files first,
+    then its folders, each in name order), skipping hidden folders, ``.storyboard``,
+    ``renders`` and files that are not storyboards.
 
     Raises:
         UsageError: no argument, a file named twice, a path that does not exist, or a folder
@@ -168,7 +169,10 @@ def board_labels(paths: Sequence[Path]) -> tuple[str, ...]:
         return tuple(first)
     absolute = [p.absolute() for p in paths]
     common = Path(os.path.commonpath([str(p.parent) for p in absolute]))
-    return tuple(str(p.with_suffix("").relative_to(common)) for p in absolute)
+    short = [str(p.with_suffix("").relative_to(common)) for p in absolute]
+    if len(set(short)) == len(short):
+        return tuple(short)
+    return tuple(str(p.relative_to(common)) for p in absolute)  # a.yaml and a.yml
 
 
 # -- the report -----------------------------------------------------------------------------

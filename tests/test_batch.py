@@ -166,17 +166,20 @@ def test_folders_name_every_storyboard_below_them(tmp_path: Path) -> None:
     write(tmp_path / "nested" / "deeper" / "storyboard.yml", "# a comment\n" + board(SEA))
     write(tmp_path / "nested" / "notes.yaml", "title: not a storyboard\nstoryboards: 2\n")
     write(tmp_path / "nested" / "list.yaml", "- storyboard: 1\n")  # not a top-level key
+    write(tmp_path / "quoted.yml", '"storyboard": 1\nshots: []\n')
     write(tmp_path / ".hidden" / "c.yaml", board(SEA))
     write(tmp_path / ".storyboard" / "d.yaml", board(SEA))
     write(tmp_path / "renders" / "e.yaml", board(SEA))
     write(tmp_path / "b.txt", board(SEA))
     found = find_storyboards([tmp_path])
-    assert found == (tmp_path / "a.yaml", tmp_path / "nested" / "deeper" / "storyboard.yml")
+    nested = tmp_path / "nested" / "deeper" / "storyboard.yml"
+    # A folder's own files first, then its folders, each in name order.
+    assert found == (tmp_path / "a.yaml", tmp_path / "quoted.yml", nested)
     assert is_storyboard(tmp_path / "a.yaml") and not is_storyboard(tmp_path / "b.txt")
     # A file is taken as named (even one that is no storyboard: loading says what is wrong),
     # and a file a folder also finds is there once, where it was first named.
     mixed = find_storyboards([tmp_path / "b.txt", tmp_path / "a.yaml", tmp_path])
-    assert mixed == (tmp_path / "b.txt", tmp_path / "a.yaml", found[1])
+    assert mixed == (tmp_path / "b.txt", tmp_path / "a.yaml", tmp_path / "quoted.yml", nested)
 
 
 @pytest.mark.parametrize(
@@ -203,6 +206,8 @@ def test_labels_are_short_and_tell_storyboards_apart(tmp_path: Path) -> None:
     assert board_labels([a, b]) == ("dawn", "dusk")
     one, two = tmp_path / "x" / "film.yaml", tmp_path / "y" / "film.yaml"
     assert board_labels([one, two]) == ("x/film", "y/film")
+    yaml, yml = tmp_path / "x" / "film.yaml", tmp_path / "x" / "film.yml"
+    assert board_labels([yaml, yml]) == ("film.yaml", "film.yml")
 
 
 def test_the_run_takes_the_smallest_cap_per_provider() -> None:
