@@ -169,7 +169,13 @@ class RemoteSpot:
             found = fs.find(root)
         except FileNotFoundError:
             return {}
-        return {str(path)[len(root) + 1 :]: bytes(fs.cat_file(path)) for path in sorted(found)}
+        out: dict[str, bytes] = {}
+        for path in sorted(found):
+            try:
+                out[str(path)[len(root) + 1 :]] = bytes(fs.cat_file(path))
+            except FileNotFoundError:
+                continue  # removed since the listing (a run is using the remote right now)
+        return out
 
     def names(self, folder: str = "") -> set[str]:
         """Paths (relative to the root) of the files under ``folder`` (``objects``, ``keys``...)."""

@@ -88,8 +88,9 @@ def test_push_then_pull_moves_a_clip_verified(
     pulled = remote.pull_clip(b, KEY)
     assert pulled is not None and pulled.digest == entry.digest
     assert pulled.path.read_bytes() == entry.path.read_bytes()
-    again = b.lookup(KEY)
-    assert again is not None and again.provenance == entry.provenance  # its time included
+    again, made = b.lookup(KEY), a.lookup(KEY)
+    assert again is not None and made is not None
+    assert again.provenance == made.provenance and made.provenance.time  # its time included
     assert (again.seconds, again.shot, again.take) == (1.5, "kite", 1)
     assert remote.pull_clip(b, "b2" + "0" * 62) is None  # the remote does not have it
     assert not list((b.root / "tmp").iterdir())

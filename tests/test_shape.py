@@ -181,6 +181,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("cache",),
     ("keys", "plan"),
     ("lockfile",),
+    ("remote_base", "remote", "teamwork"),  # the project's remote store and claims (issue 12)
     ("scheduler", "render", "live", "preflight"),
     ("stitcher", "cutter", "seams", "workfolder", "timeline", "takecheck"),
     ("pipeline",),
