@@ -19,8 +19,14 @@ Money rules kept here:
   the journal keeps the task and records the link as gone: only ``--force`` buys it again.
 * A submit in flight is shielded from cancellation (Ctrl-C) for at most
   ``Timing.submit_deadline``, so its task id reaches the journal.
-* One deadline per take (``Timing.task_deadline``) bounds the provider-busy waits and the
-  polling; SQLite and file hashing run in worker threads, off the event loop.
+* One deadline per take (``Timing.task_deadline``, ``$STORYBOARD_TASK_DEADLINE`` seconds)
+  bounds the provider-busy waits and the polling; SQLite and file hashing run in worker
+  threads, off the event loop.
+* With the project's remote (:mod:`storyboard.teamwork`): before its uploads a take looks at
+  the remote (a teammate's clip is pulled, a teammate's live claim waited for, a stale one
+  reported or, forced, taken over and its task resumed); after the journal's intent and
+  before the POST the key is claimed on the remote, the task id recorded in the claim, and
+  the stored clip pushed before the claim is released.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 
@@ -68,6 +74,11 @@ from storyboard.render import (
     verified_upstream,
     wait_for_task,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from storyboard.teamwork import Team
 
 _T = TypeVar("_T")
 
@@ -127,6 +138,27 @@ def _poll_interval(environ: Mapping[str, str]) -> float:
         ) from None
 
 
+def _task_deadline(environ: Mapping[str, str]) -> float:
+    """``STORYBOARD_TASK_DEADLINE``: seconds a take may take, from its submit to its clip.
+
+    The default, 3 hours, outlasts any video task that has not gone wrong. It is also the
+    deadline of the take's claim on the project's remote: a teammate waits that long for the
+    clip before the claim counts as stale.
+    """
+    raw = environ.get("STORYBOARD_TASK_DEADLINE", "").strip()
+    if not raw:
+        return Timing.task_deadline
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(
+            f"STORYBOARD_TASK_DEADLINE must be a positive number of seconds, not {raw!r}"
+        )
+    return value
+
+
 def check_budget(plan: Plan, budget: float | None) -> None:
     """Refuse before any submit when the plan's estimate of new paid work is over ``budget``.
 
@@ -149,12 +181,16 @@ def start_live(
     budget: float | None,
     forced: set[str],
     environ: Mapping[str, str] | None = None,
+    team: Team | None = None,
 ) -> tuple[LiveRunner, Journal]:
     """Everything a ``render --live`` checks before its first request, then its runner.
 
     The budget and the API keys are checked first; only then does ``--force`` move the forced
     takes to their next attempt in the journal (a new purchase), so a refused run loses
     nothing it knew.
+
+    ``team`` (the project's remote, see :mod:`storyboard.teamwork`) is checked by the caller
+    before this: the runner claims, waits, pulls and pushes through it.
 
     Raises:
         BudgetExceeded: the estimate is over budget (nothing was sent).
@@ -166,7 +202,10 @@ def start_live(
         from storyboard.preflight import preflight
 
         preflight(plan, journal=journal, forced=forced, environ=environ)  # every obstacle at once
-        session = LiveSession(store, journal, environ=environ, board_file=plan.board.path)
+        session = LiveSession(
+            store, journal, environ=environ, board_file=plan.board.path, team=team,
+            forced=forced,
+        )  # fmt: skip
         session.check_keys({sp.shot.spec.provider for sp in plan.to_render if sp.shot.spec})
         for sp in plan.shots:
             if sp.id in forced:
@@ -190,10 +229,12 @@ class LiveSession:
         transport: Any = None,
         poll_interval: float | None = None,
         poll_max: float = 30.0,
-        task_deadline: float = 3 * 3600.0,
+        task_deadline: float | None = None,
         submit_deadline: float = Timing.submit_deadline,
         sleep: Callable[[float], Any] = anyio.sleep,
         board_file: Path | None = None,
+        team: Team | None = None,
+        forced: Collection[str] = (),
     ) -> None:
         self.store = store
         self.journal = journal
@@ -201,6 +242,10 @@ class LiveSession:
         self.transport = transport
         if poll_interval is None:
             poll_interval = _poll_interval(self.environ)
+        if task_deadline is None:
+            task_deadline = _task_deadline(self.environ)
+        self.team = team
+        self.forced = frozenset(forced)
         self.timing = Timing(poll_interval, poll_max, task_deadline, submit_deadline)
         self.sleep = sleep
         self.board_file = board_file
@@ -463,25 +508,92 @@ class LiveSession:
                 )
             )  # fmt: skip
 
-        if task is None:
-            job = await self.prepare(job, upstream_key, tmp, emit)
-            unsettled = known is not None and known.state in ("intent", "unknown")
-            if unsettled and known is not None and not _resends_safely(provider):
-                # A submit of this attempt was sent before and its reply never came: look for
-                # the task it may have created before anyone pays again.
-                task = await self._settle(provider, job, known, emit)
-                stage("resumed", task.task_id, message="found in the provider's task list")
-            else:
+        team = self.team
+        unsettled = known is not None and known.state in ("intent", "unknown")
+        if task is not None:
+            stage("resumed", task.task_id, message="submitted by an earlier run")
+            if team is not None:
+                await team.adopt(job, task.task_id)
+        try:
+            while task is None:
+                if team is not None and not unsettled:
+                    # The project's remote first: a teammate's clip is pulled, a teammate's
+                    # claim waited for, a stale claim reported (or, forced, taken over).
+                    looked = await team.gate(
+                        job, forced=shot.id in self.forced, emit=emit,
+                        first_wait=self.timing.poll_interval, limit=self.timing.task_deadline,
+                        sleep=self.sleep,
+                    )  # fmt: skip
+                    if looked.entry is not None:
+                        return looked.entry
+                    if looked.task_id is not None:
+                        if looked.seed is not None:
+                            job = replace(job, seed=looked.seed)
+                        task = await self._resume_taken(provider, job, looked.task_id)
+                        stage("resumed", task.task_id, message=f"taken over from {looked.host}")
+                        break
+                    deadline = time.monotonic() + self.timing.task_deadline  # after any wait
+                job = await self.prepare(job, upstream_key, tmp, emit)
+                if unsettled and known is not None and not _resends_safely(provider):
+                    # A submit of this attempt was sent before and its reply never came: look
+                    # for the task it may have created before anyone pays again.
+                    task = await self._settle(provider, job, known, emit)
+                    stage("resumed", task.task_id, message="found in the provider's task list")
+                    break
                 # Qingbo intent/unknown: resending the same Idempotency-Key (same attempt)
                 # returns the original task if there is one and cannot bill twice.
                 emit(Event(shot.id, job.take, shot.takes, "rendering", stage="submitting"))
                 task = await self._submit(provider, job, emit, deadline, claim=not unsettled)
+                if task is None:
+                    continue  # another run claimed it on the remote first: look again
                 # The task id is journalled: the list price is committed by this run, unless
                 # an earlier run sent this attempt (its money, as `spent` counts it).
                 price = None if unsettled else take_price(job.shot, job.spec)
                 stage("submitted", task.task_id, price)
-        else:
-            stage("resumed", task.task_id, message="submitted by an earlier run")
+            entry = await self._complete(provider, task, job, tmp, emit, deadline)
+            if team is not None:
+                await team.stored(entry)
+        except BaseException:
+            if team is not None:
+                with anyio.CancelScope(shield=True):
+                    await team.stopped(job.key, await self._sent(job.key))
+            raise
+        return entry
+
+    async def _sent(self, key: str) -> Literal["sent", "unsent", "failed"]:
+        """What the journal says was sent for ``key`` (for the claim of a take that stopped)."""
+        try:
+            known = await self._db(partial(self.journal.get, key))
+        except StoryboardError:
+            return "sent"  # not known: the claim is kept, as if a task may deliver
+        if known is None or known.state == "new":
+            return "unsent"
+        return "failed" if known.state == "failed" else "sent"
+
+    async def _resume_taken(self, provider: Provider, job: Job, task_id: str) -> TaskRef:
+        """A stale claim taken over with ``--force``: its task is journalled as this run's and
+        resumed; the provider already has it, so nothing is bought."""
+        journal = self.journal
+        await self._db(
+            partial(
+                journal.claim, job.key, shot=job.shot.id, take=job.take, provider=provider.name,
+                model=job.spec.id, seed=job.seed,
+            )
+        )  # fmt: skip
+        await self._db(partial(journal.submitted, job.key, task_id))
+        return TaskRef(provider.name, task_id, job.key)
+
+    async def _complete(
+        self,
+        provider: Provider,
+        task: TaskRef,
+        job: Job,
+        tmp: Path,
+        emit: Callable[[Event], None],
+        deadline: float,
+    ) -> ClipEntry:
+        """Wait for the task, download, verify and store its clip, and journal it done."""
+        journal = self.journal
         status = await self._wait(provider, task, job, emit, deadline)
         reported = status.reported
         info = Provenance(
@@ -574,8 +686,11 @@ class LiveSession:
         deadline: float,
         *,
         claim: bool,
-    ) -> TaskRef:
+    ) -> TaskRef | None:
         """Claim the key (when ``claim``), submit, journal the task id; wait out busy replies.
+
+        ``None``: the project's remote says another run claimed the key first (or its clip
+        arrived); nothing was sent, and the caller looks at the remote again.
 
         The claim, the request and the journalling of its answer are shielded from
         cancellation (a Ctrl-C) for at most ``Timing.submit_deadline``: a task the provider
@@ -594,7 +709,7 @@ class LiveSession:
                     step = _first_step(provider)
                     await self._db(partial(self.journal.unknown, job.key, message, next_step=step))
                 return await self._settle_after_loss(provider, job, message, emit)
-            if isinstance(outcome, TaskRef):
+            if outcome is None or isinstance(outcome, TaskRef):
                 return outcome
             if isinstance(outcome, SubmitOutcomeUnknown):
                 return await self._settle_after_loss(provider, job, str(outcome), emit, outcome)
@@ -625,8 +740,9 @@ class LiveSession:
 
     async def _submit_once(
         self, provider: Provider, job: Job, *, claim: bool
-    ) -> TaskRef | ProviderBusy | SubmitOutcomeUnknown:
-        """One submit and its journalling (runs shielded; see :meth:`_submit`)."""
+    ) -> TaskRef | ProviderBusy | SubmitOutcomeUnknown | None:
+        """One submit and its journalling (runs shielded; see :meth:`_submit`); ``None`` when
+        the key is claimed on the project's remote by another run (nothing was sent)."""
         shot, journal = job.shot, self.journal
         if claim:
             claimed, created = await self._db(
@@ -651,6 +767,8 @@ class LiveSession:
                     shot=shot.id,
                     hint="wait for it to finish, then run again",
                 )
+            if self.team is not None and not await self._claim_remote(provider, job):
+                return None
         try:
             task = await provider.submit(job)
         except ProviderBusy as exc:
@@ -670,7 +788,28 @@ class LiveSession:
             await self._db(partial(journal.release, job.key))
             raise
         await self._db(partial(journal.submitted, job.key, task.task_id))
+        if self.team is not None:
+            await self.team.submitted(job, task.task_id)
         return task
+
+    async def _claim_remote(self, provider: Provider, job: Job) -> bool:
+        """After the journal's intent, before the POST: claim the key on the project's remote.
+
+        ``False``: another run holds it (the journal's intent is released: nothing was sent).
+        A remote that fails releases the intent too, and the take fails: no submit without
+        a claim.
+        """
+        team = self.team
+        if team is None:
+            return True
+        try:
+            claimed = await team.claim(job, provider.name, self.timing.task_deadline)
+        except BaseException:
+            await self._db(partial(self.journal.release, job.key))
+            raise
+        if not claimed:
+            await self._db(partial(self.journal.release, job.key))
+        return claimed
 
     # -- lost replies -----------------------------------------------------------------------
 

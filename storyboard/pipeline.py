@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from storyboard.model import Storyboard
     from storyboard.render import RenderReport, TakeRunner
     from storyboard.stitcher import StitchResult
+    from storyboard.teamwork import Team
 
 __all__ = [
     "BudgetCheck",
@@ -120,6 +121,8 @@ class BuildReport:
         seconds: the cut's length.
         reused: the cut was already up to date (nothing was written).
         missing: shots with no clip after the run (why the cut was not stitched).
+        pulled: ``(shot, take)`` of every take taken from the project's remote instead of
+            being rendered (a teammate's clip: nothing was bought).
     """
 
     plan: Plan
@@ -131,6 +134,7 @@ class BuildReport:
     seconds: float | None = None
     reused: bool = False
     missing: tuple[str, ...] = ()
+    pulled: tuple[tuple[str, int], ...] = ()
 
     @property
     def backend(self) -> str:
@@ -418,6 +422,8 @@ class _Build:
         self.new: dict[str, float] = {}  # generation key -> list price: takes bought now
         self.paid: tuple[int, float] | None = None
         self.on_shot_done: Callable[[str], None] | None = None
+        self.team: Team | None = None  # the project's remote, for a live run that uses it
+        self.pulled: tuple[tuple[str, int], ...] = ()  # taken from it before the render
 
     def prepare(self) -> None:
         """Load, plan, check the clips of a stale cut, and get ready to render."""
@@ -427,6 +433,7 @@ class _Build:
         if verify_cut(self.plan, self.store):
             # A clip of the cut changed on disk and was dropped: plan again to render it.
             self.plan, self.store = _open(self.options)
+        self.use_remote()
         self.before = self.plan  # what this run was asked to do
         self.emit(Planned(self.plan))
         board = self.plan.board
@@ -439,6 +446,38 @@ class _Build:
             self.concurrency = dict.fromkeys(PROVIDERS, self.jobs)
         self.store.clean_tmp(older_than=_TMP_MAX_AGE)
 
+    def use_remote(self) -> None:
+        """(live, something to render) The project's remote, when it names one and the run
+        may use it: proved reachable (and able to hold claims) before anything is spent, and
+        the stale takes it already has pulled, then the run planned again: a teammate's clip
+        costs nothing.
+
+        Raises:
+            RemoteUnavailable: the remote cannot be reached or used (nothing was submitted).
+            RemoteError: a pull failed (nothing was submitted).
+        """
+        options, plan = self.options, self.plan
+        if not options.live or not options.remote or not plan.to_render:
+            return
+        from storyboard.project import find_project
+        from storyboard.teamwork import Team
+
+        board = plan.board
+        team = Team.open(find_project(board.path), self.store, board=board.path)
+        if team is None:
+            return
+        team.check()
+        self.team = team
+        self.pulled = team.pull_stale(plan)
+        if self.pulled:
+            from storyboard.lockfile import write_lock
+
+            self.plan = _plan(
+                board, self.store, plan.backend, only=options.only, force=options.force,
+                force_all=options.force_all, output=options.output,
+            )  # fmt: skip
+            write_lock(self.plan, self.store, None)  # the lock names what the team paid for
+
     def runner(self) -> TakeRunner:
         """The runner of the takes: the live providers (checked before any submit), or the
         local preview."""
@@ -450,7 +489,7 @@ class _Build:
             options = self.options
             forced = {s.id for s in plan.shots if options.force_all or s.id in options.force}
             budget = self.budget if self.budget is not None else plan.board.render.budget
-            runner, journal = start_live(plan, store, budget=budget, forced=forced)
+            runner, journal = start_live(plan, store, budget=budget, forced=forced, team=self.team)
             self.journal = journal
             self.new = new_takes(plan, journal)
 
@@ -472,6 +511,8 @@ class _Build:
         if self.journal is not None:
             from storyboard.lockfile import spent
 
+            if self.team is not None:  # a task taken over was bought by the run that sent it
+                self.new = {k: v for k, v in self.new.items() if k not in self.team.resumed}
             self.paid = spent(self.new, self.journal)
 
     def replan(self) -> None:
@@ -520,6 +561,16 @@ class _Build:
                 for t in sp.stale_takes
                 if (sp.id, t.take) in now
             )
+        pulled = self.pulled
+        if self.team is not None and self.team.pulled:  # waited for, then pulled
+            late = {
+                (sp.id, t.take)
+                for sp in self.before.shots
+                for t in sp.takes
+                if t.key in self.team.pulled
+            }
+            rendered = tuple(r for r in rendered if r not in late)
+            pulled = tuple(sorted({*pulled, *late}))
         result = self.result
         report = BuildReport(
             plan=self.before,
@@ -531,6 +582,7 @@ class _Build:
             seconds=result.seconds if result is not None else None,
             reused=result.reused if result is not None else False,
             missing=self.plan.missing,
+            pulled=pulled,
         )
         if self.failed is not None:
             raise BuildFailed(report, self.failed.failures) from self.failed
