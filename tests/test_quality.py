@@ -53,7 +53,7 @@ def _imports(path: Path) -> set[str]:
 
 def test_layers_point_one_way() -> None:
     """Nothing imports the CLI; only the CLI layer prints; the kernel imports no stage."""
-    kernel = {"errors", "catalog", "model", "hashing", "events", "paths", "suggest"}
+    kernel = {"errors", "catalog", "model", "hashing", "events", "paths", "project", "suggest"}
     for path in PACKAGE.rglob("*.py"):
         name = path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".")
         imports = _imports(path)
@@ -63,7 +63,7 @@ def test_layers_point_one_way() -> None:
         if name in kernel:
             stages = {i for i in imports if i.startswith("storyboard.")}
             assert stages <= {f"storyboard.{k}" for k in kernel}, (name, stages)
-        if name not in ("cli", "_progress"):
+        if not (name in ("_progress", "cli") or name.startswith("cli_")):
             calls = [
                 n for n in ast.walk(ast.parse(path.read_text()))
                 if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"
