@@ -34,6 +34,7 @@ from storyboard.model import (
     Trim,
 )
 from storyboard.paths import VIDEO_CONTAINERS, UnsafePath, preview_path, safe_output_path
+from storyboard.project import DEFAULT_STORE, find_project
 from storyboard.rules import Finding
 from storyboard.schema import validate_schema
 from storyboard.suggest import did_you_mean
@@ -740,16 +741,23 @@ class _Checker:
     def _check_beside(self) -> None:
         """The files written beside the storyboard (its lock, its store) do not lead out of
         its folder through a link: a pull request can add links as well as YAML."""
-        beside = [(self.doc.path.with_suffix(".lock").name, "lock", False)]
+        beside = [(self.root, self.doc.path.with_suffix(".lock").name, "lock", False)]
         if not os.environ.get("STORYBOARD_CACHE"):  # a store the user chose may be anywhere
-            beside.append((".storyboard", "store folder", True))
-        for name, what, folder in beside:
+            # The project's store (at its root: storyboard.toml or .git upwards); a broken
+            # storyboard.toml is an error at its own line (ProjectConfigError).
+            project = find_project(self.doc.path)
+            if project.store == project.root / DEFAULT_STORE:
+                beside.append((project.root, DEFAULT_STORE, "store folder", True))
+        for root, name, what, folder in beside:
             try:
-                safe_output_path(self.root, name, what=what, folder=folder)
+                safe_output_path(root, name, what=what, folder=folder)
             except UnsafePath as exc:
                 hint = exc.hint()
                 if folder and exc.reason == "link":
-                    hint = "remove the link; to keep the store elsewhere, set STORYBOARD_CACHE"
+                    hint = (
+                        "remove the link; to keep the store elsewhere, set [store] path in "
+                        "storyboard.toml or STORYBOARD_CACHE"
+                    )
                 self.add((), str(exc), hint=hint)
 
     def _render_settings(self, data: dict[str, Any]) -> RenderSettings:

@@ -844,3 +844,40 @@ def test_a_live_store_beside_a_storyboard_moves_into_the_project_and_nothing_is_
     store = base / "repo" / ".storyboard"
     assert len(list((store / "objects").rglob("*.mp4"))) == 3
     assert ".storyboard" not in _git(base / "repo", "status", "--porcelain", "-uall")
+
+
+# -- validate checks the project's store, not a folder beside the storyboard ------------------
+
+
+def test_validate_refuses_a_project_store_that_links_out(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    root = tmp_path / "repo"
+    (root / ".git").mkdir(parents=True)
+    (root / "films").mkdir()
+    board = root / "films" / "storyboard.yaml"
+    board.write_text(
+        "storyboard: 1\nshots:\n  - id: a\n    card: {text: hi, duration: 1}\n", encoding="utf-8"
+    )
+    assert run_cli("validate", str(board)).code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / ".storyboard").symlink_to(elsewhere, target_is_directory=True)
+    result = run_cli("validate", str(board))
+    assert result.code == 2
+    assert "store folder" in result.err and "[store] path" in result.err
+
+
+def test_validate_stops_at_a_broken_storyboard_toml(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "storyboard.toml").write_text('[store]\npath = ".sb"\n\n[remot]\nurl = "x"\n')
+    board = root / "storyboard.yaml"
+    board.write_text(
+        "storyboard: 1\nshots:\n  - id: a\n    card: {text: hi, duration: 1}\n", encoding="utf-8"
+    )
+    result = run_cli("validate", str(board))
+    assert result.code == 2
+    assert "storyboard.toml:4" in result.err
