@@ -23,6 +23,7 @@ from storyboard.cli_batch import (
     cmd_plan_many,
     cmd_render_many,
     cmd_stitch_many,
+    counts,
     is_batch,
     money,
     not_stitched,
@@ -438,10 +439,7 @@ def _cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(redact(f"hint: {hint}"), file=err)
         return EXIT_FAILED
     if not args.quiet:
-        print(
-            f"rendered {len(report.rendered)} clip(s), {len(report.up_to_date)} up to date",
-            file=err,
-        )
+        print(f"rendered {len(report.rendered)} clip(s), {counts(report)}", file=err)
         if report.cut is None:
             message, hint = not_stitched(before, args, report.missing, args.file)
             print(message, file=err)

@@ -38,6 +38,7 @@ __all__ = [
     "cmd_plan_many",
     "cmd_render_many",
     "cmd_stitch_many",
+    "counts",
     "is_batch",
     "missing_after",
     "money",
@@ -275,6 +276,15 @@ def not_stitched(
     return message, f"{command} renders {them} and stitches the cut"
 
 
+def counts(report: BuildReport) -> str:
+    """``2 up to date`` after ``rendered N clip(s)``, and how many takes came from the
+    project's remote (a teammate paid for them; this run did not)."""
+    text = f"{len(report.up_to_date)} up to date"
+    if report.pulled:
+        text += f"; {len(report.pulled)} pulled from the project's remote (nothing bought)"
+    return text
+
+
 def run_report(report: BuildReport, args: argparse.Namespace, file: str) -> dict[str, Any]:
     """The one JSON document ``render --json`` and ``stitch --json`` print for a storyboard."""
     plan = report.plan
@@ -302,6 +312,7 @@ def run_report(report: BuildReport, args: argparse.Namespace, file: str) -> dict
         "backend": plan.backend,
         "rendered": [{"shot": s, "take": t} for s, t in report.rendered],
         "up_to_date": [{"shot": s, "take": t} for s, t in report.up_to_date],
+        "pulled": [{"shot": s, "take": t} for s, t in report.pulled],
         "outside_only": list(report.outside_only),
         "failed": failures,
         "spent": {"usd": round(report.spent.usd, 6), "takes": report.spent.takes},
@@ -397,11 +408,7 @@ def cmd_render_many(
             label = batch.labels[path]
             if path in failed_paths:
                 continue
-            print(
-                f"{label}: rendered {len(report.rendered)} clip(s), "
-                f"{len(report.up_to_date)} up to date",
-                file=err,
-            )
+            print(f"{label}: rendered {len(report.rendered)} clip(s), {counts(report)}", file=err)
             if report.cut is None:
                 message, hint = not_stitched(report.plan, args, report.missing, str(path))
                 print(f"{label}: {message}", file=err)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import s3server
 from conftest import Result, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -548,3 +549,46 @@ def test_ctrl_c_in_a_batch_keeps_every_task_and_a_rerun_pays_nothing_more(
     assert again.err.count("resumed") >= 3
     assert again.json()["spent"]["takes"] == 0  # paid for by the interrupted run
     assert lock_keys(a)["sea"] == lock_keys(b)["sea"]
+
+
+# -- with the project's remote -------------------------------------------------------------------
+
+folder_remote = s3server.folder_remote
+
+
+@pytest.mark.slow
+def test_a_batch_pays_only_for_what_the_teams_remote_lacks(
+    tmp_path: Path,
+    live: Callable[..., Live],
+    folder_remote: s3server.RemoteSpot,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Machine A renders one storyboard; machine B's batch of it and another sharing a shot
+    buys only the other's own shot; --no-remote works alone and buys everything again."""
+    handle = live()
+    machines = []
+    for name in ("a", "b", "c"):
+        root = tmp_path / f"machine-{name}"
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        write(root / "storyboard.toml", folder_remote.toml())
+        write(root / "dawn.yaml", board(SEA, ("gull", "a gull over waves")))
+        write(root / "dusk.yaml", board(("intro", SEA[1]), ("rain", "rain on a window")))
+        machines.append(root)
+    monkeypatch.chdir(machines[0])
+    assert render("dawn.yaml").code == 0
+    assert handle.submits() == 2
+    monkeypatch.chdir(machines[1])
+    team = render("--json", ".")
+    assert team.code == 0, team.err
+    assert handle.bodies()[2:] == ["rain on a window"]  # sea and gull came from the remote
+    data = team.json()
+    assert data["spent"]["takes"] == 1
+    assert {(p["shot"], p["take"]) for p in data["storyboards"][0]["pulled"]} == {
+        ("sea", 1),
+        ("gull", 1),
+    }
+    assert (machines[1] / "renders" / "dusk.mp4").is_file()
+    monkeypatch.chdir(machines[2])
+    alone = render("--no-remote", ".")
+    assert alone.code == 0, alone.err
+    assert handle.submits() == 3 + 3  # three distinct keys, the shared one once
