@@ -512,8 +512,6 @@ class LiveSession:
         unsettled = known is not None and known.state in ("intent", "unknown")
         if task is not None:
             stage("resumed", task.task_id, message="submitted by an earlier run")
-            if team is not None:
-                await team.adopt(job, task.task_id)
         try:
             while task is None:
                 if team is not None and not unsettled:
@@ -550,6 +548,8 @@ class LiveSession:
                 # an earlier run sent this attempt (its money, as `spent` counts it).
                 price = None if unsettled else take_price(job.shot, job.spec)
                 stage("submitted", task.task_id, price)
+            if team is not None:  # a task an earlier run here sent: its claim becomes ours
+                await team.adopt(job, task.task_id)
             entry = await self._complete(provider, task, job, tmp, emit, deadline)
             if team is not None:
                 await team.stored(entry)

@@ -11,6 +11,7 @@ Layout under the URL::
     objects/<dd>/<digest>.mp4     every clip once, named by its sha256 (as in the local store)
     keys/<kk>/<key>.json          the store's key record of a generation key, with its sha256
     claims/<kk>/<key>.json        who is rendering a generation key right now
+    .probe-<run>.json             for a moment: a render proving it may create files there
 
 Transfers are content-addressed, so a re-run skips what is there and an interrupted one is
 resumed by running it again. A push uploads an object the remote lacks (or holds with another

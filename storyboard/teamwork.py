@@ -371,7 +371,7 @@ class Team:
         """A take resumed from this machine's journal: make its claim (left by an earlier run
         here, or holding that task) this run's, so its clip is pushed and the claim released."""
         if not self.push or job.key in self.claims:
-            return
+            return  # claimed (or taken over) by this run already
         try:
             info = await self._call(partial(self.remote.read_claim, job.key))
             if info is None:

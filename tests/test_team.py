@@ -423,3 +423,49 @@ def test_pull_and_push_switches_turn_their_part_off(
     assert alone.render("--no-remote").code == 0
     assert len(emu.submits()) == 6
     assert folder_remote.files() == before
+
+
+OTHER_BOARD = """\
+storyboard: 1
+output:
+  resolution: 480p
+  fps: 24
+shots:
+  - id: sea
+    model: skyreels-v4-fast
+    prompt: a lighthouse at dusk
+    resolution: 480p
+    duration: 3
+  - id: harbour
+    model: skyreels-v4-fast
+    prompt: boats in a harbour at dawn
+    resolution: 480p
+    duration: 3
+"""
+
+
+def test_a_batch_sharing_a_shot_buys_it_once_and_shares_everything(
+    tmp_path: Path, folder_remote: RemoteSpot, provider: Callable[..., Provider]
+) -> None:
+    """Two storyboards of one project render in one run: the shot they share is bought once,
+    and every clip reaches the remote, so a teammate renders both for nothing."""
+    a = _machine(tmp_path, "machine-a", folder_remote.toml())
+    b = _machine(tmp_path, "machine-b", folder_remote.toml())
+    for machine in (a, b):
+        (machine.root / "other.yaml").write_text(OTHER_BOARD, encoding="utf-8")
+    emu = provider()
+    with _chdir(a.root), _environ(STORYBOARD_HOST=a.name):
+        first = run_cli("render", "--live", "storyboard.yaml", "other.yaml")
+    assert first.code == 0, first.err
+    assert Counter(s.model for s in emu.submits()) == Counter(
+        {V1: 1, "skyreels-v4-fast": 2}  # kite, sea once, harbour
+    )
+    assert len(folder_remote.names("keys/")) == 3 and _claims(folder_remote) == {}
+
+    mark = emu.mark()
+    with _chdir(b.root), _environ(STORYBOARD_HOST=b.name):
+        second = run_cli("render", "--live", "storyboard.yaml", "other.yaml")
+    assert second.code == 0, second.err
+    assert emu.emu.requests[mark:] == []
+    for name in ("storyboard.mp4", "other.mp4"):
+        assert (b.root / "renders" / name).read_bytes() == (a.root / "renders" / name).read_bytes()
