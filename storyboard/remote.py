@@ -115,6 +115,9 @@ _ATTEMPTS = 3
 _PAUSE = 0.2
 _KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 _LOCAL = frozenset({"file", "local"})
+# The package that brings each backend (fsspec imports it when a URL needs it).
+_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
+_PACKAGES |= {"abfs": "adlfs", "abfss": "adlfs"}
 _CREATE_ATOMIC = frozenset({"s3", "s3a", "gs", "gcs"})
 
 
@@ -166,16 +169,26 @@ class Remote:
         try:
             # Imported here (start-up time), by name: fsspec ships no type information.
             fsspec_core = importlib.import_module("fsspec.core")
-            fs, root = fsspec_core.url_to_fs(url, **options)
         except ImportError as exc:
-            package = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}.get(
-                protocol, {"az": "adlfs", "abfs": "adlfs"}.get(protocol, f"the {protocol} backend")
-            )
             raise RemoteUnavailable(
-                f"the remote {shown} needs {package}, which is not installed",
+                f"the remote {shown} needs fsspec, which is not installed",
                 url=shown,
                 operation="open",
-                hint=f"pip install {package}",
+                hint="pip install fsspec (and s3fs for an s3:// remote)",
+            ) from exc
+        try:
+            fs, root = fsspec_core.url_to_fs(url, **options)
+        except ImportError as exc:
+            package = _PACKAGES.get(protocol)
+            raise RemoteUnavailable(
+                f"the remote {shown} needs {package or f'a backend for {protocol}://'}, which "
+                "is not installed",
+                url=shown,
+                operation="open",
+                hint=f"pip install {package}"
+                if package
+                else f"install the fsspec backend for {protocol}:// (fsspec's documentation "
+                "lists them)",
             ) from exc
         except (TypeError, ValueError) as exc:
             raise RemoteUnavailable(

@@ -336,3 +336,14 @@ def test_a_url_with_user_information_is_shown_without_it(tmp_path: Path) -> None
     remote = Remote.open(RemoteConfig(url=f"file://{tmp_path}"))
     remote.check(claims=True)
     assert Remote.open(RemoteConfig(url="memory://user:pw@bucket/x")).url == "memory://bucket/x"
+
+
+def test_a_backend_that_is_not_installed_is_named() -> None:
+    from fsspec.registry import register_implementation
+
+    # A protocol whose package is missing, as gs:// is without gcsfs.
+    register_implementation("sbmissing", "no_such_backend_pkg.FileSystem", clobber=True)
+    with pytest.raises(RemoteUnavailable) as caught:
+        Remote.open(RemoteConfig(url="sbmissing://team/x"))
+    assert caught.value.exit_code == 2 and "is not installed" in str(caught.value)
+    assert "sbmissing://" in (caught.value.hint() or "")
