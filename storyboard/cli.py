@@ -15,6 +15,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from storyboard import __version__
@@ -503,8 +504,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "validate": _cmd_validate,
     "schema": _cmd_schema,
     "plan": _cmd_plan,
-    "render": _cmd_render,
-    "stitch": _cmd_stitch,
+    "render": lambda *a: _holding(_cmd_render, *a),
+    "stitch": lambda *a: _holding(_cmd_stitch, *a),
     "review": lambda *a: _handoff("cmd_review", *a),
     "sheet": lambda *a: _handoff("cmd_sheet", *a),
     "export": lambda *a: _handoff("cmd_export", *a),
@@ -512,6 +513,40 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "pull": lambda *a: _team("cmd_pull", *a),
     "gc": lambda *a: _team("cmd_gc", *a),
 }
+
+
+def _holding(
+    command: Callable[[argparse.Namespace, TextIO, TextIO], int],
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Run ``command`` holding, shared, the store of every storyboard it names, so that
+    ``storyboard gc`` keeps out of a store while a render or a stitch uses it."""
+    from storyboard.gc import hold_store
+
+    with contextlib.ExitStack() as stack:
+        for root in _stores(args.files):
+            stack.enter_context(hold_store(root))
+        return command(args, out, err)
+
+
+def _stores(files: Sequence[str]) -> list[Path]:
+    """The existing stores of these storyboards, in one order for every process."""
+    from storyboard.batch import find_storyboards
+    from storyboard.paths import store_root
+
+    try:
+        found = find_storyboards(files)
+    except StoryboardError:
+        return []  # the command itself says what is wrong with its arguments
+    roots: set[Path] = set()
+    for path in found:
+        with contextlib.suppress(StoryboardError, OSError):
+            root = store_root(path.resolve())
+            if root.is_dir():  # a store not made yet holds nothing gc could take
+                roots.add(root)
+    return sorted(roots)
 
 
 def _team(name: str, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

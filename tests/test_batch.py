@@ -592,3 +592,28 @@ def test_a_batch_pays_only_for_what_the_teams_remote_lacks(
     alone = render("--no-remote", ".")
     assert alone.code == 0, alone.err
     assert handle.submits() == 3 + 3  # three distinct keys, the shared one once
+
+
+@pytest.mark.slow
+def test_gc_keeps_out_of_a_store_a_batch_is_rendering(repo: Path) -> None:
+    write(repo / "a.yaml", board(SEA))
+    write(repo / "b.yaml", board(("rain", "rain on a window")))
+    assert run_cli("render", ".").code == 0  # the store exists now
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storyboard", "render", "--force-all", "."],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    tmp = repo / ".storyboard" / "tmp"
+    while not list(tmp.glob("run-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    busy = run_cli("gc")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert busy.code == 1, busy.err
+    assert "in use by another storyboard process" in busy.err
+    assert run_cli("gc").code == 0  # once the render is done
