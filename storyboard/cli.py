@@ -98,11 +98,13 @@ examples:
   storyboard render examples/dawn/storyboard.yaml
   storyboard render --live --budget 5 examples/dawn/storyboard.yaml
   storyboard render --only hover --force hover --json examples/dawn/storyboard.yaml
-  storyboard render --live --keep-going examples/          # one run, one budget
+  storyboard render --live --keep-going examples/          # every storyboard below it
 
-Several FILEs (or a folder: every storyboard below it) are one run: provider limits and the
-budget cover all of them, a shot two storyboards share is rendered once, and each gets its
-own cut and lock. The exit code is the worst of the storyboards'.""",
+Several FILEs (or a folder: every storyboard below it) are one run: provider limits hold
+across all of them, a shot two storyboards share is rendered (and paid) once, and each gets
+its own cut and lock. --budget caps the whole run (a shared shot counted once); without it
+each storyboard's render.budget caps its own estimate. --keep-going lets one storyboard
+fail without stopping the others; the exit code is the worst of the storyboards'.""",
     "stitch": """\
 examples:
   storyboard stitch examples/dawn/storyboard.yaml
