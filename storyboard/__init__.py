@@ -9,6 +9,7 @@ Public API (heavy modules are imported only when their name is first used)::
     import storyboard
 
     report = storyboard.build("storyboard.yaml")  # the free preview; live=True renders live
+    batch = storyboard.build_many(["a.yaml", "films/"])  # many storyboards, one scheduler
     print(report.cut, report.seconds, report.spent.usd)
 
     board = storyboard.load_storyboard("storyboard.yaml")
@@ -26,6 +27,7 @@ from storyboard.errors import InvalidStoryboard, Problem, StoryboardError
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchReport",
     "BuildFailed",
     "BuildReport",
     "InvalidStoryboard",
@@ -37,6 +39,7 @@ __all__ = [
     "__version__",
     "build",
     "build_async",
+    "build_many",
     "load_storyboard",
     "make_plan",
     "render_plan",
@@ -44,6 +47,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "BatchReport": "storyboard.batch",
+    "build_many": "storyboard.batch",
     "BuildFailed": "storyboard.pipeline",
     "BuildReport": "storyboard.pipeline",
     "build": "storyboard.pipeline",

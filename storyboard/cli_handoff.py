@@ -24,6 +24,26 @@ __all__ = ["EXAMPLES", "cmd_export", "cmd_review", "cmd_sheet", "with_checks"]
 
 # The examples that end each command's --help.
 EXAMPLES = {
+    "push": """\
+examples:
+  storyboard push                                  # every storyboard of the project
+  storyboard push films/ads/                       # the storyboards below a folder
+  storyboard push --json examples/dawn/storyboard.yaml
+
+The remote is the [remote] table of the project's storyboard.toml; credentials come from
+the backend's usual places (environment, ~/.aws, a profile), never from a file here.""",
+    "pull": """\
+examples:
+  storyboard pull                                  # what every lock of the project names
+  storyboard pull --jobs 16 examples/dawn/storyboard.yaml""",
+    "gc": """\
+examples:
+  storyboard gc --dry-run                          # what would go, and the bytes it frees
+  storyboard gc
+  storyboard gc --remote --dry-run films/
+
+Never removes a clip that a lock in the working tree names, or while a render holds the
+store.""",
     "review": """\
 examples:
   storyboard review examples/dawn/storyboard.yaml          # renders/dawn.preview.review/

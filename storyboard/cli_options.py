@@ -45,6 +45,15 @@ _HELP = {
         "-o": "write the image to PATH, .png or .jpg (default: renders/<cut>.sheet.png)",
         "--json": "the sheet's path, size and tiles as JSON on stdout",
     },
+    "push": {
+        "--jobs": "transfers at a time (default 8)",
+        "--json": "what was sent as JSON on stdout (clips, bytes, failures)",
+    },
+    "pull": {
+        "--jobs": "transfers at a time (default 8)",
+        "--json": "what was fetched as JSON on stdout (clips, bytes, failures)",
+    },
+    "gc": {"--json": "what was removed and kept (local and remote) as JSON on stdout"},
     "export": {
         "--live": "export the live cut",
         "-o": "write the timeline to PATH (default: beside the cut, the format's suffix)",
@@ -90,7 +99,7 @@ def add_option(p: argparse.ArgumentParser, command: str, name: str) -> None:
     elif name == "--jobs":
         p.add_argument(
             "--jobs", type=int, default=None, metavar="N",
-            help="tasks in flight per provider (default: render.concurrency)",
+            help=helps.get(name, "tasks in flight per provider (default: render.concurrency)"),
         )  # fmt: skip
     elif name == "--keep-going":
         p.add_argument(
