@@ -454,10 +454,6 @@ class Remote:
             record.take, record.provenance,
         )  # fmt: skip
 
-    # The name a slip of an edit gave read_record; storyboard.sharing calls it by that name
-    # until it is changed to read_record (then this line goes).
-    readkey_record = read_record
-
     def pull_clip(self, store: Store, key: str) -> ClipEntry | None:
         """Bring the clip of ``key`` into the store, verified; ``None`` when the remote does not
         have it. A clip the store already holds is not downloaded again.

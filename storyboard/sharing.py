@@ -341,7 +341,7 @@ def named_digests(remote: Remote, keys: Sequence[str]) -> set[str]:
 
     def one(key: str) -> str | None:
         try:
-            entry = remote.readkey_record(key)
+            entry = remote.read_record(key)
         except StoryboardError:
             return None
         return entry.digest if entry is not None else None
