@@ -223,8 +223,13 @@ def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     """Frame size for ``720p`` + ``16:9`` style settings: the short side is the resolution.
 
     Both sides are even (every H.264 encoder needs that); ``720p 16:9`` is 1280x720 and
-    ``720p 9:16`` is 720x1280.
+    ``720p 9:16`` is 720x1280. A resolution written as an exact size, ``960x544`` (what
+    ``output.resolution: auto`` resolves to when the models' frame size has no name), is that
+    size whatever the aspect ratio.
     """
+    if "x" in resolution:
+        width_text, height_text = resolution.split("x", 1)
+        return (int(width_text), int(height_text))
     short = int(resolution.rstrip("p"))
     w_ratio, h_ratio = (int(x) for x in aspect_ratio.split(":"))
     width: float

@@ -164,12 +164,22 @@ def _problems_for(doc: Document, error: Any) -> Iterator[Problem]:
         names = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
         message = f"expected {wanted}, got {_describe(value)}"
-        if path and path[-1] == "aspect_ratio" and isinstance(value, int):
+        if path == ("output", "fps"):
+            message = f"expected an integer or auto, got {_describe(value)}"
+            hint = (
+                "write whole frames per second, e.g. 24 (a rate like 23.976 is not supported)"
+                if isinstance(value, float)
+                else "write an integer (frames per second) or auto"
+            )
+        elif path and path[-1] == "aspect_ratio" and isinstance(value, int):
             hint = 'YAML reads an unquoted 16:9 as a number: quote it, "16:9"'
         elif "string" in names and isinstance(value, (int, float)):
             hint = "quote the value to make it text"
     elif kind == "pattern":
-        if path and path[-1] in ("id", "extends", "continues"):
+        if path == ("output", "fps"):
+            message = f"{value!r} is not a frame rate"
+            hint = "write an integer (frames per second) or auto"
+        elif path and path[-1] in ("id", "extends", "continues"):
             message = f"{value!r} is not a valid shot id"
             hint = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
         else:

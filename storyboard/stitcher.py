@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyboard.cache import ClipEntry, Store
-from storyboard.catalog import frame_size
 from storyboard.errors import ClipCorrupt, StitchError
 from storyboard.hashing import canonical_json, sha256_bytes
 from storyboard.media.footage import new_footage_offset
@@ -179,7 +178,7 @@ def cut_spec(board: Storyboard) -> CutSpec:
     from storyboard.cutter import CutSpec
 
     o = board.output
-    width, height = frame_size(o.resolution, o.aspect_ratio)
+    width, height = o.size  # ``auto`` was resolved by validate: the shots' models' size
     return CutSpec(
         width=width,
         height=height,

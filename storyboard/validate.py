@@ -20,6 +20,7 @@ from storyboard.catalog import MODELS, ModelSpec
 from storyboard.errors import InvalidStoryboard, Problem
 from storyboard.loader import Document, JsonPath, load
 from storyboard.model import (
+    AUTO,
     Card,
     Keyframe,
     Media,
@@ -32,6 +33,7 @@ from storyboard.model import (
     Storyboard,
     Transition,
     Trim,
+    resolve_output,
 )
 from storyboard.paths import VIDEO_CONTAINERS, UnsafePath, preview_path, safe_output_path
 from storyboard.project import DEFAULT_STORE, find_project
@@ -163,7 +165,9 @@ class _Checker:
             defaults = defaults if isinstance(defaults, dict) else {}
             data = {**data, "defaults": {k: v for k, v in defaults.items() if k not in bad_keys}}
         shots = self._shots(rendered, data, bad_shots)
-        output = self._output(data) if "output" not in broken else OutputSettings(path=self.root)
+        output = (
+            self._output(data, shots) if "output" not in broken else OutputSettings(path=self.root)
+        )
         render = self._render_settings(data) if "render" not in broken else RenderSettings()
         self._check_transitions(shots, raw_shots, data, output)
         self._check_beside()
@@ -646,7 +650,7 @@ class _Checker:
 
     # -- shared sections -------------------------------------------------------------------
 
-    def _output(self, data: dict[str, Any]) -> OutputSettings:
+    def _output(self, data: dict[str, Any], shots: list[Shot]) -> OutputSettings:
         raw = data.get("output") or {}
         path = self._cut_path(raw)
         soundtrack = None
@@ -666,14 +670,22 @@ class _Checker:
                     fade_out=float(raw["audio"].get("fade_out", 0.0)),
                 )
         transition = self._transition(raw.get("transition"), ("output", "transition"))
+        fps, resolution = (raw.get(k, AUTO) for k in ("fps", "resolution"))
+        fps, resolution, aspect_ratio, auto = resolve_output(
+            shots,
+            fps=None if fps == AUTO else int(fps),
+            resolution=None if resolution == AUTO else resolution,
+            aspect_ratio=raw.get("aspect_ratio"),
+        )
         return OutputSettings(
             path=path,
-            fps=int(raw.get("fps", 24)),
-            resolution=raw.get("resolution", "720p"),
-            aspect_ratio=raw.get("aspect_ratio", "16:9"),
+            fps=fps,
+            resolution=resolution,
+            aspect_ratio=aspect_ratio,
             transition=transition or Transition(),
             audio=soundtrack,
             fit=raw.get("fit", "crop"),
+            auto=auto,
         )
 
     def _cut_path(self, raw: dict[str, Any]) -> Path:
