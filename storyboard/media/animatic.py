@@ -72,6 +72,7 @@ _GOP_SECONDS = 2
 # encode, so a render that exceeds these is hung, not slow.
 _ENCODE_TIMEOUT_BASE = 30.0
 _ENCODE_TIMEOUT_PER_FRAME = 0.25
+_LAST_FRAME_TIMEOUT = 60.0
 
 _GOLDEN = 0.6180339887498949
 _BAND_OPACITY = 165  # of 255: dark enough for white text over any image, still see-through
@@ -698,7 +699,7 @@ def _keys(
     keys: list[tuple[float, Image.Image]] = []
     stills = sorted(spec.stills, key=lambda still: still[0])
     if spec.source_video is not None:
-        source = fitted(last_frame(spec.source_video, scratch / "source-last-frame.png"))
+        source = fitted(_last_frame(spec.source_video, scratch))
         if spec.caption.strip():
             source = _frost(source, spec.height, _band(spec.height))
         keys.append((0.0, source))
@@ -708,6 +709,23 @@ def _keys(
     if not keys:
         keys.append((0.0, backdrop()))
     return keys
+
+
+def _last_frame(video: Path, scratch: Path) -> Path:
+    """The last frame of ``video`` as an image file in ``scratch``.
+
+    As :func:`~storyboard.media.probe.last_frame` (the fallback, which can also decode the
+    whole video), but the frames of the last half second are written as uncompressed BMP:
+    compressing each of them to PNG cost a continuation of a 720p clip most of a second.
+    """
+    dest = scratch / "source-last-frame.bmp"
+    args = ["-sseof", "-0.5", "-i", str(video), "-map", "0:v:0", "-an", "-sn", "-dn"]
+    args += ["-pix_fmt", "bgr24", "-c:v", "bmp", "-f", "image2", "-update", "1", str(dest)]
+    what = f"cannot read the last frame of {video}"
+    done = ffmpeg.run(args, what=what, timeout=_LAST_FRAME_TIMEOUT, check=False)
+    if done.code == 0 and dest.is_file() and dest.stat().st_size > 0:
+        return dest
+    return last_frame(video, scratch / "source-last-frame.png")
 
 
 def render_animatic(spec: AnimaticSpec, out: Path) -> None:

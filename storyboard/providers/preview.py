@@ -5,12 +5,15 @@ first frame, keyframes and last frame reached at their timestamps, the first ref
 when there is no frame, a camera move hinted by the prompt, and a caption with the shot id,
 take and prompt. ``continues`` starts from the upstream clip's last frame; ``extends``
 continues the upstream clip and, for models that return source + new footage, prepends the
-source. Same job, same bytes.
+source: by stream copy when it is a preview clip of the same geometry, so a chain of
+extensions costs linear time in its footage. Same job, same bytes.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -78,8 +81,49 @@ def _prepend_source(source: Path, new: Path, job: Job, out: Path) -> None:
         raise MediaError(str(exc), shot=job.shot.id) from exc
 
 
+def _append_by_copy(source: Path, new: Path, job: Job, out: Path) -> bool:
+    """Write ``source`` followed by ``new`` to ``out`` by stream copy, if the two can be joined
+    so: the same H.264 parameter sets, frame size and time scale (:func:`_video_entry`), as
+    a preview clip of the same geometry has. ``False`` (nothing written) otherwise.
+
+    The packets of both files are copied as they are (``-auto_convert 0``: no parameter sets
+    inserted into the keyframes), so the clip holds the source's own bytes and ends with the
+    new footage, as long as both together, and an extension costs only its new footage.
+    """
+    entry = _video_entry(source)
+    if entry is None or entry != _video_entry(new):
+        return False
+    listing = out.with_name(out.name + ".concat.txt")
+    lines = "".join(f"file {_quoted(path)}\n" for path in (source, new))
+    listing.write_text(f"ffconcat version 1.0\n{lines}", encoding="utf-8")
+    args = [
+        "-auto_convert", "0", "-f", "concat", "-safe", "0", "-i", str(listing),
+        "-map", "0:v:0", "-c", "copy", "-fflags", "+bitexact", "-map_metadata", "-1",
+        "-movflags", "+faststart", "-f", "mp4", str(out),
+    ]  # fmt: skip
+    try:
+        ffmpeg.run(args, what=f"could not extend {source.name}", timeout=_FFMPEG_TIMEOUT)
+    except MediaError as exc:
+        out.unlink(missing_ok=True)
+        raise MediaError(str(exc), shot=job.shot.id) from exc
+    finally:
+        listing.unlink(missing_ok=True)
+    return True
+
+
+def _quoted(path: Path) -> str:
+    """``path`` (absolute) as a quoted string of an ffconcat file."""
+    return "'" + str(path.absolute()).replace("'", "'\\''") + "'"
+
+
 def render_preview(job: Job, out: Path) -> None:
-    """Render the animatic of ``job`` to ``out`` (blocking; run it in a worker thread)."""
+    """Render the animatic of ``job`` to ``out`` (blocking; run it in a worker thread).
+
+    An extension whose model returns source + new footage gets the source followed by its
+    new footage: by stream copy when the source is a preview clip of the job's geometry
+    (the usual chain: one model family), so a chain of extensions costs what its new footage
+    costs; otherwise the source is re-encoded to the job's geometry first.
+    """
     spec = animatic_spec(job)
     if (
         job.upstream_mode == "extends"
@@ -89,11 +133,104 @@ def render_preview(job: Job, out: Path) -> None:
         part = out.with_name(out.name + ".new.mp4")
         try:
             render_animatic(spec, part)
-            _prepend_source(job.upstream, part, job, out)
+            if not _append_by_copy(job.upstream, part, job, out):
+                _prepend_source(job.upstream, part, job, out)
         finally:
             part.unlink(missing_ok=True)
     else:
         render_animatic(spec, out)
+
+
+# -- which MP4s join by stream copy ------------------------------------------------------------
+
+_MAX_MOOV = 64 << 20  # a moov larger than this is no preview clip
+_TRACK_PATH = (b"mdia", b"minf", b"stbl", b"stsd")
+_VISUAL_ENTRY = 8 + 78  # box header + VisualSampleEntry fields; child boxes follow
+_COMPRESSOR = 42  # where the entry's 32-byte encoder name is (empty after a stream copy)
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """``(type, payload)`` of each box in ``data[start:end]``; stops at a malformed one."""
+    end = len(data) if end is None else end
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, at)
+        header = 8
+        if size == 1 and at + 16 <= end:
+            size, header = struct.unpack_from(">Q", data, at + 8)[0], 16
+        elif size == 0:
+            size = end - at
+        if size < header or at + size > end:
+            return
+        yield kind, data[at + header : at + size]
+        at += size
+
+
+def _child(data: bytes, kind: bytes) -> bytes | None:
+    return next((payload for name, payload in _boxes(data) if name == kind), None)
+
+
+def _read_moov(path: Path) -> bytes | None:
+    """The payload of the file's ``moov`` box (top-level boxes are skipped by seeking)."""
+    try:
+        with path.open("rb") as file:
+            while header := file.read(16):
+                if len(header) < 8:
+                    return None
+                size, kind = struct.unpack_from(">I4s", header)
+                length = 8
+                if size == 1 and len(header) == 16:
+                    size, length = struct.unpack_from(">Q", header, 8)[0], 16
+                if size < length:
+                    return None
+                if kind == b"moov":
+                    if size > _MAX_MOOV:
+                        return None
+                    file.seek(file.tell() - len(header) + length)
+                    payload = file.read(size - length)
+                    return payload if len(payload) == size - length else None
+                file.seek(file.tell() - len(header) + size)
+    except OSError:
+        return None
+    return None
+
+
+def _video_entry(path: Path) -> bytes | None:
+    """What must be equal for another MP4's video to follow this one's by stream copy.
+
+    The time scale of the one video track and its one sample description: codec, frame
+    size and the child boxes (``avcC``: the H.264 parameter sets, which carry the profile,
+    level, frame rate and colour tags; ``colr``, ``pasp``), but neither ``btrt`` (the
+    bitrate, which differs from file to file) nor the encoder's name (which a stream copy
+    leaves empty). ``None`` when the file is not such an MP4.
+    """
+    moov = _read_moov(path)
+    if moov is None:
+        return None
+    found: list[bytes] = []
+    for kind, trak in _boxes(moov):
+        mdia = _child(trak, b"mdia") if kind == b"trak" else None
+        hdlr = _child(mdia, b"hdlr") if mdia is not None else None
+        if mdia is None or hdlr is None or hdlr[8:12] != b"vide":
+            continue
+        mdhd = _child(mdia, b"mdhd") or b""
+        timescale = mdhd[20:24] if mdhd[:1] == b"\x01" else mdhd[12:16]
+        stsd: bytes | None = trak
+        for name in _TRACK_PATH:
+            stsd = _child(stsd, name) if stsd is not None else None
+        if stsd is None or stsd[4:8] != b"\x00\x00\x00\x01" or len(timescale) != 4:
+            return None
+        sample = next(_boxes(stsd, 8), None)
+        if sample is None or sample[0] != b"avc1" or len(sample[1]) < _VISUAL_ENTRY - 8:
+            return None
+        fields, children = sample[1][: _VISUAL_ENTRY - 8], sample[1][_VISUAL_ENTRY - 8 :]
+        kept = b"".join(
+            struct.pack(">I", 8 + len(body)) + name + body
+            for name, body in _boxes(children)
+            if name != b"btrt"
+        )
+        found.append(timescale + fields[:_COMPRESSOR] + fields[_COMPRESSOR + 32 :] + kept)
+    return found[0] if len(found) == 1 else None
 
 
 class PreviewProvider:
