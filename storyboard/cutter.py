@@ -1,38 +1,38 @@
 """Join rendered clips into the final cut, re-encoding as little as possible.
 
 The cutter is the engine of the stitch stage (ARCHITECTURE §8, "stitcher with a fast path").
-It works in four steps, each cached in a ``work_dir`` the caller owns:
+Every segment (a clip with its trim window, or a title card) lasts a whole number of
+frames; a transition overlaps its two neighbours. The cut is made of:
 
-1. **Normalise** every segment once into *pieces* with identical codec parameters (H.264
-   yuv420p High profile without B-frames, the cut's fps and frame size, BT.709 tags, a fixed
-   track timescale, 48 kHz stereo PCM audio — silent when the clip has none). Trim, fps
-   conversion and crop/pad happen here. A segment is cut into up to three pieces: ``head``
-   (the frames the incoming transition consumes), ``body`` and ``tail`` (the frames the
-   outgoing transition consumes). Each piece is its own file starting on a keyframe, so a
-   body can be joined by stream copy. Pieces are cached by a digest of everything that
-   shapes them (segment key, trim, geometry, fit, fps, transition windows).
-2. **Seams**: each transition is rendered as one small clip, ``transition_seconds`` long,
-   from the tail of A and the head of B, by :mod:`storyboard.seams` (transition name ->
-   picture composite + audio mix), with the same encoder settings as the pieces
-   (:mod:`storyboard.media.encoding`).
-3. **Audio**: the clip audio of all bodies and seams (and the optional soundtrack, looped or
-   cut to the picture, at ``volume`` with ``fade_out``) is encoded to AAC *once*, as one
-   continuous track. It is cached by the sequence of pieces and the soundtrack settings.
-4. **Mux**: the ffmpeg concat demuxer joins the video of bodies and seams by stream copy and
-   the cached audio track is copied beside it, into a temp file that is then renamed.
+1. **Copied video**: a clip whose H.264 stream already is what the cut shows (the cut's
+   size and frame rate, 8-bit 4:2:0 limited-range BT.709 with square pixels, no B-frames,
+   :class:`~storyboard.media.probe.VideoCopy`) enters the cut sample by sample, from the
+   first IDR picture of its visible part to the end of that part. Clips are probed once
+   (the facts are remembered in ``work_dir/lengths``), by reading their MP4 tables.
+2. **Pieces**: what cannot be copied is encoded once, from the source, into a cached piece
+   (:mod:`storyboard.media.encoding`): a card; a clip that does not conform (decoded,
+   trimmed, brought to the cut's rate, size and colours); and the frames of a conforming
+   clip before its first IDR picture when its visible part starts between two ("the
+   partial GOP"). Pieces are cached by a digest of everything that shapes them.
+3. **Seams**: each transition is one small clip, rendered by one ffmpeg process from the
+   two windows of the sources (:mod:`storyboard.seams`), encoded like the pieces.
+4. **Sound**: one AAC track (:mod:`storyboard.media.audiotrack`): the clips' own packets
+   where one clip is heard alone, encoded runs where transitions mix two (or the soundtrack
+   plays under everything), packets of silence where nothing sounds.
+5. **Mux**: :mod:`storyboard.media.mux` writes the MP4 from the samples of all of these, no
+   ffmpeg involved, into a temp file that is then renamed.
 
-Why PCM inside the pieces and one AAC track at the end: every AAC stream starts with 1024
-samples of encoder priming that an MP4 edit list hides. The concat demuxer with ``-c copy``
-keeps those packets, so each joined file pushes the audio ~21 ms later (0.85 s of drift
-after 40 clips; measured with the ffmpeg 9 that imageio-ffmpeg ships) and the muxer warns
-about non-monotonic timestamps. PCM has no priming, so the concatenated audio is sample-exact;
-encoding it once keeps the result exact, and caching the encoded track keeps a warm cut a
-pure stream copy.
+Why the copies join: every picture of the cut decodes with the one sample description the
+cut declares. Pieces and seams carry parameter set id
+:data:`~storyboard.media.encoding.PARAMETER_SET_ID`; copied clips keep theirs, and the
+description lists them all. Two copied clips whose parameter sets share an id but differ
+are not both copied: the one with more frames is, the other is re-encoded.
 
 Timing rules:
 
 * A segment lasts a whole number of frames: ``round((end - start) * fps)``, at least one.
-  Cards last ``round(seconds * fps)`` frames; ``start``/``end`` do not apply to cards.
+  Cards last ``round(seconds * fps)`` frames; ``start``/``end`` do not apply to cards. A
+  clip's frame ``f`` of a segment is the clip's first frame at or after ``start``, plus ``f``.
 * Every transition other than ``cut`` overlaps its neighbours: the cut is
   ``sum(segment lengths) - sum(transition lengths)`` long. ``fade`` goes through black
   within that overlap: the first half fades A's tail out to black, the second half fades
@@ -43,30 +43,29 @@ Timing rules:
   what the incoming one left (``min(requested, len(A) - incoming(A), len(B))``). A
   transition clamped to zero frames becomes a cut. A transition on the last segment is
   ignored.
+* Sound: frame ``f`` of the cut is samples ``samples(f)`` to ``samples(f + 1) - 1`` at
+  48 kHz. A copied clip's sound lands within half an AAC packet (10.7 ms) of its place.
 * Directions follow ffmpeg's ``xfade``: ``wipe-left`` moves the edge leftwards, revealing B
   from the right; ``slide-left`` moves both pictures leftwards, B entering from the right.
 
 The work folder stays bounded: :func:`make_cut` says which work files a cut uses, and
-:func:`prune` removes every other one (the caller keeps the files of every cut it still
-has). Cuts hold a shared lock on the folder while they run and :func:`prune` takes it
-exclusively without waiting, so a prune never removes a piece a running cut is making or
-reading; when a cut is running the prune is skipped (the next one catches up).
+:func:`~storyboard.workfolder.prune` removes every other one. Cuts hold a shared lock on the
+folder while they run (:func:`~storyboard.workfolder.work_lock`).
 
 ffmpeg runs through :mod:`storyboard.media.ffmpeg`: every run has a deadline and is killed on
 error or timeout; a failure raises :class:`~storyboard.errors.StitchError` with the tail of
-ffmpeg's stderr. moviepy, numpy and Pillow are imported only when a seam or card is actually
-rendered, so a warm cut costs one ffmpeg run and no heavy imports.
+ffmpeg's stderr. Pillow is imported only when a card is drawn; a warm cut starts no ffmpeg.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
-import hashlib
 import json
+import math
 import os
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +74,12 @@ from typing import Literal
 from storyboard import seams
 from storyboard.catalog import TRANSITIONS as _REGISTRY_TRANSITIONS
 from storyboard.errors import MediaError, StitchError
-from storyboard.media import ffmpeg, probe
+from storyboard.media import audiotrack, ffmpeg, mux, probe
+from storyboard.media.audiotrack import Voice
 from storyboard.media.encoding import (
-    AUDIO_PCM_ARGS,
     COLOUR,
     MUX_ARGS,
+    PARAMETER_SET_ID,
     SAMPLE_RATE,
     fit_filter,
     samples,
@@ -87,8 +87,8 @@ from storyboard.media.encoding import (
     timeout,
     video_codec_args,
 )
-from storyboard.media.probe import Colour
-from storyboard.workfolder import work_lock
+from storyboard.media.probe import AudioCopy, Colour, VideoCopy
+from storyboard.workfolder import digest, work_lock, write_json
 
 __all__ = [
     "TRANSITIONS",
@@ -105,10 +105,11 @@ __all__ = [
 #: Every value ``Segment.transition`` may take (the registry's list of transitions).
 TRANSITIONS: frozenset[str] = frozenset(_REGISTRY_TRANSITIONS)
 
-# Bump when anything that changes the bytes of a cached piece changes (encoder settings,
-# filter graphs): old cache entries then simply stop being found.
-_CACHE_VERSION = "cutter/1"
-_AUDIO_BITRATE = "192k"
+# Bump when anything that changes the bytes of a cached piece or seam changes (encoder
+# settings, filter graphs): old cache entries then simply stop being found.
+_CACHE_VERSION = "cutter/2"
+# Transitions whose sound dips to silence in the middle; all others crossfade.
+_DIPS = frozenset({"fade"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,8 +131,8 @@ class Segment:
     """One entry of the cut: a rendered clip (with a trim window) or a title card.
 
     ``transition`` says how this segment joins the *next* one; ``key`` is a content digest
-    of the clip or card, used to cache normalised pieces (when empty, the clip file's path,
-    size and mtime stand in for it).
+    of the clip or card, used to cache pieces (when empty, the clip file's path, size and
+    mtime stand in for it).
     """
 
     clip: Path | None  # rendered clip; None for a title card
@@ -161,75 +162,23 @@ class CutResult:
     """What :func:`make_cut` made: the cut's length and the work files it used."""
 
     seconds: float
-    files: frozenset[Path]  # pieces, seams, audio track and length memos (kept by prune)
+    files: frozenset[Path]  # pieces, seams, sound runs and length memos (kept by prune)
 
 
 # --------------------------------------------------------------------------------------------
-# helpers
-
-
-def _digest(payload: dict[str, object]) -> str:
-    blob = json.dumps({"v": _CACHE_VERSION, **payload}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
-    tmp = temp_sibling(path)
-    try:
-        tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------------------------
-# planning
+# sources
 
 
 @dataclass(frozen=True)
 class _Source:
-    """How many frames a segment lasts, and what normalising it needs to know."""
+    """How many frames a segment lasts, and what making it needs to know of its clip."""
 
     frames: int
     has_audio: bool
     start: float
     colour: Colour | None  # None for cards (drawn as RGB)
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """One cached piece of a normalised segment."""
-
-    path: Path
-    first: int  # first frame (inside the segment)
-    frames: int
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A segment with its clamped transition windows and cached piece files."""
-
-    segment: Segment
-    source: _Source
-    head: int  # frames consumed by the incoming transition
-    tail: int  # frames consumed by the outgoing transition
-    digest: str
-    folder: Path
-
-    def piece(self, name: Literal["head", "body", "tail"]) -> _Piece:
-        n = self.source.frames
-        first, count = {
-            "head": (0, self.head),
-            "body": (self.head, n - self.head - self.tail),
-            "tail": (n - self.tail, self.tail),
-        }[name]
-        return _Piece(self.folder / f"{self.digest}.{name}.mov", first, count)
-
-    def pieces(self) -> list[_Piece]:
-        return [p for p in (self.piece("head"), self.piece("body"), self.piece("tail")) if p.frames]
-
-    def cached(self) -> bool:
-        return all(p.path.is_file() for p in self.pieces())
+    video: VideoCopy | None = None  # None: not an H.264 MP4 this module can read
+    audio: AudioCopy | None = None
 
 
 def _identity(segment: Segment) -> str:
@@ -254,24 +203,41 @@ def _card_fields(card: CardSpec | None) -> dict[str, object] | None:
 
 
 def _length_memo(segment: Segment, identity: str, spec: CutSpec, memo_dir: Path) -> Path:
-    """Where the length of a clip segment is remembered."""
+    """Where what is known of a clip segment is remembered."""
     key = {"id": identity, "start": segment.start, "end": segment.end, "fps": spec.fps}
-    return memo_dir / f"{_digest(key)}.json"
+    return memo_dir / f"{digest(_CACHE_VERSION, key)}.json"
+
+
+def _read_memo(memo: Path) -> _Source | None:
+    try:
+        data = json.loads(memo.read_text(encoding="utf-8"))
+        colour = Colour(str(data["pix_fmt"]), bool(data["full_range"]), str(data["matrix"]))
+        video = data["video"] and VideoCopy(
+            **{**data["video"], "keyframes": tuple(data["video"]["keyframes"])}
+        )
+        audio = data["audio"] and AudioCopy(**data["audio"])
+        return _Source(
+            int(data["frames"]), bool(data["has_audio"]), float(data["start"]), colour,
+            video or None, audio or None,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a missing or damaged memo is a miss
 
 
 def _source(segment: Segment, identity: str, spec: CutSpec, memo_dir: Path) -> _Source:
-    """Length in frames of a segment; probes a clip only the first time it is seen."""
+    """Length in frames of a segment, and its clip's facts; probes a clip only once."""
     if segment.card is not None:
         return _Source(max(1, round(segment.card.seconds * spec.fps)), False, 0.0, None)
     assert segment.clip is not None
     memo = _length_memo(segment, identity, spec, memo_dir)
-    try:
-        data = json.loads(memo.read_text(encoding="utf-8"))
-        colour = Colour(str(data["pix_fmt"]), bool(data["full_range"]), str(data["matrix"]))
-        return _Source(int(data["frames"]), bool(data["has_audio"]), float(data["start"]), colour)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # a missing or damaged memo is a miss
-    info, colour = probe.probe_colour(segment.clip)
+    known = _read_memo(memo)
+    if known is not None:
+        return known
+    found = probe.streams(segment.clip)  # the MP4's tables, when it is an H.264 MP4
+    if found is not None:
+        info, colour, video, audio = found.info, found.colour, found.video, found.audio
+    else:
+        (info, colour), video, audio = probe.probe_colour(segment.clip), None, None
     start = segment.start
     if start >= info.duration:
         raise StitchError(
@@ -280,14 +246,17 @@ def _source(segment: Segment, identity: str, spec: CutSpec, memo_dir: Path) -> _
     end = info.duration if segment.end is None else min(segment.end, info.duration)
     if end <= start:
         raise StitchError(f"empty trim window {start:g}..{end:g} s for {segment.clip}")
-    source = _Source(max(1, round((end - start) * spec.fps)), info.has_audio, start, colour)
-    _write_json_atomic(
+    frames = max(1, round((end - start) * spec.fps))
+    source = _Source(frames, info.has_audio, start, colour, video, audio)
+    write_json(
         memo,
         {
-            "frames": source.frames,
+            "frames": frames,
             "has_audio": source.has_audio,
-            "start": source.start,
+            "start": start,
             **dataclasses.asdict(colour),
+            "video": dataclasses.asdict(video) if video else None,
+            "audio": dataclasses.asdict(audio) if audio else None,
         },
     )
     return source
@@ -344,6 +313,16 @@ class Layout:
         return sum(self.frames) - sum(self.joins)
 
 
+def _folders(work_dir: Path) -> dict[str, Path]:
+    folders = {name: work_dir / name for name in ("lengths", "pieces", "seams", "audio", "tmp")}
+    try:
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StitchError(f"cannot use the work folder {work_dir}: {exc}") from exc
+    return folders
+
+
 def layout(segments: Sequence[Segment], spec: CutSpec, work_dir: Path) -> Layout:
     """The frames of every segment and transition of the cut :func:`make_cut` would make.
 
@@ -352,12 +331,11 @@ def layout(segments: Sequence[Segment], spec: CutSpec, work_dir: Path) -> Layout
     frame.
     """
     _check(list(segments), spec)
-    memo_dir = work_dir / "lengths"
+    memo_dir = _folders(work_dir)["lengths"]
     try:
-        memo_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StitchError(f"cannot use the work folder {work_dir}: {exc}") from exc
-    sources = [_source(seg, _identity(seg), spec, memo_dir) for seg in segments]
+        sources = [_source(seg, _identity(seg), spec, memo_dir) for seg in segments]
+    except MediaError as exc:
+        raise StitchError(str(exc), shot=exc.shot) from exc
     joins = _clamp(_requested(segments, spec.fps), [s.frames for s in sources])
     return Layout(
         frames=tuple(s.frames for s in sources),
@@ -367,164 +345,197 @@ def layout(segments: Sequence[Segment], spec: CutSpec, work_dir: Path) -> Layout
 
 
 # --------------------------------------------------------------------------------------------
-# normalising
+# planning
 
 
-def _normalise(plan: _Plan, spec: CutSpec, scratch: Path) -> None:
-    """Encode a segment's pieces in one ffmpeg run (one decode, up to three encoders)."""
-    segment, source, fps = plan.segment, plan.source, spec.fps
-    n = source.frames
-    seconds = n / fps
-    inputs: list[str]
-    card_png: Path | None = None
-    if segment.card is not None:
-        card_png = scratch / f"card-{uuid.uuid4().hex}.png"
-        from storyboard.media.text import draw_card  # Pillow: only when a card is drawn
+@dataclass(frozen=True)
+class _Plan:
+    """A segment with its clamped transition windows, where it sits and what it is."""
 
-        card = segment.card
+    segment: Segment
+    source: _Source
+    identity: str
+    offset: int  # frame of the cut where it begins
+    head: int  # frames consumed by the incoming transition
+    tail: int  # frames consumed by the outgoing transition
+    card_png: Path | None  # where its card is drawn
+
+    @property
+    def first_frame(self) -> int:
+        """The clip's frame (at the cut's rate) shown as the segment's first."""
+        return math.ceil(
+            self.source.start * (self.source.video.fps if self.source.video else 0) - 1e-6
+        )
+
+    def key(self, spec: CutSpec, first: int, count: int) -> dict[str, object]:
+        """Everything the pictures of frames ``first .. first + count - 1`` depend on."""
+        seg = self.segment
+        return {
+            "id": self.identity, "card": _card_fields(seg.card), "start": seg.start,
+            "end": seg.end, "size": [spec.width, spec.height], "fps": spec.fps,
+            "fit": spec.fit, "first": first, "count": count,
+        }  # fmt: skip
+
+
+def _window(plan: _Plan, spec: CutSpec, first: int, count: int) -> seams.Window:
+    """How ffmpeg gets frames ``first .. first + count - 1`` of a segment, as the cut shows
+    them: decoded from the clip (or the drawn card) and brought to the cut's size, rate and
+    colours."""
+    fps, source = spec.fps, plan.source
+    end = first + count
+    last = f"tpad=stop=-1:stop_mode=clone,trim=start_frame={first}:end_frame={end}"
+    if plan.card_png is not None:
+        inputs = ["-loop", "1", "-framerate", str(fps), "-t", f"{end / fps + 1:.6f}"]
+        inputs += ["-i", str(plan.card_png)]
+        fit = fit_filter(spec.width, spec.height, spec.fit, None)
+        return seams.Window(
+            tuple(inputs), f"fps={fps},{fit},{COLOUR},{last},setpts=PTS-STARTPTS", count, end
+        )
+    assert plan.segment.clip is not None
+    inputs = ["-threads", "1"]
+    video = source.video
+    decoded = end
+    if video is not None and video.timed and video.fps == fps:
+        # Frame-exact seek straight to the window: half a frame before it, so that the
+        # frame before is dropped and the first one kept (input seeking drops what lies
+        # before the position).
+        at = plan.first_frame + first
+        if at > 0:
+            inputs += ["-ss", f"{(at - 0.5) / fps:.6f}"]
+        last = f"tpad=stop=-1:stop_mode=clone,trim=end_frame={count}"
+        decoded = count
+    elif source.start > 0:
+        inputs += ["-ss", f"{source.start:.6f}"]
+    # A little more than needed; tpad/trim make the frame count exact.
+    inputs += ["-t", f"{(decoded + 2) / fps:.6f}", "-i", str(plan.segment.clip)]
+    fit = fit_filter(spec.width, spec.height, spec.fit, source.colour)
+    chain = f"fps={fps},{fit},{COLOUR},{last},setpts=PTS-STARTPTS"
+    return seams.Window(tuple(inputs), chain, count, decoded)
+
+
+def _encode(window: seams.Window, path: Path, fps: int, what: str) -> None:
+    """Encode a window into a piece at ``path``, atomically."""
+    tmp = temp_sibling(path)
+    args = [*window.inputs, "-filter_complex", f"[0:v:0]{window.chain}[v]", "-map", "[v]"]
+    args += ["-frames:v", str(window.frames), *video_codec_args(fps), *MUX_ARGS]
+    args += ["-f", "mov", str(tmp)]
+    try:
+        ffmpeg.run(args, what=what, timeout=timeout(window.decoded / fps))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _draw(plan: _Plan, spec: CutSpec) -> None:
+    """Draw a card's picture once (pieces and seams decode it)."""
+    card, path = plan.segment.card, plan.card_png
+    assert card is not None and path is not None
+    if path.is_file():
+        return
+    from storyboard.media.text import draw_card  # Pillow: only when a card is drawn
+
+    tmp = temp_sibling(path)
+    try:
         draw_card(
-            card.text, spec.width, spec.height, card_png,
+            card.text, spec.width, spec.height, tmp.with_suffix(".png"),
             background=card.background, color=card.color,
         )  # fmt: skip
-        inputs = ["-loop", "1", "-framerate", str(fps), "-t", f"{seconds + 1:.6f}"]
-        inputs += ["-i", str(card_png)]
-        label = f"card {segment.card.text[:40]!r}"
-    else:
-        assert segment.clip is not None
-        inputs = ["-threads", "1"]
-        if source.start > 0:
-            # Input seeking decodes from the previous keyframe and drops what lies before
-            # the start, so the trim is frame-accurate.
-            inputs += ["-ss", f"{source.start:.6f}"]
-        # A little more than needed; tpad/trim below make the frame count exact.
-        inputs += ["-t", f"{seconds + 2 / fps:.6f}", "-i", str(segment.clip)]
-        label = f"normalising {segment.clip}"
-    if source.has_audio:
-        audio_in = "[0:a:0]"
-    else:
-        inputs += ["-f", "lavfi", "-i", f"anullsrc=r={SAMPLE_RATE}:cl=stereo"]
-        audio_in = "[1:a:0]"
+        tmp.with_suffix(".png").replace(path)
+    finally:
+        tmp.with_suffix(".png").unlink(missing_ok=True)
 
-    pieces = plan.pieces()
-    count = len(pieces)
-    total_samples = samples(n, fps)
-    video = (
-        f"[0:v:0]fps={fps},{fit_filter(spec.width, spec.height, spec.fit, source.colour)},{COLOUR},"
-        # Clone the last frame if the clip is shorter than its stated duration.
-        f"tpad=stop=-1:stop_mode=clone,trim=end_frame={n}"
+
+def _body(plan: _Plan, copied: bool) -> tuple[int, int, tuple[int, int] | None]:
+    """A segment's frames between its transitions: ``(first, count)`` of them to encode, and
+    ``(first clip sample, count)`` to copy (``None``: all are encoded).
+
+    A copied body starts at the first IDR picture in it; the frames before that one (the
+    partial GOP) are encoded.
+    """
+    first, count = plan.head, plan.source.frames - plan.head - plan.tail
+    video = plan.source.video
+    if count <= 0 or not copied or video is None:
+        return first, max(count, 0), None
+    start = plan.first_frame + first
+    at = bisect.bisect_left(video.keyframes, start)
+    if at == len(video.keyframes) or video.keyframes[at] >= start + count:
+        return first, count, None
+    key = video.keyframes[at]
+    return first, key - start, (key, start + count - key)
+
+
+def _copyable(plan: _Plan, spec: CutSpec) -> bool:
+    """Whether the segment's clip conforms, so that its pictures may be copied."""
+    video = plan.source.video
+    return (
+        video is not None
+        and video.plain
+        and (video.width, video.height) == (spec.width, spec.height)
+        and video.fps == spec.fps
+        and PARAMETER_SET_ID not in (video.sps_id, video.pps_id)
+        and plan.first_frame + plan.source.frames <= video.frames
     )
-    audio = (
-        f"{audio_in}aresample={SAMPLE_RATE},aformat=sample_fmts=s16:channel_layouts=stereo,"
-        # Pad with silence if the audio is short, then cut at the exact sample count.
-        f"apad,atrim=end_sample={total_samples}"
-    )
-    if count == 1:
-        graph = [f"{video},setpts=PTS-STARTPTS[v0]", f"{audio},asetpts=PTS-STARTPTS[a0]"]
-    else:
-        # One decode feeds every piece: split, then cut each copy to its frame range.
-        graph = [
-            f"{video},split={count}" + "".join(f"[vs{i}]" for i in range(count)),
-            f"{audio},asplit={count}" + "".join(f"[as{i}]" for i in range(count)),
-        ]
-        for i, piece in enumerate(pieces):
-            end = piece.first + piece.frames
-            graph.append(
-                f"[vs{i}]trim=start_frame={piece.first}:end_frame={end},setpts=PTS-STARTPTS[v{i}]"
-            )
-            graph.append(
-                f"[as{i}]atrim=start_sample={samples(piece.first, fps)}:"
-                f"end_sample={samples(end, fps)},asetpts=PTS-STARTPTS[a{i}]"
-            )
-
-    args = [*inputs, "-filter_complex", ";".join(graph)]
-    temps = [temp_sibling(p.path) for p in pieces]
-    for i, tmp in enumerate(temps):
-        args += ["-map", f"[v{i}]", "-map", f"[a{i}]", *video_codec_args(fps)]
-        args += [*AUDIO_PCM_ARGS, *MUX_ARGS, "-f", "mov", str(tmp)]
-    try:
-        ffmpeg.run(args, what=label, timeout=timeout(seconds))
-        for piece, tmp in zip(pieces, temps, strict=True):
-            tmp.replace(piece.path)
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-        if card_png is not None:
-            card_png.unlink(missing_ok=True)
 
 
-# --------------------------------------------------------------------------------------------
-# audio track and mux
+def _parameter_sets(plans: Sequence[_Plan], spec: CutSpec) -> set[int]:
+    """The segments whose pictures are copied: they conform, and their parameter sets do not
+    clash (one SPS and one PPS per id; the segment with more frames wins)."""
+    sps: dict[int, str] = {}
+    pps: dict[int, str] = {}
+    chosen: set[int] = set()
+    order = sorted(range(len(plans)), key=lambda i: -plans[i].source.frames)
+    for i in order:
+        plan = plans[i]
+        if not _copyable(plan, spec):
+            continue
+        video = plan.source.video
+        assert video is not None
+        if (
+            sps.get(video.sps_id, video.sps) != video.sps
+            or pps.get(video.pps_id, video.pps) != video.pps
+        ):
+            continue
+        sps[video.sps_id], pps[video.pps_id] = video.sps, video.pps
+        chosen.add(i)
+    return chosen
 
 
-def _concat_list(paths: Iterable[Path], folder: Path) -> Path:
-    """Write a concat-demuxer list file; single quotes are escaped the way it expects."""
-    lines = []
-    for path in paths:
-        quoted = str(path.resolve()).replace("'", "'\\''")
-        lines.append(f"file '{quoted}'\n")
-    listing = folder / f"list-{uuid.uuid4().hex}.txt"
-    listing.write_text("".join(lines), encoding="utf-8")
-    return listing
-
-
-def _soundtrack_identity(spec: CutSpec) -> str | None:
-    if spec.soundtrack is None:
-        return None
-    try:
-        st = spec.soundtrack.stat()
-    except OSError as exc:
-        raise StitchError(f"cannot read soundtrack {spec.soundtrack}: {exc}") from exc
-    return f"{spec.soundtrack.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _encode_audio(listing: Path, spec: CutSpec, total_frames: int, out: Path) -> None:
-    """Encode the whole cut's audio to one continuous AAC track (with the soundtrack mixed)."""
-    count = samples(total_frames, spec.fps)
-    seconds = total_frames / spec.fps
-    args = ["-f", "concat", "-safe", "0", "-i", str(listing)]
-    if spec.soundtrack is None:
-        args += ["-map", "0:a:0"]
-    else:
-        fade = min(count, round(spec.fade_out * SAMPLE_RATE))
-        music = (
-            f"[1:a:0]aresample={SAMPLE_RATE},aformat=channel_layouts=stereo,"
-            f"volume={spec.volume:g},atrim=end_sample={count}"
-        )
-        if fade > 0:
-            music += f",afade=t=out:ss={count - fade}:ns={fade}"
-        # Looped with -stream_loop, cut to the picture by atrim; amix ends with the clips.
-        args += ["-stream_loop", "-1", "-i", str(spec.soundtrack), "-filter_complex"]
-        args += [
-            f"{music}[m];[0:a:0][m]amix=inputs=2:duration=first:normalize=0:"
-            "dropout_transition=0[a]",
-            "-map",
-            "[a]",
-        ]
-    tmp = temp_sibling(out)
-    args += ["-c:a", "aac", "-b:a", _AUDIO_BITRATE, "-ar", str(SAMPLE_RATE), "-ac", "2"]
-    args += ["-flags:a", "+bitexact", *MUX_ARGS, "-f", "ipod", str(tmp)]
-    try:
-        ffmpeg.run(args, what="encoding the audio of the cut", timeout=timeout(seconds / 10))
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _mux(listing: Path, audio: Path, out: Path, seconds: float) -> None:
-    """Join the video pieces and the audio track by stream copy into ``out``, atomically."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StitchError(f"cannot write {out}: {exc}") from exc
-    tmp = temp_sibling(out)
-    args = ["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(audio)]
-    args += ["-map", "0:v:0", "-map", "1:a:0", "-c", "copy", "-movflags", "+faststart"]
-    args += [*MUX_ARGS, "-f", "mp4", str(tmp)]
-    try:
-        ffmpeg.run(args, what=f"writing {out}", timeout=timeout(seconds / 20))
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _voice(plans: Sequence[_Plan], i: int, spec: CutSpec, copy_sound: bool) -> Voice:
+    """Segment ``i``'s sound: where it sits in the cut's samples and how it fades."""
+    plan, fps = plans[i], spec.fps
+    o, n = plan.offset, plan.source.frames
+    start = samples(o, fps)
+    length = samples(o + n, fps) - start
+    fade_in = fade_out = None
+    alone_from, alone_to = 0, length
+    if plan.head:
+        window = samples(o + plan.head, fps) - start
+        alone_from = window
+        if plans[i - 1].segment.transition in _DIPS:
+            half = samples(o + plan.head // 2, fps) - start
+            fade_in = (half, window - half)
+        else:
+            fade_in = (0, window)
+    if plan.tail:
+        begin = samples(o + n - plan.tail, fps) - start
+        alone_to = begin
+        if plan.segment.transition in _DIPS:
+            fade_out = (begin, samples(o + n - plan.tail + plan.tail // 2, fps) - start - begin)
+        else:
+            fade_out = (begin, length - begin)
+    audio = plan.source.audio
+    sounds = plan.segment.clip is not None and plan.source.has_audio
+    copy = (
+        audio
+        if sounds and copy_sound and audio is not None and audio.plain
+        and audio.sample_rate == SAMPLE_RATE and audio.channels == 2
+        else None
+    )  # fmt: skip
+    return Voice(
+        start, length, plan.segment.clip if sounds else None,
+        round(plan.source.start * SAMPLE_RATE), fade_in, fade_out, (alone_from, alone_to),
+        copy, plan.identity,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,11 +609,11 @@ def make_cut(
     """Join ``segments`` into the final cut at ``out``: its length and the work files it used.
 
     ``out`` is written to a temp file in its folder and renamed, so it is either the old
-    file or the complete new one. ``work_dir`` is a cache this function owns: normalised
-    pieces, seams and audio tracks are reused by later cuts with the same inputs, so a
-    repeated cut costs one stream-copying ffmpeg run. It may be deleted at any time, and
-    :func:`prune` keeps it bounded given the ``files`` of the cuts still wanted. The cut
-    holds the folder's shared lock (:func:`work_lock`) while it runs.
+    file or the complete new one. ``work_dir`` is a cache this function owns: pieces, seams
+    and sound runs are reused by later cuts with the same inputs, so a repeated cut only
+    copies samples. It may be deleted at any time, and :func:`~storyboard.workfolder.prune`
+    keeps it bounded given the ``files`` of the cuts still wanted. The cut holds the
+    folder's shared lock (:func:`~storyboard.workfolder.work_lock`) while it runs.
 
     Args:
         segments: the clips and cards in order; each one's transition joins it to the next.
@@ -621,6 +632,35 @@ def make_cut(
             raise StitchError(str(exc), shot=exc.shot) from exc
 
 
+def _plans(
+    segments: Sequence[Segment], spec: CutSpec, folders: dict[str, Path], pool: ThreadPoolExecutor
+) -> list[_Plan]:
+    """Probe (clips never seen before, in parallel), clamp and place every segment."""
+    identities = [_identity(seg) for seg in segments]
+    lookups: dict[tuple[object, ...], Future[_Source]] = {}
+    for seg, ident in zip(segments, identities, strict=True):
+        what = (ident, seg.clip, seg.card, seg.start, seg.end)
+        if what not in lookups:
+            lookups[what] = pool.submit(_source, seg, ident, spec, folders["lengths"])
+    sources = [
+        lookups[ident, seg.clip, seg.card, seg.start, seg.end].result()
+        for seg, ident in zip(segments, identities, strict=True)
+    ]
+    joins = _clamp(_requested(segments, spec.fps), [s.frames for s in sources])
+    heads, tails = [0, *joins], [*joins, 0]
+    plans, at = [], 0
+    for i, (seg, src, ident) in enumerate(zip(segments, sources, identities, strict=True)):
+        png = None
+        if seg.card is not None:
+            name = digest(
+                _CACHE_VERSION, {"card": _card_fields(seg.card), "size": [spec.width, spec.height]}
+            )
+            png = folders["pieces"] / f"{name}.png"
+        plans.append(_Plan(seg, src, ident, at, heads[i], tails[i], png))
+        at += src.frames - tails[i]
+    return plans
+
+
 def _make_cut(
     segments: list[Segment],
     spec: CutSpec,
@@ -630,12 +670,7 @@ def _make_cut(
 ) -> CutResult:
     _check(segments, spec)
     fps = spec.fps
-    folders = {name: work_dir / name for name in ("lengths", "pieces", "seams", "audio", "tmp")}
-    try:
-        for folder in folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StitchError(f"cannot use the work folder {work_dir}: {exc}") from exc
+    folders = _folders(work_dir)
 
     def report(fraction: float) -> None:
         if progress is not None:
@@ -644,121 +679,117 @@ def _make_cut(
     report(0.0)
     workers = max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutter") as pool:
-        # 1. lengths (probing only clips never seen before, in parallel)
-        identities = [_identity(seg) for seg in segments]
-        lookups: dict[tuple[object, ...], Future[_Source]] = {}
-        for seg, ident in zip(segments, identities, strict=True):
-            what = (ident, seg.clip, seg.card, seg.start, seg.end)
-            if what not in lookups:
-                lookups[what] = pool.submit(_source, seg, ident, spec, folders["lengths"])
-        sources = [
-            lookups[ident, seg.clip, seg.card, seg.start, seg.end].result()
-            for seg, ident in zip(segments, identities, strict=True)
-        ]
-        joins = _clamp(_requested(segments, fps), [s.frames for s in sources])
-        heads = [0, *joins]
-        tails = [*joins, 0]
-        plans = [
-            _Plan(
-                seg,
-                src,
-                heads[i],
-                tails[i],
-                _digest(
-                    {
-                        "id": ident,
-                        "card": _card_fields(seg.card),
-                        "start": seg.start,
-                        "end": seg.end,
-                        "size": [spec.width, spec.height],
-                        "fps": fps,
-                        "fit": spec.fit,
-                        "in": heads[i],
-                        "out": tails[i],
-                    }
-                ),
-                folders["pieces"],
-            )
-            for i, (seg, src, ident) in enumerate(zip(segments, sources, identities, strict=True))
-        ]
-        joints: list[seams.Seam | None] = []
-        for i, k in enumerate(joins):
-            if k == 0:
-                joints.append(None)
-                continue
-            a, b = plans[i], plans[i + 1]
-            name = _digest(
-                {"a": a.digest, "b": b.digest, "transition": a.segment.transition, "frames": k}
-            )
-            joints.append(
-                seams.Seam(
-                    a.segment.transition,
-                    k,
-                    a.piece("tail").path,
-                    b.piece("head").path,
-                    folders["seams"] / f"{name}.mov",
-                )
-            )
+        plans = _plans(segments, spec, folders, pool)
+        copied = _parameter_sets(plans, spec)
+        jobs: dict[Path, Callable[[], object]] = {}
+        spans: list[mux.Span] = []
+        used: set[Path] = set()
 
-        # 2. what is missing (a segment used twice is normalised once)
-        missing: dict[str, _Plan] = {p.digest: p for p in plans if not p.cached()}
-        missing_seams = {s.path: s for s in joints if s is not None and not s.path.is_file()}
-        steps = len(missing) + len(missing_seams) + 2
-        finished = 0
+        def piece(plan: _Plan, first: int, count: int) -> None:
+            path = folders["pieces"] / f"{digest(_CACHE_VERSION, plan.key(spec, first, count))}.mov"
+            spans.append(mux.Span(path, "vide", 0, count))
+            used.add(path)
+            if path not in jobs and not path.is_file():
+                what = f"normalising {plan.segment.clip or 'a card'}"
+                jobs[path] = functools.partial(_piece_job, plan, spec, first, count, path, what)
+
+        bodies = [_body(plan, i in copied) for i, plan in enumerate(plans)]
+        for i, plan in enumerate(plans):
+            n, (first, count, copy) = plan.source.frames, bodies[i]
+            if count and not (plan.head and copy):  # else it rides with the incoming seam
+                piece(plan, first, count)
+            if copy is not None:
+                assert plan.segment.clip is not None
+                spans.append(mux.Span(plan.segment.clip, "vide", *copy))
+            if plan.tail:
+                nxt, k = plans[i + 1], plan.tail
+                # A copied body that starts between two IDR pictures: its first frames (up
+                # to the next one) are encoded with the seam before it, in one process.
+                after = bodies[i + 1][1] if bodies[i + 1][2] is not None else 0
+                name = digest(
+                    _CACHE_VERSION,
+                    {"a": plan.key(spec, n - k, k), "b": nxt.key(spec, 0, k + after),
+                     "transition": plan.segment.transition, "frames": k},
+                )  # fmt: skip
+                path = folders["seams"] / f"{name}.mov"
+                spans.append(mux.Span(path, "vide", 0, k + after))
+                used.add(path)
+                if path not in jobs and not path.is_file():
+                    jobs[path] = functools.partial(_seam_job, plan, nxt, spec, path, after)
+
+        # The sound: copied where it can be, runs encoded where it cannot.
+        total = sum(s.count for s in spans)
+        copy_sound = spec.soundtrack is None
+        voices = [_voice(plans, i, spec, copy_sound) for i in range(len(plans))]
+        bed = _bed(spec, total)
+        sound = audiotrack.plan(voices, samples(total, fps), bed, folders["audio"])
+        for run in sound.runs:
+            used.add(run.path)
+            if not run.path.is_file():
+                jobs[run.path] = functools.partial(audiotrack.render, run, voices, bed, sound.total)
+        silence = audiotrack.silence(folders["audio"])
+        if any(path == silence for path, _ in sound.packets):
+            used.add(silence)
+            if not silence.is_file():
+                jobs[silence] = functools.partial(audiotrack.render_silence, silence)
+        for plan in plans:
+            if plan.card_png is not None:
+                used.add(plan.card_png)
+
+        steps, finished = len(jobs) + 1, 0
 
         def step() -> None:
             nonlocal finished
             finished += 1
             report(finished / steps)
 
-        _run_all(
-            pool,
-            [functools.partial(_normalise, p, spec, folders["tmp"]) for p in missing.values()],
-            step,
-        )
-        _run_all(
-            pool,
-            [
-                functools.partial(seams.render_seam, s, spec.width, spec.height, fps)
-                for s in missing_seams.values()
-            ],
-            step,
-        )
+        _run_all(pool, list(jobs.values()), step)
 
-    # 3. the timeline: body, seam, body, ...
-    timeline: list[Path] = []
-    total = 0
-    for plan, seam in zip(plans, [*joints, None], strict=True):
-        body = plan.piece("body")
-        if body.frames > 0:
-            timeline.append(body.path)
-            total += body.frames
-        if seam is not None:
-            timeline.append(seam.path)
-            total += seam.frames
-    audio = folders["audio"] / (
-        _digest(
-            {
-                "timeline": [p.name for p in timeline],
-                "soundtrack": _soundtrack_identity(spec),
-                "volume": spec.volume if spec.soundtrack else None,
-                "fade_out": spec.fade_out if spec.soundtrack else None,
-            }
-        )
-        + ".m4a"
-    )
-    listing = _concat_list(timeline, folders["tmp"])
+    # The mux: every sample copied, nothing decoded.
     try:
-        if not audio.is_file():
-            _encode_audio(listing, spec, total, audio)
-        step()
-        _mux(listing, audio, out, total / fps)
-    finally:
-        listing.unlink(missing_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StitchError(f"cannot write {out}: {exc}") from exc
+    picture = mux.Video(tuple(spans), fps, spec.width, spec.height, mux.parameter_sets(spans))
+    mux.write(out, picture, audiotrack.track(sound))
     report(1.0)
-    used = {audio, *(s.path for s in joints if s is not None)}
-    for plan, ident in zip(plans, identities, strict=True):
-        used.update(piece.path for piece in plan.pieces())
+    for plan in plans:
         if plan.segment.clip is not None:
-            used.add(_length_memo(plan.segment, ident, spec, folders["lengths"]))
+            used.add(_length_memo(plan.segment, plan.identity, spec, folders["lengths"]))
     return CutResult(total / fps, frozenset(used))
+
+
+def _bed(spec: CutSpec, total: int) -> audiotrack.Bed | None:
+    if spec.soundtrack is None:
+        return None
+    try:
+        st = spec.soundtrack.stat()
+    except OSError as exc:
+        raise StitchError(f"cannot read soundtrack {spec.soundtrack}: {exc}") from exc
+    key = f"{spec.soundtrack.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    fade = round(spec.fade_out * SAMPLE_RATE)
+    return audiotrack.Bed(spec.soundtrack, key, spec.volume, fade)
+
+
+def _piece_job(plan: _Plan, spec: CutSpec, first: int, count: int, path: Path, what: str) -> None:
+    """Encode one piece (drawing its card first when it is one)."""
+    if plan.card_png is not None:
+        _draw(plan, spec)
+    _encode(_window(plan, spec, first, count), path, spec.fps, what)
+
+
+def _seam_job(a: _Plan, b: _Plan, spec: CutSpec, path: Path, after: int) -> None:
+    """Render one seam and the ``after`` frames of B that follow it (drawing the cards it
+    shows first)."""
+    for plan in (a, b):
+        if plan.card_png is not None:
+            _draw(plan, spec)
+    k = a.tail
+    seam = seams.Seam(
+        a.segment.transition,
+        k,
+        _window(a, spec, a.source.frames - k, k),
+        _window(b, spec, 0, k + after),
+        path,
+    )
+    seams.render_seam(seam, spec.fps)

@@ -10,13 +10,16 @@ the prune is skipped (the next one catches up).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import stat
+import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Pruned", "prune", "work_lock"]
+__all__ = ["Pruned", "digest", "prune", "work_lock", "write_json"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,23 @@ class Pruned:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def digest(version: str, payload: dict[str, object]) -> str:
+    """The name of a work file: a digest of everything its bytes depend on."""
+    blob = json.dumps({"v": version, **payload}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def write_json(path: Path, data: dict[str, object]) -> None:
+    """Write a small JSON file atomically (a temp file in the same folder, renamed)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 # The folders of a work folder that hold only files a cut makes (and so may be pruned).
 _WORK_FOLDERS = ("lengths", "pieces", "seams", "audio", "tmp")

@@ -1,9 +1,12 @@
-"""The one encoding of a cut's pieces and seams, so that the concat demuxer can copy them.
+"""The one encoding of a cut's pieces and seams, so that they join by stream copy.
 
 Every piece (:mod:`storyboard.cutter`) and every seam (:mod:`storyboard.seams`) is H.264
-yuv420p High profile without B-frames at the cut's fps, BT.709 tags, a fixed track
-timescale and 48 kHz stereo PCM audio: files that agree on all of it join by stream copy.
-:func:`fit_filter` brings any source to the cut's frame size and to BT.709 on the way in.
+yuv420p High profile without B-frames at the cut's fps, with BT.709 tags, and no sound (the
+cut's sound is one track of its own, :mod:`storyboard.media.audiotrack`). Their parameter
+sets carry the id :data:`PARAMETER_SET_ID`: clips that are copied into the cut as they are
+keep theirs (usually id 0), and the cut's sample description lists both, so that every
+sample decodes with its own. :func:`fit_filter` brings any source to the cut's frame size
+and to BT.709 on the way in.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ if TYPE_CHECKING:
     from storyboard.media.probe import Colour
 
 __all__ = [
-    "AUDIO_PCM_ARGS",
     "COLOUR",
     "MUX_ARGS",
+    "PARAMETER_SET_ID",
     "SAMPLE_RATE",
     "SWS_ACCURATE",
     "fit_filter",
@@ -29,6 +32,8 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 48_000
+#: The SPS and PPS id of every piece and seam (clips copied into the cut must use others).
+PARAMETER_SET_ID = 1
 # Deadlines: a fixed allowance for process start-up plus a generous rate per second of media
 # (a single-threaded x264 "veryfast" encode of 4K runs at about real time on a slow core).
 _BASE_TIMEOUT = 60.0
@@ -41,7 +46,7 @@ def timeout(media_seconds: float) -> float:
 
 
 def video_codec_args(fps: int) -> list[str]:
-    """Encoder settings shared by every piece and seam, so that concat can copy them.
+    """Encoder settings shared by every piece and seam, so that they join by stream copy.
 
     No B-frames: every piece then has pts == dts and starts and ends exactly on its frames.
     One thread: x264's output depends on its thread count, so a fixed count keeps the bytes
@@ -50,14 +55,12 @@ def video_codec_args(fps: int) -> list[str]:
     return [
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
         "-profile:v", "high", "-pix_fmt", "yuv420p", "-bf", "0", "-threads", "1",
+        "-x264-params", f"sps-id={PARAMETER_SET_ID}",
         "-video_track_timescale", str(fps * 1000),
-        "-flags:v", "+bitexact",
+        "-flags:v", "+bitexact", "-an",
     ]  # fmt: skip
 
 
-AUDIO_PCM_ARGS = [
-    "-c:a", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-ac", "2", "-flags:a", "+bitexact",
-]  # fmt: skip
 MUX_ARGS = ["-fflags", "+bitexact", "-map_metadata", "-1", "-map_chapters", "-1"]
 # Every encode ends with the same conversion and colour tags: the tags end up in the SPS, and
 # pieces whose SPS differ cannot be joined by stream copy.
@@ -67,8 +70,7 @@ COLOUR = (
 )
 # swscale's default converts between YUV and RGB (or between matrices) about one luma step
 # too dark; these flags make it exact, at some cost, so they are used only where swscale
-# converts colour: RGB cards, unusual sources, and moviepy's decoding of seam windows (where
-# a darker seam would flicker against the bodies around it).
+# converts colour: RGB cards, unusual sources, and the contact sheet's thumbnails.
 SWS_ACCURATE = "bicubic+accurate_rnd+full_chroma_int"
 _TO_BT709 = f"out_color_matrix=bt709:out_range=tv:flags={SWS_ACCURATE}"
 # Matrices the colorspace filter converts to BT.709 cheaply and exactly (fast=1: matrix only;
