@@ -18,11 +18,15 @@ __all__ = ["DigestMemo", "atomic_write", "canonical_json", "sha256_bytes", "sha2
 _CHUNK = 1 << 20
 
 
+# One encoder for every call (json.dumps would build one per call); it keeps no state.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, compact separators, UTF-8."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def sha256_bytes(data: bytes) -> str:
