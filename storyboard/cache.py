@@ -12,6 +12,8 @@ Layout::
     checks/ab/<sha256>.json         what was checked of a take (storyboard.takecheck)
     journal.sqlite                  the task journal (storyboard.journal)
     digests.json                    memo of input-file digests by (path, size, mtime)
+    keyindex.json                   every key record in one file (storyboard.keyindex)
+    boards/<ns>.json                the storyboard as last checked (storyboard.boardcache)
     tmp/                            renders in progress
     adopt.lock                      held while an older store is moved in (see Adoption)
     .gitignore                      ``*``: the store ignores itself in git
@@ -60,6 +62,7 @@ from typing import Any, Protocol
 
 from storyboard.errors import StoreError
 from storyboard.hashing import DigestMemo, atomic_write, canonical_json, sha256_bytes, sha256_file
+from storyboard.keyindex import KeyIndex
 from storyboard.paths import DEFAULT_STORE, store_root  # where the store is (kernel)
 from storyboard.project import MOVED_NOTE, AdoptionError, legacy_store, moved_note
 
@@ -140,7 +143,7 @@ class Provenance:
     @classmethod
     def from_json(cls, data: object) -> Provenance:
         """A provenance from stored data; a field of the wrong type is not known."""
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict | Mapping):  # dict first: the usual case, and quick
             return cls()
 
         def text(name: str) -> str | None:
@@ -209,7 +212,7 @@ class _Material(Protocol):
 def _provenance(raw: Mapping[str, Any]) -> Provenance:
     """The provenance of a key entry: its ``info`` with the entry's own ``time``."""
     info = raw.get("info")
-    data = {**(info if isinstance(info, Mapping) else {}), "time": raw.get("time")}
+    data = {**(info if isinstance(info, dict | Mapping) else {}), "time": raw.get("time")}
     return Provenance.from_json(data)
 
 
@@ -220,6 +223,8 @@ class Store:
         self.root = root
         self.namespace = sha256_bytes(str(storyboard_path).encode())[:16]
         self.memo = DigestMemo(root / "digests.json")
+        self._index = KeyIndex(root)  # the key records, read once (keys/ stays the truth)
+        self._object_dirs: dict[str, Path] = {}
         # Objects this process read in full and found intact: path -> (size, mtime_ns).
         self._verified: dict[str, tuple[int, int]] = {}
         self._verify_lock = threading.Lock()
@@ -285,10 +290,13 @@ class Store:
     # -- paths -----------------------------------------------------------------------------
 
     def object_path(self, digest: str) -> Path:
-        return self.root / "objects" / digest[:2] / f"{digest}.mp4"
+        folder = self._object_dirs.get(digest[:2])
+        if folder is None:  # one Path per two-letter folder: a plan makes thousands of these
+            folder = self._object_dirs[digest[:2]] = self.root / "objects" / digest[:2]
+        return folder / f"{digest}.mp4"
 
     def _entry_path(self, key: str) -> Path:
-        return self.root / "keys" / key[:2] / f"{key}.json"
+        return Path(f"{self.root}/keys/{key[:2]}/{key}.json")
 
     def tmp_dir(self) -> Path:
         self.ensure()
@@ -306,8 +314,10 @@ class Store:
 
     def lookup(self, key: str) -> ClipEntry | None:
         """The clip a generation key produced, if it is in the store and intact."""
+        raw = self._index.record(key)
+        if raw is None:
+            return None
         try:
-            raw = json.loads(self._entry_path(key).read_text(encoding="utf-8"))
             digest = str(raw["digest"])
             path = self.object_path(digest)
             # Stat-only unless the object changed since it was last verified.
@@ -328,7 +338,7 @@ class Store:
 
     def knows(self, key: str) -> bool:
         """Whether ``key`` ever produced a clip here (its entry exists, the clip may not)."""
-        return self._entry_path(key).is_file()
+        return self._index.knows(key)
 
     def verified(self, entry: ClipEntry) -> bool:
         """Whether ``entry``'s object really holds the bytes its digest names (a full read).
@@ -374,6 +384,7 @@ class Store:
             # Best effort: an object that cannot be deleted fails every later verify too.
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
+        self._index.removed(entry.key)
 
     def locate(
         self,
@@ -419,10 +430,12 @@ class Store:
             "info": entry.provenance.to_json(),
             "time": entry.provenance.time,
         }
+        path = self._entry_path(entry.key)
         try:
-            atomic_write(self._entry_path(entry.key), canonical_json(record))
+            atomic_write(path, canonical_json(record))
         except OSError:
             return False
+        self._index.wrote(entry.key, record, path)
         return True
 
     def put(
@@ -460,9 +473,11 @@ class Store:
                 "info": known.to_json(),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            atomic_write(self._entry_path(key), canonical_json(record))
+            entry_path = self._entry_path(key)
+            atomic_write(entry_path, canonical_json(record))
         except OSError as exc:
             raise StoreError(f"cannot write to the store at {self.root}: {exc.strerror}") from exc
+        self._index.wrote(key, record, entry_path)
         return ClipEntry(key, digest, target, seconds, size, shot, take, known)
 
     # -- what each shot was rendered from ---------------------------------------------------
@@ -675,6 +690,7 @@ class Store:
     def save(self) -> None:
         existed = not self._ignore_pending or self.root.is_dir()
         self.memo.save()
+        self._index.save()
         if self._ignore_pending and self.root.is_dir():
             self._mark(created=not existed)  # the memo may have made the store (a plan's)
 
