@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from storyboard.errors import InvalidStoryboard, Problem
+from storyboard.hashing import sha256_bytes
 
 __all__ = [
     "MAX_DEPTH",
@@ -79,6 +80,7 @@ class Document:
     values: dict[JsonPath, Mark] = field(default_factory=dict)
     keys: dict[JsonPath, Mark] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    digest: str | None = None  # sha256 of the file's bytes (load only, not load_text)
 
     def mark(self, path: JsonPath, *, key: bool = False) -> Mark:
         """Position of the value (or with ``key=True`` its key) at ``path``.
@@ -533,7 +535,9 @@ def load(file: str | Path) -> Document:
         raise InvalidStoryboard(
             [Problem(shown, line, 1, "$", "the file is not UTF-8 text", "save it as UTF-8")]
         ) from None
-    return load_text(text, file=shown, path=path)
+    doc = load_text(text, file=shown, path=path)
+    doc.digest = sha256_bytes(raw)
+    return doc
 
 
 def walk(data: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPath, Any]]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from storyboard import boardcache
 from storyboard.cache import Store
 from storyboard.errors import RenderFailed, ShotFailure, StitchError, StoryboardError, UsageError
 from storyboard.events import Event
@@ -292,9 +293,13 @@ def _plan(
 
 def _open(options: _Options) -> tuple[Plan, Store]:
     """Load the storyboard and plan it (the store's memo is not saved yet)."""
-    from storyboard.validate import load_storyboard
+    # Checked before and unchanged (the usual no-op): the checking stages are not even
+    # imported (load_storyboard would find the same entry).
+    board = boardcache.cached(boardcache.resolve(options.path), options.variables, write=True)
+    if board is None:
+        from storyboard.validate import load_storyboard
 
-    board = load_storyboard(options.path, overrides=options.variables)
+        board = load_storyboard(options.path, overrides=options.variables, remember=True)
     store = Store.for_storyboard(board.path)
     plan = _plan(
         board, store, options.backend, only=options.only, force=options.force,

@@ -614,16 +614,20 @@ def make_plan(
 
     sources: dict[str, str] = {}
 
+    digests: dict[Path, str] = {}  # a file many shots name is looked at once per plan
+
     def digest(media: Media) -> str:
         if media.path is None:
             return f"url:{media.source}"
-        try:
-            value = store.memo.digest(media.path)
-        except OSError as exc:
-            raise PlanError(
-                f"cannot read {media.source!r}: {exc.strerror}",
-                hint="run `storyboard validate` and fix the path",
-            ) from exc
+        value = digests.get(media.path)
+        if value is None:
+            try:
+                value = digests[media.path] = store.memo.digest(media.path)
+            except OSError as exc:
+                raise PlanError(
+                    f"cannot read {media.source!r}: {exc.strerror}",
+                    hint="run `storyboard validate` and fix the path",
+                ) from exc
         sources[value] = media.source
         return value
 

@@ -31,7 +31,6 @@ from types import TracebackType
 from typing import Any
 
 import jinja2
-import yaml
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
@@ -40,7 +39,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 
-from storyboard.errors import UsageError
+from storyboard.hashing import sha256_bytes
+from storyboard.overrides import parse_set  # where --set is read; named here too
 
 __all__ = [
     "MAX_INCLUDE_BYTES",
@@ -588,12 +588,16 @@ class _FolderLoader(jinja2.FileSystemLoader):
     def __init__(self, root: Path) -> None:
         super().__init__(str(root), followlinks=False)
         self.root = root.resolve()
+        # Every file looked for -> sha256 of the text read (None: not there or not allowed),
+        # so a checked storyboard can tell later whether its includes changed.
+        self.read: dict[str, str | None] = {}
 
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
         # An included file is read whole: check its size first.
         candidate = self.root.joinpath(*jinja2.loaders.split_template_path(template))
+        self.read.setdefault(str(candidate), None)
         if candidate.is_file() and candidate.stat().st_size > MAX_INCLUDE_BYTES:
             raise _Limit(
                 f"the template includes {template!r}, larger than {MAX_INCLUDE_BYTES} bytes"
@@ -602,6 +606,7 @@ class _FolderLoader(jinja2.FileSystemLoader):
         real = Path(os.path.realpath(filename))
         if not real.is_relative_to(self.root):
             raise jinja2.TemplateNotFound(f"{template} (it points outside the storyboard's folder)")
+        self.read[str(candidate)] = sha256_bytes(source.encode("utf-8"))
         return source, filename, uptodate
 
 
@@ -609,8 +614,9 @@ class Templater:
     """Renders the templates of one storyboard."""
 
     def __init__(self, root: Path, variables: Mapping[str, Any], title: str | None) -> None:
+        self._loader = _FolderLoader(root)
         self.env = _Sandbox(
-            loader=_FolderLoader(root),
+            loader=self._loader,
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
@@ -621,6 +627,12 @@ class Templater:
         self._compile: Callable[[str], jinja2.Template] = lru_cache(maxsize=4096)(
             self.env.from_string
         )
+
+    @property
+    def included(self) -> Mapping[str, str | None]:
+        """Every file a template looked for (absolute path) -> the sha256 of the text read
+        from it (universal newlines), ``None`` when it was not there or not allowed."""
+        return dict(self._loader.read)
 
     def render(self, text: str, shot: Mapping[str, Any]) -> str:
         """Render one template in the scope of one shot.
@@ -787,27 +799,3 @@ def unread_overrides(
                 sources.append(source)
     known |= read
     return [name for name in overrides if name not in known], known
-
-
-def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Parse ``--set NAME=VALUE`` arguments; each value is read as a YAML scalar.
-
-    Raises:
-        UsageError: an item is not ``NAME=VALUE`` or the value is not a scalar.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            raise UsageError(
-                f"--set {item!r}: expected NAME=VALUE", hint="for example --set hero='a red fox'"
-            )
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, (dict, list)):
-            value = raw  # a scalar was asked for; keep the text as written
-        out[name] = value
-    return out

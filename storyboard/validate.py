@@ -10,15 +10,15 @@ places stay tuples of keys and indexes (``("shots", 2, "duration")``) until then
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from storyboard import rules
+from storyboard import boardcache, rules
 from storyboard.catalog import MODELS, ModelSpec
 from storyboard.errors import InvalidStoryboard, Problem
-from storyboard.loader import Document, JsonPath, load
+from storyboard.loader import Document, JsonPath, load, storyboard_path
 from storyboard.model import (
     AUTO,
     Card,
@@ -36,11 +36,12 @@ from storyboard.model import (
     resolve_output,
 )
 from storyboard.paths import VIDEO_CONTAINERS, UnsafePath, preview_path, safe_output_path
-from storyboard.project import DEFAULT_STORE, find_project
 from storyboard.rules import Finding
 from storyboard.schema import validate_schema
 from storyboard.suggest import did_you_mean
-from storyboard.templating import TemplateProblem, Templater, unread_overrides
+
+if TYPE_CHECKING:
+    from storyboard.templating import Templater
 
 __all__ = ["load_storyboard"]
 
@@ -52,12 +53,20 @@ DEFAULT_TRANSITION_SECONDS = 0.5
 DEFAULT_CARD_SECONDS = 2.0
 
 
-def load_storyboard(file: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Storyboard:
+def load_storyboard(
+    file: str | Path, *, overrides: Mapping[str, Any] | None = None, remember: bool = False
+) -> Storyboard:
     """Load, template and check a storyboard file.
+
+    A storyboard checked before, while nothing it reads has changed, comes from the store's
+    cache of checked documents without being parsed, validated or templated again
+    (:mod:`storyboard.boardcache`).
 
     Args:
         file: path of the storyboard YAML.
         overrides: ``--set`` values; they replace ``vars`` of the same name.
+        remember: keep the checked storyboard in its project's store (when the store
+            exists) for the next check; the pipeline does, read-only callers (gc) do not.
 
     Returns:
         The storyboard with every template rendered and every default applied.
@@ -65,8 +74,17 @@ def load_storyboard(file: str | Path, *, overrides: Mapping[str, Any] | None = N
     Raises:
         InvalidStoryboard: with every problem found, each located in the file.
     """
+    values = dict(overrides or {})
+    cached = boardcache.cached(storyboard_path(file), values, write=remember)
+    if cached is not None:
+        return cached
+    started = time.time_ns()
     doc = load(file)
-    return _Checker(doc, dict(overrides or {})).run()
+    checker = _Checker(doc, values)
+    board = checker.run()
+    if remember:
+        boardcache.keep(board, values, doc.digest, started, checker.templater.included)
+    return board
 
 
 class _Checker:
@@ -110,7 +128,11 @@ class _Checker:
         variables: dict[str, Any] = dict(raw_vars) if isinstance(raw_vars, dict) else {}
         variables.update(self.overrides)
         title = data.get("title") if isinstance(data.get("title"), str) else None
-        self.templater = Templater(self.root, variables, title)
+        # Imported here: a cached storyboard (the usual no-op) never loads Jinja.
+        from storyboard.templating import TemplateProblem, Templater, unread_overrides
+
+        self.template_problem = TemplateProblem
+        self.templater: Templater = Templater(self.root, variables, title)
         # A --set nothing reads would be silently ignored (a typo): an error at `vars:`.
         defined = raw_vars if isinstance(raw_vars, dict) else {}
         unread, known = unread_overrides(self.templater, self.overrides, defined, data)
@@ -140,7 +162,7 @@ class _Checker:
                     shown[key] = (
                         self.templater.render(value, {}) if isinstance(value, str) else value
                     )
-                except TemplateProblem:
+                except self.template_problem:
                     shown[key] = value
             rendered["defaults"] = shown
         schema_problems = validate_schema(self.doc, rendered)
@@ -191,7 +213,7 @@ class _Checker:
         if isinstance(value, str):
             try:
                 return self.templater.render(value, scope)
-            except TemplateProblem as exc:
+            except self.template_problem as exc:
                 offset = 0
                 mark = self.doc.mark(path)
                 if exc.lineno is not None and mark.style in ("|", ">"):
@@ -753,14 +775,9 @@ class _Checker:
     def _check_beside(self) -> None:
         """The files written beside the storyboard (its lock, its store) do not lead out of
         its folder through a link: a pull request can add links as well as YAML."""
-        beside = [(self.root, self.doc.path.with_suffix(".lock").name, "lock", False)]
-        if not os.environ.get("STORYBOARD_CACHE"):  # a store the user chose may be anywhere
-            # The project's store (at its root: storyboard.toml or .git upwards); a broken
-            # storyboard.toml is an error at its own line (ProjectConfigError).
-            project = find_project(self.doc.path)
-            if project.store == project.root / DEFAULT_STORE:
-                beside.append((project.root, DEFAULT_STORE, "store folder", True))
-        for root, name, what, folder in beside:
+        # The project's store (at its root: storyboard.toml or .git upwards); a broken
+        # storyboard.toml is an error at its own line (ProjectConfigError).
+        for root, name, what, folder in list(boardcache.beside(self.doc.path)):
             try:
                 safe_output_path(root, name, what=what, folder=folder)
             except UnsafePath as exc:

@@ -168,10 +168,12 @@ def _short(edge: Edge) -> tuple[str, str]:
 STAGES: tuple[tuple[str, ...], ...] = (
     # kernel: imported by all, imports nothing above it
     ("errors", "model", "hashing", "events", "paths", "project", "catalog", "suggest"),
+    ("overrides",),  # --set values, read first by the command line (issue 13)
     ("loader",),
     ("schema",),
     ("templating",),
     ("rules",),
+    ("boardcache",),  # checked storyboards kept in the store (issue 13)
     ("validate",),
     # The clip store before the plan: planning reads which clips exist (a fact, read-only);
     # what the lock and the journal know is passed into the plan (issue 10 item 2).
