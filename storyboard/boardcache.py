@@ -137,8 +137,7 @@ def cached(path: Path, overrides: Mapping[str, Any], *, write: bool = False) -> 
     ``write``: the store may be written (the entry again when a stamp was confirmed by its
     digest, and the digest memo); without it, nothing is written.
     """
-    source = read_source(path)
-    checked = lookup(path, overrides, source, write=write) if source is not None else None
+    checked = lookup(path, overrides, write=write)
     if checked is None or not still_safe(checked.board):
         return None
     if write and checked.refresh is not None:
@@ -248,24 +247,28 @@ def _entry_path(path: Path) -> Path | None:
 
 
 def lookup(
-    path: Path, overrides: Mapping[str, Any], source: bytes, *, write: bool = False
+    path: Path,
+    overrides: Mapping[str, Any],
+    source: bytes | None = None,
+    *,
+    write: bool = False,
 ) -> Checked | None:
     """The checked board of the storyboard at ``path`` (real, absolute) if nothing it reads
-    changed since it was checked; ``source``: the file's bytes now. ``write``: digests
-    computed to confirm a changed stamp are kept in the store's digest memo.
+    changed since it was checked; ``source``: the file's bytes now (read here when not
+    given). ``write``: digests computed to confirm a changed stamp are kept in the store's
+    digest memo.
 
     Never raises for anything found in the store: a damaged or foreign entry is a miss.
     """
     started = time.time_ns()
     entry_path = _entry_path(path)
-    key = _key(path, overrides)
-    if entry_path is None or key is None:
+    entry = _read_entry(entry_path) if entry_path is not None else None
+    if entry is None or entry.get("key") != _key(path, overrides):
         return None
-    entry = _read_entry(entry_path)
-    if entry is None or entry.get("key") != key:
-        return None
+    if source is None:
+        source = read_source(path)
     try:
-        if entry["source"] != sha256_bytes(source):
+        if source is None or entry["source"] != sha256_bytes(source):
             return None
         includes = entry["includes"]
         if not isinstance(includes, dict) or not _includes_unchanged(includes):
