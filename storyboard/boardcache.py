@@ -18,13 +18,16 @@ inputs are what they were:
 * the tool: the package's version and the stamps of the modules and the schema that check
   a storyboard, and of PyYAML, Jinja2 and jsonschema.
 
-Checks of the file system that no digest sees (a link that now leads the cut or the store
-out of the folder) are made again by ``validate`` on every hit.
+What no digest sees (a link that now leads the cut or the store out of the folder) is
+checked again on every hit (:func:`still_safe`); when it fails, the full check says why.
 
 An entry is plain JSON (never pickle: a store may come from someone else) behind a line
 with the sha256 of the rest, written atomically; a damaged, foreign or unexpected entry is
-a miss. An entry is written only into a store that exists (``validate`` never creates one)
-and only when the board survives the JSON round trip unchanged.
+a miss. Entries are written by the pipeline (``load_storyboard(..., remember=True)``), only
+into a store that exists (``validate`` creates none) and only when the board survives the
+JSON round trip unchanged; every other reader (gc, a dry run) writes nothing. The pipeline
+asks :func:`cached` before it imports the checking stages at all: a hit imports neither
+the loader (PyYAML) nor Jinja nor jsonschema.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ class Inputs:
     Attributes:
         digest: sha256 of the storyboard file's bytes as they were parsed.
         started: ``time.time_ns()`` before anything was read.
-        includes: every template file looked for (absolute path) -> sha256 of its bytes,
+        includes: every template file looked for (absolute path) -> sha256 of its text,
             ``None`` when it was not there.
     """
 

@@ -353,6 +353,23 @@ def test_a_read_only_caller_uses_the_entry_and_writes_nothing(board: Project) ->
     assert files() == before
 
 
+def test_the_cache_reads_and_names_a_file_as_the_loader_does(
+    board: Project, tmp_path: Path
+) -> None:
+    from storyboard.loader import MAX_FILE_BYTES
+
+    assert boardcache.MAX_SOURCE_BYTES == MAX_FILE_BYTES
+    linked = tmp_path / "linked"
+    linked.symlink_to(board.root)
+    for spelling in (
+        board.file,
+        Path("storyboard.yaml"),
+        Path("refs/../storyboard.yaml"),
+        linked / "storyboard.yaml",
+    ):
+        assert boardcache.resolve(spelling) == storyboard_path(spelling)
+
+
 def test_no_store_no_entry(project: Project) -> None:
     project.write(BOARD.replace("{% include 'style.txt' %}", "x"))
     _load(project.file)
