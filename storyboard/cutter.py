@@ -66,7 +66,6 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -74,18 +73,13 @@ from typing import Literal
 from storyboard import seams
 from storyboard.catalog import TRANSITIONS as _REGISTRY_TRANSITIONS
 from storyboard.errors import MediaError, StitchError
-from storyboard.media import audiotrack, ffmpeg, mux, probe
+from storyboard.media import audiotrack, mux, probe
 from storyboard.media.audiotrack import Voice
 from storyboard.media.encoding import (
-    COLOUR,
-    MUX_ARGS,
     PARAMETER_SET_ID,
     SAMPLE_RATE,
-    fit_filter,
     samples,
     temp_sibling,
-    timeout,
-    video_codec_args,
 )
 from storyboard.media.probe import AudioCopy, Colour, VideoCopy
 from storyboard.workfolder import digest, work_lock, write_json
@@ -378,52 +372,15 @@ class _Plan:
 
 
 def _window(plan: _Plan, spec: CutSpec, first: int, count: int) -> seams.Window:
-    """How ffmpeg gets frames ``first .. first + count - 1`` of a segment, as the cut shows
-    them: decoded from the clip (or the drawn card) and brought to the cut's size, rate and
-    colours."""
-    fps, source = spec.fps, plan.source
-    end = first + count
-    last = f"tpad=stop=-1:stop_mode=clone,trim=start_frame={first}:end_frame={end}"
-    if plan.card_png is not None:
-        inputs = ["-loop", "1", "-framerate", str(fps), "-t", f"{end / fps + 1:.6f}"]
-        inputs += ["-i", str(plan.card_png)]
-        fit = fit_filter(spec.width, spec.height, spec.fit, None)
-        return seams.Window(
-            tuple(inputs), f"fps={fps},{fit},{COLOUR},{last},setpts=PTS-STARTPTS", count, end
-        )
-    assert plan.segment.clip is not None
-    inputs = ["-threads", "1"]
-    video = source.video
-    decoded = end
-    if video is not None and video.timed and video.fps == fps:
-        # Frame-exact seek straight to the window: half a frame before it, so that the
-        # frame before is dropped and the first one kept (input seeking drops what lies
-        # before the position).
-        at = plan.first_frame + first
-        if at > 0:
-            inputs += ["-ss", f"{(at - 0.5) / fps:.6f}"]
-        last = f"tpad=stop=-1:stop_mode=clone,trim=end_frame={count}"
-        decoded = count
-    elif source.start > 0:
-        inputs += ["-ss", f"{source.start:.6f}"]
-    # A little more than needed; tpad/trim make the frame count exact.
-    inputs += ["-t", f"{(decoded + 2) / fps:.6f}", "-i", str(plan.segment.clip)]
-    fit = fit_filter(spec.width, spec.height, spec.fit, source.colour)
-    chain = f"fps={fps},{fit},{COLOUR},{last},setpts=PTS-STARTPTS"
-    return seams.Window(tuple(inputs), chain, count, decoded)
-
-
-def _encode(window: seams.Window, path: Path, fps: int, what: str) -> None:
-    """Encode a window into a piece at ``path``, atomically."""
-    tmp = temp_sibling(path)
-    args = [*window.inputs, "-filter_complex", f"[0:v:0]{window.chain}[v]", "-map", "[v]"]
-    args += ["-frames:v", str(window.frames), *video_codec_args(fps), *MUX_ARGS]
-    args += ["-f", "mov", str(tmp)]
-    try:
-        ffmpeg.run(args, what=what, timeout=timeout(window.decoded / fps))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Frames ``first .. first + count - 1`` of a segment, as the cut shows them."""
+    video = plan.source.video
+    frame = plan.first_frame + first if video and video.timed and video.fps == spec.fps else None
+    source = plan.card_png or plan.segment.clip
+    assert source is not None
+    return seams.window(
+        source, plan.source.start, frame, plan.source.colour,
+        (spec.width, spec.height, spec.fps, spec.fit), first, count,
+    )  # fmt: skip
 
 
 def _draw(plan: _Plan, spec: CutSpec) -> None:
@@ -570,19 +527,24 @@ def _check(segments: Sequence[Segment], spec: CutSpec) -> None:
             raise StitchError(f"{where}: a card must last more than 0 seconds")
 
 
-def _run_all(
-    pool: ThreadPoolExecutor, jobs: Sequence[Callable[[], object]], done: Callable[[], None]
-) -> None:
-    """Run ``jobs`` on ``pool``; the first failure cancels what has not started and raises."""
-    futures: list[Future[object]] = [pool.submit(job) for job in jobs]
-    try:
-        for future in as_completed(futures):
-            future.result()
-            done()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
+def _run_all(jobs: Sequence[Callable[[], object]], done: Callable[[], None]) -> None:
+    """Run ``jobs`` (ffmpeg runs) side by side, one per core; the first failure cancels what
+    has not started and raises."""
+    if not jobs:
+        return
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    workers = min(len(jobs), max(1, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutter") as pool:
+        futures = [pool.submit(job) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                done()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def cut(
@@ -632,20 +594,16 @@ def make_cut(
             raise StitchError(str(exc), shot=exc.shot) from exc
 
 
-def _plans(
-    segments: Sequence[Segment], spec: CutSpec, folders: dict[str, Path], pool: ThreadPoolExecutor
-) -> list[_Plan]:
-    """Probe (clips never seen before, in parallel), clamp and place every segment."""
+def _plans(segments: Sequence[Segment], spec: CutSpec, folders: dict[str, Path]) -> list[_Plan]:
+    """Probe (only clips never seen before), clamp and place every segment."""
     identities = [_identity(seg) for seg in segments]
-    lookups: dict[tuple[object, ...], Future[_Source]] = {}
+    known: dict[tuple[object, ...], _Source] = {}
+    sources = []
     for seg, ident in zip(segments, identities, strict=True):
         what = (ident, seg.clip, seg.card, seg.start, seg.end)
-        if what not in lookups:
-            lookups[what] = pool.submit(_source, seg, ident, spec, folders["lengths"])
-    sources = [
-        lookups[ident, seg.clip, seg.card, seg.start, seg.end].result()
-        for seg, ident in zip(segments, identities, strict=True)
-    ]
+        if what not in known:  # reading MP4 tables is Python's work: no threads
+            known[what] = _source(seg, ident, spec, folders["lengths"])
+        sources.append(known[what])
     joins = _clamp(_requested(segments, spec.fps), [s.frames for s in sources])
     heads, tails = [0, *joins], [*joins, 0]
     plans, at = [], 0
@@ -677,73 +635,83 @@ def _make_cut(
             progress(min(1.0, fraction))
 
     report(0.0)
-    workers = max(1, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutter") as pool:
-        plans = _plans(segments, spec, folders, pool)
-        copied = _parameter_sets(plans, spec)
-        jobs: dict[Path, Callable[[], object]] = {}
-        spans: list[mux.Span] = []
-        used: set[Path] = set()
+    plans = _plans(segments, spec, folders)
+    copied = _parameter_sets(plans, spec)
+    jobs: dict[Path, Callable[[], object]] = {}
+    spans: list[mux.Span] = []
+    used: set[Path] = set()
+    missing_seams: dict[int, Path] = {}  # segment index -> its outgoing seam, to render
 
-        def piece(plan: _Plan, first: int, count: int) -> None:
-            path = folders["pieces"] / f"{digest(_CACHE_VERSION, plan.key(spec, first, count))}.mov"
-            spans.append(mux.Span(path, "vide", 0, count))
+    def piece(plan: _Plan, first: int, count: int) -> None:
+        path = folders["pieces"] / f"{digest(_CACHE_VERSION, plan.key(spec, first, count))}.mov"
+        spans.append(mux.Span(path, "vide", 0, count))
+        used.add(path)
+        if path not in jobs and not path.is_file():
+            what = f"normalising {plan.segment.clip or 'a card'}"
+            jobs[path] = functools.partial(_piece_job, plan, spec, first, count, path, what)
+
+    bodies = [_body(plan, i in copied) for i, plan in enumerate(plans)]
+    for i, plan in enumerate(plans):
+        n, (first, count, copy) = plan.source.frames, bodies[i]
+        if count and not (plan.head and copy):  # else it rides with the incoming seam
+            piece(plan, first, count)
+        if copy is not None:
+            assert plan.segment.clip is not None
+            spans.append(mux.Span(plan.segment.clip, "vide", *copy))
+        if plan.tail:
+            nxt, k = plans[i + 1], plan.tail
+            # A copied body that starts between two IDR pictures: its first frames (up
+            # to the next one) are encoded with the seam before it, in one process.
+            after = bodies[i + 1][1] if bodies[i + 1][2] is not None else 0
+            name = digest(
+                _CACHE_VERSION,
+                {"a": plan.key(spec, n - k, k), "b": nxt.key(spec, 0, k + after),
+                 "transition": plan.segment.transition, "frames": k},
+            )  # fmt: skip
+            path = folders["seams"] / f"{name}.mov"
+            spans.append(mux.Span(path, "vide", 0, k + after))
             used.add(path)
             if path not in jobs and not path.is_file():
-                what = f"normalising {plan.segment.clip or 'a card'}"
-                jobs[path] = functools.partial(_piece_job, plan, spec, first, count, path, what)
+                jobs[path] = functools.partial(_seam_job, plan, nxt, spec, path, after)
+                missing_seams[i] = path
 
-        bodies = [_body(plan, i in copied) for i, plan in enumerate(plans)]
-        for i, plan in enumerate(plans):
-            n, (first, count, copy) = plan.source.frames, bodies[i]
-            if count and not (plan.head and copy):  # else it rides with the incoming seam
-                piece(plan, first, count)
-            if copy is not None:
-                assert plan.segment.clip is not None
-                spans.append(mux.Span(plan.segment.clip, "vide", *copy))
-            if plan.tail:
-                nxt, k = plans[i + 1], plan.tail
-                # A copied body that starts between two IDR pictures: its first frames (up
-                # to the next one) are encoded with the seam before it, in one process.
-                after = bodies[i + 1][1] if bodies[i + 1][2] is not None else 0
-                name = digest(
-                    _CACHE_VERSION,
-                    {"a": plan.key(spec, n - k, k), "b": nxt.key(spec, 0, k + after),
-                     "transition": plan.segment.transition, "frames": k},
-                )  # fmt: skip
-                path = folders["seams"] / f"{name}.mov"
-                spans.append(mux.Span(path, "vide", 0, k + after))
-                used.add(path)
-                if path not in jobs and not path.is_file():
-                    jobs[path] = functools.partial(_seam_job, plan, nxt, spec, path, after)
+    # The sound: copied where it can be, runs encoded where it cannot.
+    total = sum(s.count for s in spans)
+    copy_sound = spec.soundtrack is None
+    voices = [_voice(plans, i, spec, copy_sound) for i in range(len(plans))]
+    bed = _bed(spec, total)
+    sound = audiotrack.plan(voices, samples(total, fps), bed, folders["audio"])
+    for run in sound.runs:
+        used.add(run.path)
+        if run.path.is_file():
+            continue
+        heard = audiotrack.heard(run, voices)
+        seam = missing_seams.get(heard[0]) if len(heard) == 2 and heard[1] == heard[0] + 1 else None
+        if seam is not None and bed is None:  # the transition's sound, made with its picture
+            i = heard[0]
+            jobs[seam] = functools.partial(
+                _seam_job, plans[i], plans[i + 1], spec, seam, bodies[i + 1][1] if bodies[i + 1][2] else 0,
+                (run, voices, sound.total),
+            )  # fmt: skip
+            del missing_seams[i]
+        else:
+            jobs[run.path] = functools.partial(audiotrack.render, run, voices, bed, sound.total)
+    if sound.silence is not None:
+        used.add(sound.silence)
+        if not sound.silence.is_file():
+            jobs[sound.silence] = functools.partial(audiotrack.render_silence, sound.silence)
+    for plan in plans:
+        if plan.card_png is not None:
+            used.add(plan.card_png)
 
-        # The sound: copied where it can be, runs encoded where it cannot.
-        total = sum(s.count for s in spans)
-        copy_sound = spec.soundtrack is None
-        voices = [_voice(plans, i, spec, copy_sound) for i in range(len(plans))]
-        bed = _bed(spec, total)
-        sound = audiotrack.plan(voices, samples(total, fps), bed, folders["audio"])
-        for run in sound.runs:
-            used.add(run.path)
-            if not run.path.is_file():
-                jobs[run.path] = functools.partial(audiotrack.render, run, voices, bed, sound.total)
-        silence = audiotrack.silence(folders["audio"])
-        if any(path == silence for path, _ in sound.packets):
-            used.add(silence)
-            if not silence.is_file():
-                jobs[silence] = functools.partial(audiotrack.render_silence, silence)
-        for plan in plans:
-            if plan.card_png is not None:
-                used.add(plan.card_png)
+    steps, finished = len(jobs) + 1, 0
 
-        steps, finished = len(jobs) + 1, 0
+    def step() -> None:
+        nonlocal finished
+        finished += 1
+        report(finished / steps)
 
-        def step() -> None:
-            nonlocal finished
-            finished += 1
-            report(finished / steps)
-
-        _run_all(pool, list(jobs.values()), step)
+    _run_all(list(jobs.values()), step)
 
     # The mux: every sample copied, nothing decoded.
     try:
@@ -775,12 +743,19 @@ def _piece_job(plan: _Plan, spec: CutSpec, first: int, count: int, path: Path, w
     """Encode one piece (drawing its card first when it is one)."""
     if plan.card_png is not None:
         _draw(plan, spec)
-    _encode(_window(plan, spec, first, count), path, spec.fps, what)
+    seams.encode(_window(plan, spec, first, count), path, spec.fps, what)
 
 
-def _seam_job(a: _Plan, b: _Plan, spec: CutSpec, path: Path, after: int) -> None:
+def _seam_job(
+    a: _Plan,
+    b: _Plan,
+    spec: CutSpec,
+    path: Path,
+    after: int,
+    sound: tuple[audiotrack.Run, list[Voice], int] | None = None,
+) -> None:
     """Render one seam and the ``after`` frames of B that follow it (drawing the cards it
-    shows first)."""
+    shows first); and ``sound``, a run of the cut's sound, in the same process."""
     for plan in (a, b):
         if plan.card_png is not None:
             _draw(plan, spec)
@@ -792,4 +767,13 @@ def _seam_job(a: _Plan, b: _Plan, spec: CutSpec, path: Path, after: int) -> None
         _window(b, spec, 0, k + after),
         path,
     )
-    seams.render_seam(seam, spec.fps)
+    if sound is None:
+        seams.render_seam(seam, spec.fps)
+        return
+    run, voices, total = sound
+    work = audiotrack.command(run, voices, None, total, first_input=2)
+    try:
+        seams.render_seam(seam, spec.fps, work)
+        work.temp.replace(run.path)
+    finally:
+        work.temp.unlink(missing_ok=True)

@@ -1,12 +1,19 @@
-"""Seams of the cut: each transition, by name, is a filter graph of ffmpeg's own.
+"""The pictures the cut encodes: pieces, and seams (each transition, by name, is a filter
+graph of ffmpeg's own).
+
+A :class:`Window` is frames of a clip (or of a drawn card) as the cut shows them: decoded
+from the source at its trim offset and brought to the cut's size, rate and colours
+(:func:`window`). A piece is one window encoded (:func:`encode`): a card, a clip that does
+not conform, the partial GOP before a copied clip's first IDR picture.
 
 A seam is one small clip, ``frames`` long, in which the end of segment A turns into the
 start of segment B. One ffmpeg process makes it: it decodes both windows from the sources
 (the original clips at their trim offsets, or the drawn card, brought to the cut's size and
 colours by the same filters as the pieces: :class:`Window`), composites them with the
 transition's filters and encodes the result with the pieces' encoder settings
-(:mod:`storyboard.media.encoding`), picture only; the audio of the transition is mixed by
-:mod:`storyboard.media.audiotrack` with the rest of the cut's sound.
+(:mod:`storyboard.media.encoding`), picture only. The sound of the transition is mixed by
+:mod:`storyboard.media.audiotrack`, in the same process when it asks for nothing but the
+two clips (``sound``).
 
 :data:`TRANSITIONS` maps every transition but ``cut`` (which needs no seam) to the filters
 from ``[a]`` and ``[b]`` (both ``frames`` long) to ``[v]``: adding one is adding an entry
@@ -30,9 +37,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storyboard.media import ffmpeg
-from storyboard.media.encoding import MUX_ARGS, temp_sibling, timeout, video_codec_args
+from storyboard.media.audiotrack import Command
+from storyboard.media.encoding import (
+    COLOUR,
+    MUX_ARGS,
+    fit_filter,
+    temp_sibling,
+    timeout,
+    video_codec_args,
+)
+from storyboard.media.probe import Colour
 
-__all__ = ["TRANSITIONS", "Seam", "Window", "render_seam"]
+__all__ = ["TRANSITIONS", "Seam", "Window", "encode", "render_seam", "window"]
+
+# Filter graphs this small run fastest on one thread (ffmpeg starts one per core otherwise);
+# parallelism comes from running several processes at once.
+_ONE_THREAD = ("-filter_complex_threads", "1")
 
 #: ``(frames, fps) -> filters``: from ``[a]`` (``frames`` long) and ``[b]`` (at least as
 #: long) to ``[v]``: the transition, then the rest of ``[b]``.
@@ -49,6 +69,66 @@ class Window:
     chain: str
     frames: int
     decoded: int  # frames decoded to get them (the deadline allows for it)
+
+
+def window(
+    source: Path,
+    start: float,
+    frame: int | None,
+    colour: Colour | None,
+    cut: tuple[int, int, int, str],
+    first: int,
+    count: int,
+) -> Window:
+    """Frames ``first .. first + count - 1`` of a segment of ``source`` (a clip, or a card's
+    PNG when ``colour`` is None) that starts at ``start`` seconds, for a cut of
+    ``(width, height, fps, fit)``.
+
+    ``frame``: the clip's frame (at the cut's rate) where the window starts, when the clip's
+    frames are exactly that rate (then ffmpeg seeks straight to it); otherwise the segment is
+    decoded from ``start`` and its frames counted after the rate conversion.
+    """
+    width, height, fps, fit_mode = cut
+    end = first + count
+    last = f"tpad=stop=-1:stop_mode=clone,trim=start_frame={first}:end_frame={end}"
+    fit = fit_filter(width, height, fit_mode, colour)
+    if colour is None:  # a card: one picture, drawn at the cut's size in RGB
+        inputs = ["-loop", "1", "-framerate", str(fps), "-t", f"{end / fps + 1:.6f}"]
+        chain = f"fps={fps},{fit},{COLOUR},{last},setpts=PTS-STARTPTS"
+        return Window((*inputs, "-i", str(source)), chain, count, end)
+    inputs = ["-threads", "1"]
+    decoded = end
+    if frame is not None:
+        # Seek half a frame before the window's first frame: input seeking drops what lies
+        # before the position, so that frame is the first one kept, exactly.
+        if frame > 0:
+            inputs += ["-ss", f"{(frame - 0.5) / fps:.6f}"]
+        last = f"tpad=stop=-1:stop_mode=clone,trim=end_frame={count}"
+        decoded = count
+    elif start > 0:
+        inputs += ["-ss", f"{start:.6f}"]
+    # A little more than needed; tpad/trim make the frame count exact.
+    inputs += ["-t", f"{(decoded + 2) / fps:.6f}", "-i", str(source)]
+    chain = f"fps={fps},{fit},{COLOUR},{last},setpts=PTS-STARTPTS"
+    return Window(tuple(inputs), chain, count, decoded)
+
+
+def encode(frames: Window, path: Path, fps: int, what: str) -> None:
+    """Encode a window into a piece at ``path``, atomically.
+
+    Raises:
+        MediaError: the source cannot be decoded, or ffmpeg failed or ran past its deadline.
+    """
+    tmp = temp_sibling(path)
+    args = [*frames.inputs, *_ONE_THREAD, "-filter_complex", f"[0:v:0]{frames.chain}[v]"]
+    args += ["-map", "[v]"]
+    args += ["-frames:v", str(frames.frames), *video_codec_args(fps), *MUX_ARGS]
+    args += ["-f", "mov", str(tmp)]
+    try:
+        ffmpeg.run(args, what=what, timeout=timeout(frames.decoded / fps))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -99,9 +179,10 @@ TRANSITIONS: dict[str, Composite] = {
 }
 
 
-def render_seam(seam: Seam, fps: int) -> None:
+def render_seam(seam: Seam, fps: int, sound: Command | None = None) -> None:
     """Composite and encode a seam in one ffmpeg process; written to a temp file and renamed
-    to ``seam.path``.
+    to ``seam.path``. ``sound``: a run of the cut's sound the same process encodes too (into
+    its own temp file, which the caller renames).
 
     Raises:
         MediaError: a source cannot be decoded, or ffmpeg failed or ran past its deadline.
@@ -111,16 +192,18 @@ def render_seam(seam: Seam, fps: int) -> None:
         f"[0:v:0]{seam.a.chain}[a];[1:v:0]{seam.b.chain}[b];{TRANSITIONS[seam.transition](k, fps)}"
     )
     tmp = temp_sibling(seam.path)
-    args = [
-        *seam.a.inputs, *seam.b.inputs, "-filter_complex", graph, "-map", "[v]",
-        "-frames:v", str(seam.b.frames), *video_codec_args(fps), *MUX_ARGS,
-        "-f", "mov", str(tmp),
-    ]  # fmt: skip
+    args = [*seam.a.inputs, *seam.b.inputs]
+    if sound is not None:
+        args += sound.inputs  # numbered from 2 on
+        graph += f";{sound.graph}"
+    args += [*_ONE_THREAD, "-filter_complex", graph, "-map", "[v]", "-frames:v", str(seam.b.frames)]
+    args += [*video_codec_args(fps), *MUX_ARGS, "-f", "mov", str(tmp)]
+    if sound is not None:
+        args += sound.outputs
     decoded = seam.a.decoded + seam.b.decoded
+    deadline = timeout(decoded / fps) + (sound.seconds / 4 if sound is not None else 0.0)
     try:
-        ffmpeg.run(
-            args, what=f"{seam.transition} seam of {k} frames", timeout=timeout(decoded / fps)
-        )
+        ffmpeg.run(args, what=f"{seam.transition} seam of {k} frames", timeout=deadline)
         tmp.replace(seam.path)
     finally:
         tmp.unlink(missing_ok=True)

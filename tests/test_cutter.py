@@ -125,7 +125,7 @@ def ffmpeg_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 # What the cutter calls, by the name a test forbids: encoding a piece, rendering a seam,
 # probing a clip (its MP4 tables, or ffmpeg's report when it is no MP4).
 _CALLEES = {
-    "_normalise": [(cutter, "_encode")],
+    "_normalise": [(seams, "encode")],
     "_render_seam": [(seams, "render_seam")],
     "_probe": [(media_probe, "probe_colour"), (media_probe, "streams")],
 }

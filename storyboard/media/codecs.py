@@ -41,30 +41,27 @@ class _Bits:
 
     def __init__(self, data: bytes, *, rbsp: bool = True) -> None:
         # In a NAL unit, 00 00 03 stands for 00 00 (emulation prevention).
-        self.data = data.replace(b"\x00\x00\x03", b"\x00\x00") if rbsp else data
+        raw = data.replace(b"\x00\x00\x03", b"\x00\x00") if rbsp else data
+        self.value = int.from_bytes(raw, "big")
+        self.size = len(raw) * 8
         self.pos = 0
 
-    def bit(self) -> int:
-        byte = self.pos >> 3
-        if byte >= len(self.data):
-            raise ValueError("the parameter set ends early")
-        value = (self.data[byte] >> (7 - (self.pos & 7))) & 1
-        self.pos += 1
-        return value
-
     def bits(self, n: int) -> int:
-        value = 0
-        for _ in range(n):
-            value = (value << 1) | self.bit()
-        return value
+        if self.pos + n > self.size:
+            raise ValueError("the parameter set ends early")
+        self.pos += n
+        return (self.value >> (self.size - self.pos)) & ((1 << n) - 1)
+
+    def bit(self) -> int:
+        return self.bits(1)
 
     def ue(self) -> int:
-        zeros = 0
-        while not self.bit():
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("an Exp-Golomb code is too long")
-        return (1 << zeros) - 1 + self.bits(zeros)
+        rest = self.value & ((1 << (self.size - self.pos)) - 1)
+        zeros = self.size - self.pos - rest.bit_length()
+        if zeros > 31 or not rest:
+            raise ValueError("a bad Exp-Golomb code")
+        self.pos += zeros
+        return self.bits(zeros + 1) - 1
 
     def se(self) -> int:
         code = self.ue()

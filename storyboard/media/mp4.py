@@ -338,10 +338,23 @@ def _one(table: dict[bytes, list[tuple[int, int]]], kind: bytes) -> tuple[int, i
 def read(path: Path) -> Movie:
     """The tracks of an MP4/MOV/M4A file, read from its ``moov`` box.
 
+    A file is read once per process while its size and modification time stay the same
+    (probing a clip and copying its samples both need its tables).
+
     Raises:
         MediaError: the file cannot be read, is not an ISO base media file, is fragmented,
             or its tables are damaged or of a kind this reader does not know.
     """
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise MediaError(f"cannot read {path}: {exc}") from exc
+    return _read(path.resolve(), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _read(path: Path, size: int, mtime: int) -> Movie:
+    del size, mtime  # part of the cache key only
     data = memoryview(_moov(path))
     try:
         mvhd = _find(data, 0, len(data), b"mvhd")

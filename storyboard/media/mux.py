@@ -4,8 +4,8 @@ The cut is mostly stream copy: clips that already conform, and the pieces and se
 cutter encoded, are joined sample by sample. :func:`write` does it directly: it reads the
 sample tables of the files it copies from (:mod:`storyboard.media.mp4`), lays out one H.264
 track and one AAC track interleaved in chunks of about a second, writes ``ftyp``, ``moov``
-(first, so that players can start at once: "fast start") and ``mdat``, and copies each run
-of samples with ``copy_file_range`` where the kernel has it.
+(first, so that players can start at once: "fast start") and ``mdat``; each chunk is
+gathered from its files with a few large reads and written at once.
 
 Writing the container here instead of with the concat demuxer keeps the timing exact: every
 video sample lasts one frame, the audio track's edit list skips the encoder priming of its
@@ -25,10 +25,9 @@ import contextlib
 import math
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from storyboard.errors import MediaError
 from storyboard.media import codecs, mp4
@@ -37,7 +36,9 @@ from storyboard.media.encoding import temp_sibling
 __all__ = ["Audio", "Span", "Video", "parameter_sets", "write"]
 
 _IDENTITY = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-_COPY_BLOCK = 8 << 20
+# A run of samples of one file is read in one piece unless that would read more than this
+# many bytes it does not need (the other track's samples between them).
+_SLACK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,8 @@ class Audio:
     frame: int = 1024
 
 
-@dataclass
-class _Sample:
-    source: int  # index into the open files
-    offset: int
-    size: int
+# A sample to copy: (index of its file, offset in the file, size).
+_Sample = tuple[int, int, int]
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,12 +250,14 @@ def _video_samples(video: Video, sources: _Sources) -> tuple[list[_Sample], list
     sync: list[int] = []
     for span in video.spans:
         index, track = sources.track(span)
-        offsets, sizes = track.offsets, track.sizes
-        marks = None if track.sync is None else set(track.sync)
-        for i in range(span.first, span.first + span.count):
-            if marks is None or i in marks:
-                sync.append(len(samples) + 1)
-            samples.append(_Sample(index, offsets[i], sizes[i]))
+        end = span.first + span.count
+        if track.sync is None:
+            sync.extend(range(len(samples) + 1, len(samples) + span.count + 1))
+        else:
+            base = len(samples) + 1 - span.first
+            sync.extend(base + i for i in track.sync if span.first <= i < end)
+        offsets, sizes = track.offsets[span.first : end], track.sizes[span.first : end]
+        samples.extend(zip([index] * span.count, offsets, sizes, strict=True))
     return samples, sync
 
 
@@ -265,10 +265,9 @@ def _audio_samples(audio: Audio, sources: _Sources) -> list[_Sample]:
     samples: list[_Sample] = []
     for span in audio.spans:
         index, track = sources.track(span)
-        offsets, sizes = track.offsets, track.sizes
-        samples.extend(
-            _Sample(index, offsets[i], sizes[i]) for i in range(span.first, span.first + span.count)
-        )
+        end = span.first + span.count
+        offsets, sizes = track.offsets[span.first : end], track.sizes[span.first : end]
+        samples.extend(zip([index] * span.count, offsets, sizes, strict=True))
     return samples
 
 
@@ -320,47 +319,38 @@ def parameter_sets(spans: Sequence[Span]) -> bytes:
 # writing
 
 
-def _copy(out: int, src: BinaryIO, offset: int, size: int, state: dict[str, bool]) -> None:
-    """Append ``size`` bytes of ``src`` from ``offset`` to the file descriptor ``out``."""
-    fd = src.fileno()
-    while size > 0:
-        done = 0
-        if state.get("fast", True):
-            try:
-                done = os.copy_file_range(fd, out, min(size, _COPY_BLOCK), offset)
-            except (AttributeError, OSError):
-                state["fast"] = False  # another file system, or no such call: plain copy
-                continue
-            if done == 0:
-                raise MediaError(f"{src.name} ends before its samples do")
-        else:
-            data = os.pread(fd, min(size, _COPY_BLOCK), offset)
-            if not data:
-                raise MediaError(f"{src.name} ends before its samples do")
-            _write_all(out, data)
-            done = len(data)
-        offset += done
-        size -= done
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _ranges(samples: Sequence[_Sample]) -> Iterator[tuple[int, int, int]]:
-    """Coalesce samples that follow each other in one file: ``(source, offset, size)``."""
-    run: list[int] | None = None
-    for s in samples:
-        if run is not None and run[0] == s.source and run[1] + run[2] == s.offset:
-            run[2] += s.size
-            continue
-        if run is not None:
-            yield run[0], run[1], run[2]
-        run = [s.source, s.offset, s.size]
-    if run is not None:
-        yield run[0], run[1], run[2]
+def _read(fd: int, offset: int, size: int, name: str) -> bytes:
+    data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise MediaError(f"{name} ends before its samples do")
+    return data
+
+
+def _gather(samples: Sequence[_Sample], fds: Sequence[int], names: Sequence[str]) -> bytes:
+    """The bytes of ``samples``, in order, read run by run (a run: samples of one file)."""
+    parts: list[bytes] = []
+    i, n = 0, len(samples)
+    while i < n:
+        source = samples[i][0]
+        j, need, low, high = i, 0, samples[i][1], 0
+        while j < n and samples[j][0] == source:
+            need += samples[j][2]
+            low, high = min(low, samples[j][1]), max(high, samples[j][1] + samples[j][2])
+            j += 1
+        fd, name = fds[source], names[source]
+        if high - low <= need + _SLACK:
+            block = _read(fd, low, high - low, name)
+            parts += [block[o - low : o - low + size] for _, o, size in samples[i:j]]
+        else:
+            parts += [_read(fd, o, size, name) for _, o, size in samples[i:j]]
+        i = j
+    return b"".join(parts)
 
 
 def write(out: Path, video: Video, audio: Audio | None) -> None:
@@ -383,7 +373,7 @@ def write(out: Path, video: Video, audio: Audio | None) -> None:
     chunks = _interleave(
         frames, len(asamples), fps, audio.sample_rate / audio.frame if audio else 1.0
     )
-    payload = sum(s.size for s in vsamples) + sum(s.size for s in asamples)
+    payload = sum(s[2] for s in vsamples) + sum(s[2] for s in asamples)
     wide = payload > (1 << 32) - (64 << 20)
 
     def moov(offsets: dict[tuple[str, int], int]) -> bytes:
@@ -393,7 +383,7 @@ def write(out: Path, video: Video, audio: Audio | None) -> None:
             _trak(
                 1, b"vide", v_scale, frames * v_delta, v_movie, (v_movie, 0),
                 _full(b"vmhd", 0, 1, bytes(8)),
-                _stbl(_avc1(video), [v_delta] * frames, [s.size for s in vsamples], vchunks,
+                _stbl(_avc1(video), [v_delta] * frames, [s[2] for s in vsamples], vchunks,
                       None if len(sync) == frames else sync, wide),
                 (video.width, video.height),
             )
@@ -402,7 +392,7 @@ def write(out: Path, video: Video, audio: Audio | None) -> None:
         if audio is not None:
             a_movie = audio.samples * movie_scale // audio.sample_rate
             duration = max(duration, a_movie)
-            sizes = [s.size for s in asamples]
+            sizes = [s[2] for s in asamples]
             traks.append(
                 _trak(
                     2, b"soun", audio.sample_rate, len(asamples) * audio.frame, a_movie,
@@ -427,7 +417,7 @@ def write(out: Path, video: Video, audio: Audio | None) -> None:
         for kind, first, count in chunks:
             offsets[kind, first] = at
             pool = vsamples if kind == "vide" else asamples
-            at += sum(s.size for s in pool[first : first + count])
+            at += sum(s[2] for s in pool[first : first + count])
         return offsets
 
     draft = moov(layout(0))  # chunk offsets do not change the size of the moov
@@ -442,15 +432,16 @@ def write(out: Path, video: Video, audio: Audio | None) -> None:
     tmp = temp_sibling(out)
     try:
         with contextlib.ExitStack() as stack:
-            files = [stack.enter_context(p.open("rb")) for p in sources.paths]
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            stack.callback(os.close, fd)
-            _write_all(fd, ftyp + head + mdat)
-            state: dict[str, bool] = {}
+            fds = [os.open(p, os.O_RDONLY) for p in sources.paths]
+            for fd in fds:
+                stack.callback(os.close, fd)
+            names = [str(p) for p in sources.paths]
+            out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            stack.callback(os.close, out_fd)
+            _write_all(out_fd, ftyp + head + mdat)
             for kind, first, count in chunks:
                 pool = vsamples if kind == "vide" else asamples
-                for source, offset, size in _ranges(pool[first : first + count]):
-                    _copy(fd, files[source], offset, size, state)
+                _write_all(out_fd, _gather(pool[first : first + count], fds, names))
         tmp.replace(out)
     except OSError as exc:
         raise MediaError(f"cannot write {out}: {exc}") from exc
