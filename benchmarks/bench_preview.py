@@ -241,7 +241,7 @@ def bench_clip(args: argparse.Namespace) -> None:
             *("-frames:v", str(frames), "-c:v", "libx264"),
             # The animatic's encoder settings, so only frame drawing differs.
             *("-preset", animatic._X264_PRESET, "-crf", str(animatic._X264_CRF)),
-            *("-g", str(animatic._GOP_SECONDS * args.fps)),
+            *("-g", str(animatic._GOP_SECONDS * args.fps), "-bf", str(animatic._X264_BFRAMES)),
             *("-threads", str(animatic._X264_THREADS), "-pix_fmt", "yuv420p"),
             *("-movflags", "+faststart", "-f", "mp4", "-y", str(pattern)),
         ]

@@ -223,3 +223,49 @@ def test_validate_of_the_examples_resolves_auto(tmp_path: Path) -> None:
     assert minimal.auto == ("fps", "resolution") and minimal.fps == 32
     dawn = load_storyboard(root / "dawn" / "storyboard.yaml").output
     assert (dawn.fps, dawn.resolution, dawn.auto) == (24, "480p", ())  # written: as before
+
+
+FAMILY_BOARD = """\
+storyboard: 1
+defaults:
+  model: skyreels-v4-fast
+  resolution: 480p
+  duration: 3
+shots:
+  - id: kite
+    prompt: a red kite over a field, push-in
+  - id: door
+    prompt: a blue door, pan left
+  - id: end
+    card: {text: "The end", duration: 1.0}
+"""
+
+
+def _packets(video: Path, out: Path) -> list[str]:
+    """(size, md5) of each video packet as stored, in decoding order."""
+    from storyboard.media import ffmpeg
+
+    args = ["-i", str(video), "-map", "0:v:0", "-c", "copy", "-f", "framemd5", str(out)]
+    ffmpeg.run(args, what="packets", timeout=60)
+    rows = [line.split(",") for line in out.read_text().splitlines() if line[:1] != "#"]
+    return [f"{row[4].strip()} {row[5].strip()}" for row in rows]
+
+
+@pytest.mark.slow
+def test_the_preview_cut_of_one_model_family_copies_its_clips(
+    project: Project, tmp_path: Path
+) -> None:
+    """No output settings: the cut is at V4's 32 fps and 854x480, the preview renders each
+    shot so, and the stitcher copies both clips' pictures byte for byte (only the card is
+    encoded); the cut lasts the clips plus the card, to the frame."""
+    project.write(FAMILY_BOARD)
+    done = run_cli("render", str(project.file))
+    assert done.code == 0, done.err
+    clips = {s["id"]: Path(s["output"]) for s in project.plan()["shots"] if s["output"]}
+    cut = project.root / "renders" / "storyboard.preview.mp4"
+    got = _packets(cut, tmp_path / "cut.txt")
+    kite = _packets(clips["kite"], tmp_path / "kite.txt")
+    door = _packets(clips["door"], tmp_path / "door.txt")
+    assert len(kite) == len(door) == 96
+    assert got[:96] == kite and got[96:192] == door
+    assert len(got) == 96 + 96 + 32  # the card: 1 s at 32 fps
