@@ -1,21 +1,27 @@
-"""Benchmark: stitching N clips with hard cuts (issue 3, "Benchmarks").
+"""Benchmark: the cut, cold and warm, each against its floor in the same run (issues 3, 13).
 
-Generates ``--clips`` test clips with audio, then times in the same run:
+Clips are made once, as a provider of the cut's format would return them: H.264 High
+without B-frames, BT.709 tags, the cut's size and rate, keyframes every ``--gop`` frames,
+AAC-LC 48 kHz stereo (testsrc2 and a tone). Each case times its baseline (A) and
+storyboard (B) alternately, A B A B, ``--repeat`` times, each run a fresh process, and
+reports medians, their ratio and the peak RSS of the whole process tree (sampled from /proc
+every few milliseconds while it runs). The cases:
 
-(a) ffmpeg's concat demuxer with stream copy of the same clips, and ``python -c pass``
-    (the interpreter start-up a CLI pays before doing anything);
-(b) ``storyboard.cutter.cut`` with all hard cuts, cold (empty work folder) and warm
-    (normalised pieces and audio track cached), each in a fresh interpreter so start-up
-    and imports are included;
-(c) plain moviepy: ``concatenate_videoclips`` + ``write_videofile`` (slow, so only
-    ``--moviepy-clips`` clips are joined and the time is scaled linearly to ``--clips``).
-
-Goals: warm cut within 2x of (stream copy + interpreter start-up); at least 10x faster than
-plain moviepy.
+``warm``    hard cuts of ``--clips`` clips, every work file cached, against ffmpeg's concat
+            demuxer with ``-c copy`` plus the interpreter's start-up (``python -c pass``);
+            and plain moviepy on ``--moviepy-clips`` clips, scaled (ran once).
+``cold``    the same cut with an empty work folder, against the same floor. Goal <= 1.5x.
+``xfade``   ``--clips`` clips of ``--xfade-seconds`` joined by 0.5 s crossfades, cold,
+            against one ffmpeg run that re-encodes the whole cut with ``xfade`` and
+            ``acrossfade`` (libx264 veryfast crf 18, AAC 192k). Goal <= 0.3x.
+``seam``    one crossfade seam of two 1280x720 clips: the seam's ffmpeg process (picture
+            and sound), timed inside a cold cut. Goal <= 0.3 s.
+``rss``     a ten-minute 1920x1080 cut (``--rss-distinct`` clips of 5 s, repeated, joined
+            by crossfades), cold: peak RSS of the process tree. Goal < 300 MB.
 
 Run from the project root::
 
-    python benchmarks/bench_stitch.py [--clips 40] [--width 640 --height 360 --fps 24]
+    python benchmarks/bench_stitch.py [--cases warm,cold,xfade,seam,rss] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -28,15 +34,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-from storyboard.media.probe import probe  # noqa: E402  (after the sys.path insert)
 
 # Runs in a fresh interpreter: read the manifest, cut, print the duration.
 CUT_SNIPPET = """
@@ -45,9 +50,38 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from storyboard.cutter import CutSpec, Segment, cut
 m = json.loads(Path(sys.argv[2]).read_text())
-segments = [Segment(Path(c), None, key=k) for c, k in zip(m["clips"], m["keys"])]
+segments = [
+    Segment(Path(c), None, key=k, transition=m["transition"], transition_seconds=m["overlap"])
+    for c, k in zip(m["clips"], m["keys"])
+]
 spec = CutSpec(m["width"], m["height"], m["fps"])
 print(cut(segments, spec, Path(m["out"]), Path(m["work"])))
+"""
+
+# Cuts in a fresh interpreter and prints how long each ffmpeg run took, by what it made.
+TIMED_SNIPPET = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from storyboard.cutter import CutSpec, Segment, cut
+from storyboard.media import ffmpeg
+runs = []
+real = ffmpeg.run
+def timed(args, **kw):
+    start = time.perf_counter()
+    try:
+        return real(args, **kw)
+    finally:
+        runs.append([kw.get("what", ""), time.perf_counter() - start])
+ffmpeg.run = timed
+m = json.loads(Path(sys.argv[2]).read_text())
+segments = [
+    Segment(Path(c), None, key=k, transition=m["transition"], transition_seconds=m["overlap"])
+    for c, k in zip(m["clips"], m["keys"])
+]
+start = time.perf_counter()
+cut(segments, CutSpec(m["width"], m["height"], m["fps"]), Path(m["out"]), Path(m["work"]))
+print(json.dumps({"total": time.perf_counter() - start, "runs": runs}))
 """
 
 MOVIEPY_SNIPPET = """
@@ -62,6 +96,8 @@ for c in clips:
     c.close()
 """
 
+TAGS = "format=yuv420p,setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709"
+
 
 def ffmpeg_exe() -> str:
     import imageio_ffmpeg
@@ -69,162 +105,321 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def timed(command: Sequence[str], *, timeout: float = 3600) -> float:
-    """Wall time of one run of ``command``; raises if it fails."""
+# --------------------------------------------------------------------------------------------
+# measuring
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (via /proc/<pid>/task/<tid>/children)."""
+    found, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        found.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text(encoding="ascii")
+                stack.extend(int(c) for c in children.split())
+        except OSError:
+            continue
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure(command: Sequence[str], *, timeout: float = 3600) -> tuple[float, float, str]:
+    """Wall time, peak RSS (MB) of the whole process tree, and stdout of one run."""
+    peak = 0
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(command)}\n{done.stderr.decode(errors='replace')[-2000:]}")
-    return elapsed
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, sum(_rss_kb(p) for p in _tree(proc.pid)))
+            stop.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        elapsed = time.perf_counter() - start
+        stop.set()
+        sampler.join()
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(command)[:300]}\n{err.decode(errors='replace')[-2000:]}")
+    return elapsed, peak / 1024, out.decode()
 
 
-def median_of(command: Sequence[str], repeat: int) -> float:
-    return statistics.median(timed(command) for _ in range(repeat))
+def alternate(
+    label: str,
+    a: Callable[[], tuple[float, float]],
+    b: Callable[[], tuple[float, float]],
+    repeat: int,
+) -> tuple[float, float, float, float]:
+    """Run ``a`` then ``b``, ``repeat`` times; medians of their times and their peak RSS."""
+    runs_a, runs_b = [], []
+    for i in range(repeat):
+        runs_a.append(a())
+        runs_b.append(b())
+        print(f"  {label} round {i + 1}: A {runs_a[-1][0]:.3f} s  B {runs_b[-1][0]:.3f} s")
+    return (
+        statistics.median(t for t, _ in runs_a),
+        statistics.median(t for t, _ in runs_b),
+        max(m for _, m in runs_a),
+        max(m for _, m in runs_b),
+    )
 
 
-def make_clips(folder: Path, args: argparse.Namespace) -> list[Path]:
-    """``args.clips`` distinct test clips with a tone each, encoded like a provider would."""
+# --------------------------------------------------------------------------------------------
+# media
+
+
+def make_clips(
+    folder: Path, count: int, size: str, fps: int, seconds: float, gop: int, distinct: int = 0
+) -> list[Path]:
+    """``count`` conforming clips (or ``distinct`` ones repeated to ``count``)."""
     ffmpeg = ffmpeg_exe()
-    size = f"{args.width}x{args.height}"
+    folder.mkdir(parents=True, exist_ok=True)
 
     def one(i: int) -> Path:
         path = folder / f"clip{i:03d}.mp4"
         command = [
             ffmpeg, "-nostdin", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=s={size}:r={args.fps}:d={args.seconds}",
-            "-f", "lavfi", "-i", f"sine=f={220 + 10 * i}:r=44100:d={args.seconds}",
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-shortest", str(path),
+            "-f", "lavfi", "-i", f"testsrc2=s={size}:r={fps}:d={seconds}",
+            "-f", "lavfi", "-i", f"sine=f={220 + 10 * i}:r=48000:d={seconds}",
+            "-vf", f"{TAGS},setsar=1",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-profile:v", "high",
+            "-pix_fmt", "yuv420p", "-bf", "0", "-g", str(gop),
+            "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2", "-shortest", str(path),
         ]  # fmt: skip
-        subprocess.run(command, check=True, timeout=600)
+        subprocess.run(command, check=True, timeout=1800)
         return path
 
+    made = distinct or count
     with ThreadPoolExecutor() as pool:
-        return list(pool.map(one, range(args.clips)))
+        paths = list(pool.map(one, range(made)))
+    return [paths[i % made] for i in range(count)]
+
+
+def manifest(
+    folder: Path, name: str, clips: Sequence[Path], size: tuple[int, int], fps: int, **kw: object
+) -> Path:
+    path = folder / f"{name}.json"
+    data = {
+        "clips": [str(c) for c in clips],
+        "keys": [f"bench-{c.name}" for c in clips],
+        "width": size[0],
+        "height": size[1],
+        "fps": fps,
+        "out": str(folder / f"{name}.mp4"),
+        "work": str(folder / f"{name}-work"),
+        "transition": "cut",
+        "overlap": 0.0,
+        **kw,
+    }
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def cold(command: Sequence[str], work: Path) -> tuple[float, float]:
+    shutil.rmtree(work, ignore_errors=True)
+    seconds, rss, _ = measure(command)
+    return seconds, rss
+
+
+def warm(command: Sequence[str]) -> tuple[float, float]:
+    seconds, rss, _ = measure(command)
+    return seconds, rss
+
+
+def full_reencode(clips: Sequence[Path], seconds: float, overlap: float, out: Path) -> list[str]:
+    """One ffmpeg run: the whole cut re-encoded through chained xfade and acrossfade."""
+    args = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y"]
+    for c in clips:
+        args += ["-i", str(c)]
+    graph, video, sound, length = [], "0:v", "0:a", seconds
+    for i in range(1, len(clips)):
+        offset = length - overlap
+        graph.append(
+            f"[{video}][{i}:v]xfade=transition=fade:duration={overlap}:offset={offset:.6f}[v{i}]"
+        )
+        graph.append(f"[{sound}][{i}:a]acrossfade=d={overlap}[a{i}]")
+        video, sound, length = f"v{i}", f"a{i}", length + seconds - overlap
+    args += ["-filter_complex", ";".join(graph), "-map", f"[{video}]", "-map", f"[{sound}]"]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
+    args += ["-c:a", "aac", "-b:a", "192k", str(out)]
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# cases
+
+
+def case_warm_and_cold(folder: Path, args: argparse.Namespace, cases: set[str]) -> list[str]:
+    python, ffmpeg = sys.executable, ffmpeg_exe()
+    size = (args.width, args.height)
+    clips = make_clips(
+        folder / "clips", args.clips, f"{args.width}x{args.height}", args.fps, args.seconds,
+        args.gop,
+    )  # fmt: skip
+    listing = folder / "list.txt"
+    listing.write_text("".join(f"file '{c}'\n" for c in clips), encoding="utf-8")
+    copy_cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0"]
+    copy_cmd += ["-i", str(listing), "-c", "copy", str(folder / "copy.mp4")]
+    start_cmd = [python, "-c", "pass"]
+
+    def floor() -> tuple[float, float]:
+        t_copy, rss, _ = measure(copy_cmd)
+        t_python, _, _ = measure(start_cmd)
+        return t_copy + t_python, rss
+
+    m = manifest(folder, "hard", clips, size, args.fps)
+    work = folder / "hard-work"
+    cut_cmd = [python, "-c", CUT_SNIPPET, str(ROOT), str(m)]
+    lines = []
+    if "cold" in cases:
+        a, b, ra, rb = alternate("cold hard cut", floor, lambda: cold(cut_cmd, work), args.repeat)
+        lines.append(
+            f"cold hard cut, {args.clips} clips | copy + start-up {a:.3f} s ({ra:.0f} MB) | "
+            f"{b:.3f} s ({rb:.0f} MB) | {b / a:.2f}x | <= 1.5x: {'met' if b <= 1.5 * a else 'NOT met'}"
+        )
+    if "warm" in cases:
+        cold(cut_cmd, work)  # fill the work folder
+        a, b, ra, rb = alternate("warm hard cut", floor, lambda: warm(cut_cmd), args.repeat)
+        lines.append(
+            f"warm hard cut, {args.clips} clips | copy + start-up {a:.3f} s ({ra:.0f} MB) | "
+            f"{b:.3f} s ({rb:.0f} MB) | {b / a:.2f}x | <= 2x: {'met' if b <= 2 * a else 'NOT met'}"
+        )
+        n = min(args.moviepy_clips, args.clips)
+        if n > 0:
+            mp = folder / "moviepy.json"
+            mp.write_text(
+                json.dumps(
+                    {"clips": [str(c) for c in clips[:n]], "out": str(folder / "mp.mp4"),
+                     "fps": args.fps}
+                ),
+                encoding="utf-8",
+            )  # fmt: skip
+            t_mp, rss_mp, _ = measure([python, "-c", MOVIEPY_SNIPPET, str(mp)])
+            scaled = t_mp * args.clips / n
+            lines.append(
+                f"plain moviepy, {n} clips scaled to {args.clips} | {scaled:.1f} s "
+                f"({rss_mp:.0f} MB) | warm cut {b:.3f} s | {scaled / b:.0f}x faster"
+            )
+    return lines
+
+
+def case_xfade(folder: Path, args: argparse.Namespace) -> list[str]:
+    python = sys.executable
+    size = (args.width, args.height)
+    clips = make_clips(
+        folder / "xclips", args.clips, f"{args.width}x{args.height}", args.fps,
+        args.xfade_seconds, args.gop,
+    )  # fmt: skip
+    overlap = 0.5
+    m = manifest(folder, "xfade", clips, size, args.fps, transition="crossfade", overlap=overlap)
+    cut_cmd = [python, "-c", CUT_SNIPPET, str(ROOT), str(m)]
+    full = full_reencode(clips, args.xfade_seconds, overlap, folder / "full.mp4")
+    a, b, ra, rb = alternate(
+        "cold crossfade cut", lambda: warm(full), lambda: cold(cut_cmd, folder / "xfade-work"),
+        args.repeat,
+    )  # fmt: skip
+    share = overlap / (args.xfade_seconds - overlap)
+    return [
+        f"cold crossfade cut, {args.clips} x {args.xfade_seconds:g} s (seams {share:.0%} of "
+        f"the footage) | full xfade re-encode {a:.2f} s ({ra:.0f} MB) | {b:.2f} s ({rb:.0f} MB) "
+        f"| {b / a:.2f}x | <= 0.3x: {'met' if b <= 0.3 * a else 'NOT met'}"
+    ]
+
+
+def case_seam(folder: Path, args: argparse.Namespace) -> list[str]:
+    python = sys.executable
+    # Keyframes every 12 frames: the seam's process draws the seam alone (no partial GOP).
+    clips = make_clips(folder / "hd", 2, "1280x720", args.fps, 4, 12)
+    m = manifest(folder, "seam", clips, (1280, 720), args.fps, transition="crossfade", overlap=0.5)
+    seams, others, totals = [], [], []
+    for _ in range(args.repeat):
+        shutil.rmtree(folder / "seam-work", ignore_errors=True)
+        _, _, out = measure([python, "-c", TIMED_SNIPPET, str(ROOT), str(m)])
+        report = json.loads(out)
+        totals.append(report["total"])
+        seams += [t for what, t in report["runs"] if "seam" in what]
+        others += [t for what, t in report["runs"] if "seam" not in what]
+    seam = statistics.median(seams)
+    return [
+        f"one crossfade seam at 1280x720 (12 frames, picture and sound in one ffmpeg run) | "
+        f"{seam:.3f} s (median of {args.repeat}; other ffmpeg runs: {len(others)}) | whole "
+        f"cold cut of 2 clips {statistics.median(totals):.3f} s | <= 0.3 s: "
+        f"{'met' if seam <= 0.3 else 'NOT met'}"
+    ]
+
+
+def case_rss(folder: Path, args: argparse.Namespace) -> list[str]:
+    python = sys.executable
+    count = 134  # 134 x 5 s, minus 133 crossfades of 0.5 s: 10.06 minutes
+    clips = make_clips(
+        folder / "fullhd", count, "1920x1080", args.fps, 5, 24, distinct=args.rss_distinct
+    )
+    m = manifest(folder, "rss", clips, (1920, 1080), args.fps, transition="crossfade", overlap=0.5)
+    seconds, rss, out = measure([python, "-c", CUT_SNIPPET, str(ROOT), str(m)])
+    length = float(out.strip())
+    ok = rss < 300
+    return [
+        f"cold {length / 60:.1f}-minute 1920x1080 cut, {args.rss_distinct} distinct clips, "
+        f"crossfades | {seconds:.1f} s | peak RSS of the tree {rss:.0f} MB | < 300 MB: "
+        f"{'met' if ok else 'NOT met'}"
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="warm,cold,xfade,seam,rss")
     parser.add_argument("--clips", type=int, default=40, help="number of clips (default 40)")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=2.0, help="length of each clip")
-    parser.add_argument(
-        "--moviepy-clips",
-        type=int,
-        default=10,
-        help="clips joined by the moviepy baseline; its time is scaled to --clips (0 = skip)",
-    )
-    parser.add_argument("--repeat", type=int, default=5, help="runs of the fast measurements")
+    parser.add_argument("--seconds", type=float, default=2.0, help="clip length, hard cuts")
+    parser.add_argument("--xfade-seconds", type=float, default=4.0, help="clip length, xfade")
+    parser.add_argument("--gop", type=int, default=24, help="keyframe interval of the clips")
+    parser.add_argument("--moviepy-clips", type=int, default=10, help="0 = skip moviepy")
+    parser.add_argument("--rss-distinct", type=int, default=6)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of A B per case")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args(argv)
+    cases = set(args.cases.split(","))
 
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, load average {load}; clips keyframed every {args.gop} frames")
     folder = Path(tempfile.mkdtemp(prefix="bench_stitch_"))
+    lines: list[str] = []
     try:
-        return run(folder, args)
+        if cases & {"warm", "cold"}:
+            lines += case_warm_and_cold(folder, args, cases)
+        if "xfade" in cases:
+            lines += case_xfade(folder, args)
+        if "seam" in cases:
+            lines += case_seam(folder, args)
+        if "rss" in cases:
+            lines += case_rss(folder, args)
     finally:
         if args.keep:
             print(f"\nfiles kept in {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def run(folder: Path, args: argparse.Namespace) -> int:
-    python = sys.executable
-    ffmpeg = ffmpeg_exe()
-    print(
-        f"{args.clips} clips, {args.width}x{args.height}, {args.fps} fps, {args.seconds:g} s each"
-        " (testsrc2 + tone, H.264/AAC)"
-    )
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"{os.cpu_count()} CPUs, load average {load} (timings assume an otherwise idle box)")
-    t0 = time.perf_counter()
-    clips = make_clips(folder, args)
-    print(f"generated in {time.perf_counter() - t0:.1f} s\n")
-
-    # (a) stream copy with the concat demuxer, and bare interpreter start-up
-    listing = folder / "list.txt"
-    listing.write_text("".join(f"file '{c}'\n" for c in clips), encoding="utf-8")
-    copy_out = folder / "copy.mp4"
-    copy_cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0"]
-    copy_cmd += ["-i", str(listing), "-c", "copy", str(copy_out)]
-    t_copy = median_of(copy_cmd, args.repeat)
-    t_python = median_of([python, "-c", "pass"], args.repeat)
-
-    # (b) our cut: cold once (fresh work folder), then warm
-    manifest = folder / "cut.json"
-    cut_out = folder / "cut.mp4"
-    work = folder / "work"
-    manifest.write_text(
-        json.dumps(
-            {
-                "clips": [str(c) for c in clips],
-                "keys": [f"bench-{c.name}" for c in clips],
-                "width": args.width,
-                "height": args.height,
-                "fps": args.fps,
-                "out": str(cut_out),
-                "work": str(work),
-            }
-        ),
-        encoding="utf-8",
-    )
-    cut_cmd = [python, "-c", CUT_SNIPPET, str(ROOT), str(manifest)]
-    t_cold = timed(cut_cmd)
-    t_warm = median_of(cut_cmd, args.repeat)
-
-    # (c) plain moviepy on a subset, scaled
-    t_moviepy = t_moviepy_scaled = None
-    n_moviepy = min(args.moviepy_clips, args.clips)
-    if n_moviepy > 0:
-        mp_manifest = folder / "moviepy.json"
-        mp_out = folder / "moviepy.mp4"
-        mp_manifest.write_text(
-            json.dumps(
-                {"clips": [str(c) for c in clips[:n_moviepy]], "out": str(mp_out), "fps": args.fps}
-            ),
-            encoding="utf-8",
-        )
-        t_moviepy = timed([python, "-c", MOVIEPY_SNIPPET, str(mp_manifest)])
-        t_moviepy_scaled = t_moviepy * args.clips / n_moviepy
-
-    expected = args.clips * round(args.seconds * args.fps) / args.fps
-    d_copy, d_cut = probe(copy_out).duration, probe(cut_out).duration
-    baseline = t_copy + t_python
-    rows: list[tuple[str, float, str]] = [
-        ("python -c pass (interpreter start-up)", t_python, ""),
-        ("ffmpeg concat demuxer, -c copy", t_copy, ""),
-        ("  copy + start-up (baseline)", baseline, "1.00x"),
-        ("cut(), warm (pieces cached)", t_warm, f"{t_warm / baseline:.2f}x baseline"),
-        ("cut(), cold (normalise everything)", t_cold, f"{t_cold / baseline:.2f}x baseline"),
-    ]
-    if t_moviepy is not None and t_moviepy_scaled is not None:
-        rows.append((f"moviepy, {n_moviepy} clips (measured)", t_moviepy, ""))
-        rows.append(
-            (
-                f"moviepy, scaled to {args.clips} clips",
-                t_moviepy_scaled,
-                f"{t_moviepy_scaled / t_warm:.0f}x warm cut, "
-                f"{t_moviepy_scaled / t_cold:.1f}x cold cut",
-            )
-        )
-    print(f"{'measurement':<42}{'seconds':>9}  ratio")
-    print("-" * 78)
-    for name, seconds, ratio in rows:
-        print(f"{name:<42}{seconds:>9.3f}  {ratio}")
-    print(
-        f"\nmedian of {args.repeat} runs for the fast rows; cold and moviepy ran once."
-        f"\noutput durations: copy {d_copy:.3f} s, cut {d_cut:.3f} s, expected {expected:.3f} s"
-    )
-    ok_copy = t_warm <= 2 * baseline
-    print(f"goal: warm cut within 2x of copy + start-up: {'met' if ok_copy else 'NOT met'}")
-    if t_moviepy_scaled is not None:
-        ok_moviepy = t_moviepy_scaled >= 10 * t_warm
-        print(
-            f"goal: at least 10x faster than moviepy (warm): {'met' if ok_moviepy else 'NOT met'}"
-        )
+    print(f"\ncase | baseline (A) | storyboard (B) | B/A | goal   (medians of {args.repeat})")
+    for line in lines:
+        print(line)
     return 0
 
 

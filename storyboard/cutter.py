@@ -64,7 +64,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +81,7 @@ from storyboard.media.encoding import (
     temp_sibling,
 )
 from storyboard.media.probe import AudioCopy, Colour, VideoCopy
-from storyboard.workfolder import digest, work_lock, write_json
+from storyboard.workfolder import digest, run_jobs, work_lock, write_json
 
 __all__ = [
     "TRANSITIONS",
@@ -101,7 +100,7 @@ TRANSITIONS: frozenset[str] = frozenset(_REGISTRY_TRANSITIONS)
 
 # Bump when anything that changes the bytes of a cached piece or seam changes (encoder
 # settings, filter graphs): old cache entries then simply stop being found.
-_CACHE_VERSION = "cutter/2"
+_CACHE_VERSION = "cutter/3"
 # Transitions whose sound dips to silence in the middle; all others crossfade.
 _DIPS = frozenset({"fade"})
 
@@ -527,24 +526,15 @@ def _check(segments: Sequence[Segment], spec: CutSpec) -> None:
             raise StitchError(f"{where}: a card must last more than 0 seconds")
 
 
-def _run_all(jobs: Sequence[Callable[[], object]], done: Callable[[], None]) -> None:
-    """Run ``jobs`` (ffmpeg runs) side by side, one per core; the first failure cancels what
-    has not started and raises."""
-    if not jobs:
-        return
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+# Memory the cut's ffmpeg runs may hold at once, and what one holds (MB): a picture job (two
+# decoders, x264, the frames between them) grows with the frame size; 1080p: about 190 MB.
+# With the cutter itself the process tree then stays under 300 MB.
+_MEMORY_BUDGET = 224
+_SOUND_MEMORY = 30
 
-    workers = min(len(jobs), max(1, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cutter") as pool:
-        futures = [pool.submit(job) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                future.result()
-                done()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+
+def _picture_memory(spec: CutSpec) -> int:
+    return 25 + 55 * spec.width * spec.height * 3 // 2 // (1 << 20)
 
 
 def cut(
@@ -637,7 +627,8 @@ def _make_cut(
     report(0.0)
     plans = _plans(segments, spec, folders)
     copied = _parameter_sets(plans, spec)
-    jobs: dict[Path, Callable[[], object]] = {}
+    jobs: dict[Path, tuple[int, Callable[[], object]]] = {}
+    heavy = _picture_memory(spec)
     spans: list[mux.Span] = []
     used: set[Path] = set()
     missing_seams: dict[int, Path] = {}  # segment index -> its outgoing seam, to render
@@ -648,7 +639,8 @@ def _make_cut(
         used.add(path)
         if path not in jobs and not path.is_file():
             what = f"normalising {plan.segment.clip or 'a card'}"
-            jobs[path] = functools.partial(_piece_job, plan, spec, first, count, path, what)
+            job = functools.partial(_piece_job, plan, spec, first, count, path, what)
+            jobs[path] = heavy, job
 
     bodies = [_body(plan, i in copied) for i, plan in enumerate(plans)]
     for i, plan in enumerate(plans):
@@ -672,7 +664,7 @@ def _make_cut(
             spans.append(mux.Span(path, "vide", 0, k + after))
             used.add(path)
             if path not in jobs and not path.is_file():
-                jobs[path] = functools.partial(_seam_job, plan, nxt, spec, path, after)
+                jobs[path] = heavy, functools.partial(_seam_job, plan, nxt, spec, path, after)
                 missing_seams[i] = path
 
     # The sound: copied where it can be, runs encoded where it cannot.
@@ -689,17 +681,23 @@ def _make_cut(
         seam = missing_seams.get(heard[0]) if len(heard) == 2 and heard[1] == heard[0] + 1 else None
         if seam is not None and bed is None:  # the transition's sound, made with its picture
             i = heard[0]
-            jobs[seam] = functools.partial(
+            jobs[seam] = heavy + _SOUND_MEMORY, functools.partial(
                 _seam_job, plans[i], plans[i + 1], spec, seam, bodies[i + 1][1] if bodies[i + 1][2] else 0,
                 (run, voices, sound.total),
             )  # fmt: skip
             del missing_seams[i]
         else:
-            jobs[run.path] = functools.partial(audiotrack.render, run, voices, bed, sound.total)
+            jobs[run.path] = (
+                _SOUND_MEMORY,
+                functools.partial(audiotrack.render, run, voices, bed, sound.total),
+            )
     if sound.silence is not None:
         used.add(sound.silence)
         if not sound.silence.is_file():
-            jobs[sound.silence] = functools.partial(audiotrack.render_silence, sound.silence)
+            jobs[sound.silence] = (
+                _SOUND_MEMORY,
+                functools.partial(audiotrack.render_silence, sound.silence),
+            )
     for plan in plans:
         if plan.card_png is not None:
             used.add(plan.card_png)
@@ -711,7 +709,7 @@ def _make_cut(
         finished += 1
         report(finished / steps)
 
-    _run_all(list(jobs.values()), step)
+    run_jobs(list(jobs.values()), step, _MEMORY_BUDGET)
 
     # The mux: every sample copied, nothing decoded.
     try:

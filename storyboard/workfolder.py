@@ -1,4 +1,6 @@
-"""The cutter's work folder kept bounded: a lock shared by running cuts, and a prune.
+"""The cutter's work folder: its files named by digest, filled by ffmpeg runs side by side
+(:func:`run_jobs`, within the cores and a memory budget), and kept bounded: a lock shared by
+running cuts, and a prune.
 
 :func:`storyboard.cutter.make_cut` says which work files a cut uses; :func:`prune` removes
 every other one (the caller keeps the files of every cut it still has). Cuts hold a shared
@@ -14,12 +16,13 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Pruned", "digest", "prune", "work_lock", "write_json"]
+__all__ = ["Pruned", "digest", "prune", "run_jobs", "work_lock", "write_json"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,48 @@ def write_json(path: Path, data: dict[str, object]) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def run_jobs(
+    jobs: Sequence[tuple[int, Callable[[], object]]], done: Callable[[], None], budget: int
+) -> None:
+    """Run ``jobs`` (``(memory in MB, work)``) side by side, at most one per core and with
+    at most ``budget`` MB held at once (a job larger than that runs alone); ``done`` after
+    each. The first failure cancels what has not started and raises."""
+    if not jobs:
+        return
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    cores = max(1, os.cpu_count() or 1)
+    held = {"jobs": 0, "memory": 0}
+    turn = threading.Condition()
+
+    def run(memory: int, work: Callable[[], object]) -> None:
+        memory = min(memory, budget)
+        with turn:
+            turn.wait_for(lambda: held["jobs"] < cores and held["memory"] + memory <= budget)
+            held["jobs"] += 1
+            held["memory"] += memory
+        try:
+            work()
+        finally:
+            with turn:
+                held["jobs"] -= 1
+                held["memory"] -= memory
+                turn.notify_all()
+
+    # A thread per waiting job (up to 32): a small job runs as soon as there is room for
+    # it, even while a large one waits for memory.
+    with ThreadPoolExecutor(max_workers=min(len(jobs), 32), thread_name_prefix="cut") as pool:
+        futures = [pool.submit(run, memory, work) for memory, work in jobs]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                done()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 # The folders of a work folder that hold only files a cut makes (and so may be pruned).

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -450,3 +452,43 @@ def test_invalid_spec_raises(media: Media, tmp_path: Path) -> None:
         cut([clip(media.blue)], CutSpec(127, 72, 24), tmp_path / "o.mp4", tmp_path / "w")
     with pytest.raises(StitchError, match="no segments"):
         cut([], SPEC, tmp_path / "o.mp4", tmp_path / "w")
+
+
+def test_jobs_run_within_the_cores_and_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from storyboard.workfolder import run_jobs
+
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    lock = threading.Lock()
+    now = {"jobs": 0, "memory": 0}
+    seen = {"jobs": 0, "memory": 0, "alone": True}
+    finished: list[int] = []
+
+    def job(memory: int) -> Callable[[], None]:
+        def work() -> None:
+            with lock:
+                now["jobs"] += 1
+                now["memory"] += min(memory, 100)
+                seen["jobs"] = max(seen["jobs"], now["jobs"])
+                seen["memory"] = max(seen["memory"], now["memory"])
+                if memory > 100 and now["jobs"] > 1:
+                    seen["alone"] = False
+            time.sleep(0.02)
+            with lock:
+                now["jobs"] -= 1
+                now["memory"] -= min(memory, 100)
+                finished.append(memory)
+
+        return work
+
+    memories = [60, 60, 10, 10, 10, 10, 500, 10, 10]
+    run_jobs([(m, job(m)) for m in memories], lambda: None, 100)
+    assert sorted(finished) == sorted(memories)
+    assert seen["jobs"] == 3  # three cores: three at once, small jobs beside a large one
+    assert seen["memory"] <= 100  # but never more than the budget
+    assert seen["alone"]  # a job larger than the budget runs alone
+
+    def broken() -> None:
+        raise StitchError("ffmpeg failed")
+
+    with pytest.raises(StitchError, match="ffmpeg failed"):
+        run_jobs([(10, job(10)), (10, broken)], lambda: None, 100)
