@@ -12,14 +12,12 @@ extensions costs linear time in its footage. Same job, same bytes.
 from __future__ import annotations
 
 import os
-import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 
 from storyboard.errors import MediaError
-from storyboard.media import ffmpeg
+from storyboard.media import ffmpeg, mp4
 from storyboard.media.animatic import AnimaticSpec, motion_from_prompt, render_animatic
 from storyboard.providers.base import Failed, Job, Succeeded, TaskRef, TaskStatus
 
@@ -143,94 +141,23 @@ def render_preview(job: Job, out: Path) -> None:
 
 # -- which MP4s join by stream copy ------------------------------------------------------------
 
-_MAX_MOOV = 64 << 20  # a moov larger than this is no preview clip
-_TRACK_PATH = (b"mdia", b"minf", b"stbl", b"stsd")
-_VISUAL_ENTRY = 8 + 78  # box header + VisualSampleEntry fields; child boxes follow
-_COMPRESSOR = 42  # where the entry's 32-byte encoder name is (empty after a stream copy)
 
-
-def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-    """``(type, payload)`` of each box in ``data[start:end]``; stops at a malformed one."""
-    end = len(data) if end is None else end
-    at = start
-    while at + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, at)
-        header = 8
-        if size == 1 and at + 16 <= end:
-            size, header = struct.unpack_from(">Q", data, at + 8)[0], 16
-        elif size == 0:
-            size = end - at
-        if size < header or at + size > end:
-            return
-        yield kind, data[at + header : at + size]
-        at += size
-
-
-def _child(data: bytes, kind: bytes) -> bytes | None:
-    return next((payload for name, payload in _boxes(data) if name == kind), None)
-
-
-def _read_moov(path: Path) -> bytes | None:
-    """The payload of the file's ``moov`` box (top-level boxes are skipped by seeking)."""
-    try:
-        with path.open("rb") as file:
-            while header := file.read(16):
-                if len(header) < 8:
-                    return None
-                size, kind = struct.unpack_from(">I4s", header)
-                length = 8
-                if size == 1 and len(header) == 16:
-                    size, length = struct.unpack_from(">Q", header, 8)[0], 16
-                if size < length:
-                    return None
-                if kind == b"moov":
-                    if size > _MAX_MOOV:
-                        return None
-                    file.seek(file.tell() - len(header) + length)
-                    payload = file.read(size - length)
-                    return payload if len(payload) == size - length else None
-                file.seek(file.tell() - len(header) + size)
-    except OSError:
-        return None
-    return None
-
-
-def _video_entry(path: Path) -> bytes | None:
+def _video_entry(path: Path) -> tuple[object, ...] | None:
     """What must be equal for another MP4's video to follow this one's by stream copy.
 
-    The time scale of the one video track and its one sample description: codec, frame
-    size and the child boxes (``avcC``: the H.264 parameter sets, which carry the profile,
-    level, frame rate and colour tags; ``colr``, ``pasp``), but neither ``btrt`` (the
-    bitrate, which differs from file to file) nor the encoder's name (which a stream copy
-    leaves empty). ``None`` when the file is not such an MP4.
+    The one video track's codec, its one sample description's ``avcC`` (the H.264 parameter
+    sets, which carry the profile, level, frame size, frame rate and colour tags), its frame
+    size and its time scale. ``None`` when the file is not such an MP4.
     """
-    moov = _read_moov(path)
-    if moov is None:
+    try:
+        movie = mp4.read(path)
+    except MediaError:
         return None
-    found: list[bytes] = []
-    for kind, trak in _boxes(moov):
-        mdia = _child(trak, b"mdia") if kind == b"trak" else None
-        hdlr = _child(mdia, b"hdlr") if mdia is not None else None
-        if mdia is None or hdlr is None or hdlr[8:12] != b"vide":
-            continue
-        mdhd = _child(mdia, b"mdhd") or b""
-        timescale = mdhd[20:24] if mdhd[:1] == b"\x01" else mdhd[12:16]
-        stsd: bytes | None = trak
-        for name in _TRACK_PATH:
-            stsd = _child(stsd, name) if stsd is not None else None
-        if stsd is None or stsd[4:8] != b"\x00\x00\x00\x01" or len(timescale) != 4:
-            return None
-        sample = next(_boxes(stsd, 8), None)
-        if sample is None or sample[0] != b"avc1" or len(sample[1]) < _VISUAL_ENTRY - 8:
-            return None
-        fields, children = sample[1][: _VISUAL_ENTRY - 8], sample[1][_VISUAL_ENTRY - 8 :]
-        kept = b"".join(
-            struct.pack(">I", 8 + len(body)) + name + body
-            for name, body in _boxes(children)
-            if name != b"btrt"
-        )
-        found.append(timescale + fields[:_COMPRESSOR] + fields[_COMPRESSOR + 32 :] + kept)
-    return found[0] if len(found) == 1 else None
+    videos = [track for track in movie.tracks if track.handler == "vide"]
+    if len(videos) != 1 or videos[0].codec != "avc1" or videos[0].entries != 1:
+        return None
+    video = videos[0]
+    return (video.codec, video.config, video.width, video.height, video.timescale)
 
 
 class PreviewProvider:
