@@ -12,7 +12,7 @@ Layout::
     checks/ab/<sha256>.json         what was checked of a take (storyboard.takecheck)
     journal.sqlite                  the task journal (storyboard.journal)
     digests.json                    memo of input-file digests by (path, size, mtime)
-    keyindex.json                   every key record in one file (storyboard.keyindex)
+    keyindex/<ns>.json              the key records a storyboard reads (storyboard.keyindex)
     boards/<ns>.json                the storyboard as last checked (storyboard.boardcache)
     tmp/                            renders in progress
     adopt.lock                      held while an older store is moved in (see Adoption)
@@ -223,7 +223,8 @@ class Store:
         self.root = root
         self.namespace = sha256_bytes(str(storyboard_path).encode())[:16]
         self.memo = DigestMemo(root / "digests.json")
-        self._index = KeyIndex(root)  # the key records, read once (keys/ stays the truth)
+        # The key records this storyboard reads, in one file (keys/ stays the truth).
+        self._index = KeyIndex(root, self.namespace)
         self._object_dirs: dict[str, Path] = {}
         # Objects this process read in full and found intact: path -> (size, mtime_ns).
         self._verified: dict[str, tuple[int, int]] = {}
@@ -430,12 +431,11 @@ class Store:
             "info": entry.provenance.to_json(),
             "time": entry.provenance.time,
         }
-        path = self._entry_path(entry.key)
         try:
-            atomic_write(path, canonical_json(record))
+            atomic_write(self._entry_path(entry.key), canonical_json(record))
         except OSError:
             return False
-        self._index.wrote(entry.key, record, path)
+        self._index.wrote(entry.key, record)
         return True
 
     def put(
@@ -473,11 +473,10 @@ class Store:
                 "info": known.to_json(),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            entry_path = self._entry_path(key)
-            atomic_write(entry_path, canonical_json(record))
+            atomic_write(self._entry_path(key), canonical_json(record))
         except OSError as exc:
             raise StoreError(f"cannot write to the store at {self.root}: {exc.strerror}") from exc
-        self._index.wrote(key, record, entry_path)
+        self._index.wrote(key, record)
         return ClipEntry(key, digest, target, seconds, size, shot, take, known)
 
     # -- what each shot was rendered from ---------------------------------------------------

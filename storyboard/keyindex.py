@@ -1,22 +1,25 @@
-"""The store's key index: every key record in one file, so a plan reads one file, not one
-per take (the store trio; used by :class:`storyboard.cache.Store`).
+"""The key index of one storyboard: the key records its last plan read, in one file, so a
+no-op plan reads one file instead of one per take (the store trio; used by
+:class:`storyboard.cache.Store`).
 
 The per-key files ``keys/ab/<key>.json`` stay the truth, for every reader and writer, of
-this version and others; ``keyindex.json`` at the store's root is a copy that knows when it
-is out of date. For each two-letter folder of ``keys/`` it holds the folder's mtime when it
-was last listed, and the records listed then, each with its file's ``(size, mtime_ns,
-inode)``. Every writer puts a key record in place by renaming a temporary file (as
+this version and others. ``keyindex/<namespace>.json`` in the store remembers, for each
+two-letter folder of ``keys/`` that the storyboard's keys live in, the folder's mtime and
+what this storyboard read there (a record, a missing file, an unreadable one). Every writer
+puts a key record in place by renaming a temporary file (as
 :func:`storyboard.hashing.atomic_write` does) and gc removes records by unlinking them, so
-any change to a folder changes its mtime:
+any change in a folder changes its mtime:
 
-* a folder whose mtime is the one recorded is taken from the index (no file read);
-* another mtime: the folder is listed again, and only records whose stamp changed are read;
-* a folder changed within :data:`RACY_NS` of its listing is never trusted by its mtime
-  (a change in the same clock tick would not show): it is listed again next time.
+* a folder whose mtime is the one remembered answers from the index (one ``stat``);
+* another mtime: the record is read from its file, and the folder's other answers are
+  forgotten (read again when asked for);
+* a folder changed within :data:`RACY_NS` of its ``stat`` is never trusted by its mtime (a
+  change in the same clock tick would not show).
 
-The index is written (atomically) by :meth:`KeyIndex.save` when anything in it changed; a
-missing, damaged or foreign index is an empty one, so the worst it costs is reading the
-records once more.
+The index holds only what one storyboard looks up, so it grows with the storyboard, not
+with the store (a project's store is shared by every storyboard in it). It is written
+atomically by :meth:`KeyIndex.save` when it learned something; a missing, damaged or foreign
+index is an empty one: the worst it costs is reading the records once more.
 """
 
 from __future__ import annotations
@@ -30,27 +33,36 @@ from typing import Any
 
 from storyboard.hashing import atomic_write, canonical_json
 
-__all__ = ["INDEX_FILE", "RACY_NS", "KeyIndex"]
+__all__ = ["INDEX_FOLDER", "RACY_NS", "KeyIndex"]
 
-#: The index's file name, at the store's root.
-INDEX_FILE = "keyindex.json"
-#: A folder changed this close before it was listed is listed again next time.
+#: The folder of the index files, in the store.
+INDEX_FOLDER = "keyindex"
+#: A folder changed this close before it was looked at is looked at again next time.
 RACY_NS = 2_000_000_000
 _FORMAT = 1
 
-# A folder as indexed: its mtime when listed (None: list it again) and its records by key,
-# each ``[size, mtime_ns, inode, record]`` (record None: the file is there but unreadable).
-_Folder = tuple[int | None, dict[str, list[Any]]]
+# What a key's file held: its record, or that it was missing or unreadable (as JSON: the
+# record, null, false).
+_MISSING = None
+_UNREADABLE = False
+_Answer = dict[str, Any] | None | bool
+# A folder as indexed: its mtime when trusted (None: not trusted) and the answers read then.
+_Folder = tuple[int | None, dict[str, _Answer]]
 
 
 class KeyIndex:
-    """The key records of one store, read through its index (thread-safe)."""
+    """The key records one storyboard reads from a store, through its index (thread-safe).
 
-    def __init__(self, root: Path) -> None:
+    Args:
+        root: the store's folder.
+        namespace: the storyboard's namespace in the store (the index's file name).
+    """
+
+    def __init__(self, root: Path, namespace: str) -> None:
         self.root = root
         self._keys = f"{root}/keys"
-        self._path = root / INDEX_FILE
-        self._folders: dict[str, _Folder] | None = None  # as loaded (or listed) so far
+        self._path = root / INDEX_FOLDER / f"{namespace}.json"
+        self._folders: dict[str, _Folder] | None = None  # loaded on first use
         self._dirty = False
         self._lock = threading.Lock()
 
@@ -58,14 +70,36 @@ class KeyIndex:
 
     def record(self, key: str) -> dict[str, Any] | None:
         """The parsed record of ``key`` (``None``: no record, or an unreadable one)."""
-        with self._lock:
-            entry = self._folder(key[:2])[1].get(key)
-        return entry[3] if entry is not None else None
+        answer = self._answer(key)
+        return answer if isinstance(answer, dict) else None
 
     def knows(self, key: str) -> bool:
         """Whether a record file of ``key`` exists (it may be unreadable)."""
+        return self._answer(key) is not _MISSING
+
+    def _answer(self, key: str) -> _Answer:
+        prefix = key[:2]
+        folder = f"{self._keys}/{prefix}"
         with self._lock:
-            return key in self._folder(key[:2])[1]
+            folders = self._load()
+            known = folders.get(prefix)
+            try:
+                mtime: int | None = os.stat(folder).st_mtime_ns
+            except OSError:
+                mtime = None
+            if known is not None and known[0] is not None and known[0] == mtime:
+                if key in known[1]:
+                    return known[1][key]
+                answers = known[1]  # the folder is as indexed: only this key is new
+            else:
+                answers = {}  # changed (or never trusted): what was read there is forgotten
+            # The folder's mtime was taken before the file is read: a change after it shows.
+            answer = _read(f"{folder}/{key}.json")
+            answers[key] = answer
+            trusted = mtime if mtime is not None and mtime < time.time_ns() - RACY_NS else None
+            folders[prefix] = (trusted, answers)
+            self._dirty = True
+            return answer
 
     def _load(self) -> dict[str, _Folder]:
         if self._folders is None:
@@ -83,113 +117,55 @@ class KeyIndex:
                             self._folders[name] = folder
         return self._folders
 
-    def _folder(self, prefix: str) -> _Folder:
-        """The folder ``keys/<prefix>`` as it is now: one ``stat`` when its mtime is the one
-        indexed, else listed again."""
-        folders = self._load()
-        known = folders.get(prefix)
-        path = f"{self._keys}/{prefix}"
-        try:
-            mtime: int | None = os.stat(path).st_mtime_ns
-        except OSError:
-            mtime = None
-        if known is not None and mtime is not None and known[0] == mtime:
-            return known
-        listed = self._list(path, mtime, known[1] if known is not None else {})
-        if listed != known:
-            folders[prefix] = listed
-            self._dirty = True
-        return listed
-
-    def _list(self, path: str, mtime: int | None, before: dict[str, list[Any]]) -> _Folder:
-        """List a folder again (``mtime``: stat'ed before listing), reading only the records
-        whose file changed."""
-        files: dict[str, list[Any]] = {}
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            return (None, files)  # no folder: no keys (and nothing to trust next time)
-        for entry in entries:
-            name = entry.name
-            if not name.endswith(".json") or name.startswith("."):
-                continue  # another file, or a write in progress
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            key = name[: -len(".json")]
-            stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-            old = before.get(key)
-            if old is not None and old[:3] == stamp:
-                files[key] = old
-                continue
-            files[key] = [*stamp, _read(entry.path)]
-        trusted = mtime is not None and mtime < time.time_ns() - RACY_NS
-        return (mtime if trusted else None, files)
-
     # -- writing (the per-key files are written by the store) ------------------------------
 
-    def wrote(self, key: str, record: dict[str, Any], file: Path) -> None:
-        """The store just wrote ``record`` to ``file`` (the record of ``key``)."""
-        with self._lock:
-            files = dict(self._folder(key[:2])[1])
-            try:
-                st = file.stat()
-            except OSError:
-                files.pop(key, None)
-            else:
-                files[key] = [st.st_size, st.st_mtime_ns, st.st_ino, record]
-            # The write changed the folder's mtime, and another process may have written in
-            # it since it was listed: it is listed again when next read (records reused).
-            self._untrust(key[:2], files)
+    def wrote(self, key: str, record: dict[str, Any]) -> None:
+        """The store just wrote ``record`` as the record of ``key``."""
+        self._changed(key, record)
 
     def removed(self, key: str) -> None:
         """The store removed the record of ``key``."""
-        with self._lock:
-            files = dict(self._folder(key[:2])[1])
-            files.pop(key, None)
-            self._untrust(key[:2], files)
+        self._changed(key, _MISSING)
 
-    def _untrust(self, prefix: str, files: dict[str, list[Any]]) -> None:
-        self._load()[prefix] = (None, files)
-        self._dirty = True
+    def _changed(self, key: str, answer: _Answer) -> None:
+        # The write changed the folder's mtime, and another process may have written in it
+        # since it was looked at: not trusted until it is looked at again.
+        with self._lock:
+            self._load()[key[:2]] = (None, {key: answer})
+            self._dirty = True
 
     def save(self) -> None:
-        """Write the index if it changed (best effort: it is only a copy)."""
+        """Write the index if it learned something (best effort: it is only a memo)."""
         with self._lock:
             if not self._dirty or self._folders is None or not self.root.is_dir():
                 return
-            folders = sorted(self._folders.items())
-            data = {"format": _FORMAT, "folders": {name: [m, f] for name, (m, f) in folders}}
+            trusted = {p: [m, a] for p, (m, a) in sorted(self._folders.items()) if m is not None}
             try:
-                atomic_write(self._path, canonical_json(data))
+                atomic_write(self._path, canonical_json({"format": _FORMAT, "folders": trusted}))
             except (OSError, ValueError):
                 return
             self._dirty = False
 
 
-def _read(path: str) -> dict[str, Any] | None:
+def _read(path: str) -> _Answer:
+    """What the record file at ``path`` holds: its record, missing, or unreadable."""
     try:
-        with open(path, "rb") as handle:  # noqa: PTH123 - a str path from scandir
-            data = json.loads(handle.read())
+        data = json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        return _MISSING
     except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        return _UNREADABLE
+    return data if isinstance(data, dict) else _UNREADABLE
 
 
 def _folder_from_json(value: Any) -> _Folder | None:
-    """A folder as the index holds it, or ``None`` when it is not one (then it is listed)."""
+    """A folder as the index holds it, or ``None`` when it is not one (then it is read)."""
     if not isinstance(value, list) or len(value) != 2:
         return None
-    mtime, files = value
-    if not (mtime is None or isinstance(mtime, int)) or not isinstance(files, dict):
+    mtime, answers = value
+    if not isinstance(mtime, int) or isinstance(mtime, bool) or not isinstance(answers, dict):
         return None
-    for entry in files.values():
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 4
-            and all(isinstance(n, int) for n in entry[:3])
-            and (entry[3] is None or isinstance(entry[3], dict))
-        ):
+    for answer in answers.values():
+        if not (answer is _MISSING or answer is _UNREADABLE or isinstance(answer, dict)):
             return None
-    return (mtime, files)
+    return (mtime, answers)

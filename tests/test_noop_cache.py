@@ -24,7 +24,7 @@ from storyboard import boardcache, keyindex
 from storyboard.cache import Store
 from storyboard.errors import InvalidStoryboard
 from storyboard.hashing import sha256_bytes
-from storyboard.keyindex import INDEX_FILE, KeyIndex
+from storyboard.keyindex import INDEX_FOLDER, KeyIndex
 from storyboard.loader import storyboard_path
 from storyboard.model import Storyboard
 from storyboard.plan import make_plan
@@ -401,15 +401,20 @@ def _age_folders(store: Store) -> None:
 
 
 def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every key record file the index reads from now on."""
     reads: list[str] = []
     real = keyindex._read
 
-    def counting(path: str) -> dict[str, object] | None:
+    def counting(path: str) -> object:
         reads.append(path)
         return real(path)
 
     monkeypatch.setattr(keyindex, "_read", counting)
     return reads
+
+
+def _index_file(store: Store) -> Path:
+    return store.root / INDEX_FOLDER / f"{store.namespace}.json"
 
 
 KEYS = [f"{i:02x}" * 32 for i in range(6)]
@@ -422,32 +427,47 @@ def test_a_noop_reads_the_index_not_one_file_per_key(
     for i, key in enumerate(KEYS):
         _put(store, tmp_path, key, f"clip {i}".encode())
     store.save()
-    index = store.root / INDEX_FILE
-    assert all(m is None for m, _ in json.loads(index.read_text())["folders"].values())
     reads = _reads(monkeypatch)
-    listed = _store(tmp_path)  # a later process: the folders just written in are listed again
-    assert all(listed.lookup(k) is not None for k in KEYS)
-    listed.save()
-    assert reads == []  # ... but the records in them are known by their files' stamps
+    fresh = _store(tmp_path)  # a later process, while the folders just written are recent:
+    assert all(fresh.lookup(k) is not None for k in KEYS)
+    fresh.save()
+    assert len(reads) == len(KEYS)  # ... every record is read from its file
     _age_folders(store)  # as folders that changed more than a moment ago
     settled = _store(tmp_path)
     assert [settled.lookup(k).shot for k in KEYS] == ["a"] * len(KEYS)  # type: ignore[union-attr]
     settled.save()
-    assert all(isinstance(m, int) for m, _ in json.loads(index.read_text())["folders"].values())
-    again = _store(tmp_path)
-    assert all(again.lookup(k) is not None for k in KEYS)
-    assert reads == []
+    assert len(reads) == 2 * len(KEYS)
+    folders = json.loads(_index_file(store).read_text())["folders"]
+    assert sorted(folders) == sorted(k[:2] for k in KEYS)
+    noop = _store(tmp_path)
+    assert all(noop.lookup(k) is not None for k in KEYS)
+    assert noop.lookup("ff" * 32) is None
+    assert len(reads) == 2 * len(KEYS) + 1  # the unknown key's file, and nothing else
+
+
+def test_the_index_is_the_storyboards_own(tmp_path: Path) -> None:
+    """A store is shared by every storyboard of a project: each indexes only its own keys."""
+    one = _store(tmp_path)
+    other = Store(tmp_path / "store", tmp_path / "other.yaml")
+    for i, key in enumerate(KEYS):
+        _put(one, tmp_path, key, f"clip {i}".encode())
+    _age_folders(one)
+    assert other.lookup(KEYS[0]) is not None
+    other.save()
+    mine = json.loads(_index_file(other).read_text())["folders"]
+    assert [list(answers) for _, answers in mine.values()] == [[KEYS[0]]]
 
 
 def test_a_recent_folder_is_not_trusted_by_its_mtime(tmp_path: Path) -> None:
     store = _store(tmp_path)
     _put(store, tmp_path, KEYS[0], b"one")
-    store.save()
+    _put(store, tmp_path, KEYS[1], b"two")
+    _age(store.root / "keys" / KEYS[1][:2])
     later = _store(tmp_path)
-    assert later.lookup(KEYS[0]) is not None
+    assert later.lookup(KEYS[0]) is not None and later.lookup(KEYS[1]) is not None
     later.save()
-    index = json.loads((store.root / INDEX_FILE).read_text())
-    assert index["folders"][KEYS[0][:2]][0] is None
+    folders = json.loads(_index_file(store).read_text())["folders"]
+    assert list(folders) == [KEYS[1][:2]]  # the folder changed just now is not kept
 
 
 def test_what_other_writers_do_is_seen(tmp_path: Path) -> None:
@@ -456,39 +476,41 @@ def test_what_other_writers_do_is_seen(tmp_path: Path) -> None:
     store = _store(tmp_path)
     for i, key in enumerate(KEYS[:3]):
         _put(store, tmp_path, key, f"clip {i}".encode())
-    store.save()
+    added = KEYS[1][:2] + "ee" * 31  # not there yet, in a folder the index trusts
     _age_folders(store)
     warm = _store(tmp_path)
-    assert warm.lookup(KEYS[0]) is not None
-    warm.save()  # the index now trusts these folders
+    assert all(warm.lookup(k) is not None for k in KEYS[:3])
+    assert warm.lookup(added) is None
+    warm.save()
+    assert _index_file(store).is_file()
 
     # Another writer, straight to the per-key files (as any version writes them).
-    other = store.root / "keys"
-    record = json.loads((other / KEYS[1][:2] / f"{KEYS[1]}.json").read_text())
-    gone = other / KEYS[0][:2] / f"{KEYS[0]}.json"
-    gone.unlink()  # gc removed it
-    moved = {**record, "shot": "moved"}
-    target = other / KEYS[1][:2] / f"{KEYS[1]}.json"
+    keys = store.root / "keys"
+    record = json.loads((keys / KEYS[1][:2] / f"{KEYS[1]}.json").read_text())
+    (keys / KEYS[0][:2] / f"{KEYS[0]}.json").unlink()  # gc removed it
+    target = keys / KEYS[1][:2] / f"{KEYS[1]}.json"
     tmp = target.with_name(".tmp")
-    tmp.write_text(json.dumps(moved))
+    tmp.write_text(json.dumps({**record, "shot": "moved"}))
     os.replace(tmp, target)  # rewritten by rename
-    new = other / KEYS[4][:2] / f"{KEYS[4]}.json"
-    new.parent.mkdir(parents=True, exist_ok=True)
-    new.write_text(json.dumps({**record, "key": KEYS[4]}))  # added (in a new folder)
+    (keys / added[:2] / f"{added}.json").write_text(json.dumps({**record, "key": added}))
 
     later = _store(tmp_path)
     assert later.lookup(KEYS[0]) is None and not later.knows(KEYS[0])
     assert later.lookup(KEYS[1]).shot == "moved"  # type: ignore[union-attr]
     assert later.lookup(KEYS[2]) is not None
-    assert later.lookup(KEYS[4]) is not None and later.knows(KEYS[4])
+    assert later.lookup(added) is not None and later.knows(added)
 
 
 def test_a_damaged_or_missing_index_is_an_empty_one(tmp_path: Path) -> None:
     store = _store(tmp_path)
     _put(store, tmp_path, KEYS[0], b"one")
-    store.save()
-    index = store.root / INDEX_FILE
-    for damage in (b"{", b"[]", b'{"format": 1, "folders": {"00": [1, {"x": [1]}]}}', None):
+    _age_folders(store)
+    warm = _store(tmp_path)
+    assert warm.lookup(KEYS[0]) is not None
+    warm.save()
+    index = _index_file(store)
+    wrong_record = b'{"format": 1, "folders": {"00": [1, {"x": [1]}]}}'
+    for damage in (b"{", b"[]", wrong_record, None):
         if damage is None:
             index.unlink()
         else:
@@ -528,8 +550,8 @@ def test_two_stores_of_one_root_in_one_process_see_each_others_writes(tmp_path: 
     assert two.lookup(KEYS[0]) is not None
 
 
-def test_the_index_is_one_file_beside_the_records(tmp_path: Path) -> None:
-    index = KeyIndex(tmp_path / "store")
-    assert index.record(KEYS[0]) is None
+def test_reading_creates_no_store(tmp_path: Path) -> None:
+    index = KeyIndex(tmp_path / "store", "ns")
+    assert index.record(KEYS[0]) is None and not index.knows(KEYS[0])
     index.save()
-    assert not (tmp_path / "store").exists()  # reading creates no store
+    assert not (tmp_path / "store").exists()
