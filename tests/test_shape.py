@@ -180,7 +180,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     # The journal before the store: adopting a store of an earlier version merges its
     # journal (issue 12); the journal itself imports only the kernel.
     ("journal",),
-    ("keyindex",),  # the store's key records in one file (issue 13)
+    ("keyindex",),  # the key records a storyboard reads, in one file (issue 13)
     ("cache",),
     ("keys", "plan"),
     ("lockfile",),
