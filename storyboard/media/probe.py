@@ -209,6 +209,13 @@ def _keyframes(path: Path, track: mp4.Track, length_size: int) -> tuple[int, ...
     return tuple(found)
 
 
+def _shown(track: mp4.Track, movie: mp4.Movie) -> float:
+    """Seconds of a track that are shown: its samples' durations, cut by its edit list."""
+    total = sum(count * delta for count, delta in track.deltas) / track.timescale
+    edited = sum(e.duration for e in track.edits if e.media_time >= 0) / max(movie.timescale, 1)
+    return min(total, edited) if edited > 0 else total
+
+
 def _video_copy(path: Path, track: mp4.Track, movie: mp4.Movie) -> tuple[VideoCopy, codecs.Sps]:
     avcc = codecs.parse_avcc(track.config)
     sps = codecs.parse_sps(avcc.sps[0])
@@ -219,12 +226,14 @@ def _video_copy(path: Path, track: mp4.Track, movie: mp4.Movie) -> tuple[VideoCo
     reorders = len({offset for _, offset in track.composition}) > 1
     start = track.composition[0][1] if track.composition else 0
     edits = [e for e in track.edits if e.media_time >= 0 or e.duration > 0]
+    shown = _shown(track, movie)
     timed = (
         bool(delta)
         and not reorders
         and len(edits) <= 1
         and all(e.media_time == start and e.rate == 1.0 for e in edits)
         and (bool(edits) or start == 0)  # the first sample is shown at 0
+        and shown * track.timescale >= total - delta / 2  # ... and the last one too
     )
     plain = (
         timed
@@ -295,7 +304,7 @@ def streams(path: Path) -> Streams | None:
         copy, sps = _video_copy(path, video, movie)
     except (ValueError, IndexError, OSError):
         return None
-    total = sum(count * delta for count, delta in video.deltas) / video.timescale
+    total = _shown(video, movie)
     sound = next((t for t in movie.tracks if t.handler == "soun" and t.count), None)
     audio = _audio_copy(sound) if sound is not None else None
     info = ClipInfo(total, sps.width, sps.height, copy.fps, sound is not None)
