@@ -321,7 +321,9 @@ def _cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.json and not args.quiet:
             models = sum(1 for s in board.shots if s.model and not s.skip)
             print(
-                f"{file}: valid ({len(board.shots)} shots, {models} rendered by a model)", file=out
+                f"{file}: valid ({len(board.shots)} shots, {models} rendered by a model; "
+                f"cut {board.output.describe()})",
+                file=out,
             )
     if args.json:
         print(json.dumps([p.to_json() for p in all_problems], indent=2), file=out)

@@ -269,3 +269,13 @@ def test_the_preview_cut_of_one_model_family_copies_its_clips(
     assert len(kite) == len(door) == 96
     assert got[:96] == kite and got[96:192] == door
     assert len(got) == 96 + 96 + 32  # the card: 1 s at 32 fps
+
+
+def test_validate_says_the_cut_format_it_resolved() -> None:
+    from tests.conftest import EXAMPLES, run_cli
+
+    minimal = run_cli("validate", str(EXAMPLES / "minimal" / "storyboard.yaml"))
+    assert minimal.code == 0
+    assert "cut 854x480 at 32 fps (auto)" in minimal.out
+    dawn = run_cli("validate", str(EXAMPLES / "dawn" / "storyboard.yaml"))
+    assert "cut 854x480 at 24 fps)" in dawn.out  # written in the file: no "(auto)"
