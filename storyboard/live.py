@@ -64,16 +64,11 @@ from storyboard.errors import (
 from storyboard.events import Event, Stage
 from storyboard.journal import Journal, JournalEntry
 from storyboard.plan import Plan, take_price
+from storyboard.polling import RenderTimes, Timing, wait_for_task
 from storyboard.providers import ProviderEntry, ProviderSetup, hosts, key_vars
 from storyboard.providers import entry as provider_entry
 from storyboard.providers.base import Failed, Job, Provider, Succeeded, TaskFinder, TaskRef
-from storyboard.render import (
-    Timing,
-    fetch_to_store,
-    take_error,
-    verified_upstream,
-    wait_for_task,
-)
+from storyboard.render import fetch_to_store, take_error, verified_upstream
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -124,10 +119,11 @@ def resolve_seed(seed: int | None, takes_seed: bool) -> int | None:
 
 
 def _poll_interval(environ: Mapping[str, str]) -> float:
-    """``STORYBOARD_POLL_INTERVAL``: seconds between status checks.
+    """``STORYBOARD_POLL_INTERVAL``: the least seconds between two status checks of a task.
 
     The default, 5 s, is what the providers advise for video; the emulator and the tests use
-    a small value.
+    a small value. Within it and ``Timing.poll_max`` each task is polled on a plan that fits
+    it (:mod:`storyboard.polling`): its expected length and the progress it reports.
     """
     raw = environ.get("STORYBOARD_POLL_INTERVAL", "5")
     try:
@@ -157,6 +153,13 @@ def _task_deadline(environ: Mapping[str, str]) -> float:
             f"STORYBOARD_TASK_DEADLINE must be a positive number of seconds, not {raw!r}"
         )
     return value
+
+
+def _age(known: JournalEntry | None) -> float:
+    """Seconds since an earlier run submitted the task (from the journal's intent); at least
+    a millisecond, so the task is asked about at once (it may be done)."""
+    since = known.intent_at if known is not None else None
+    return max(time.time() - since, 1e-3) if since else 1e-3
 
 
 def check_budget(plan: Plan, budget: float | None) -> None:
@@ -228,7 +231,7 @@ class LiveSession:
         environ: Mapping[str, str] | None = None,
         transport: Any = None,
         poll_interval: float | None = None,
-        poll_max: float = 30.0,
+        poll_max: float = Timing.poll_max,
         task_deadline: float | None = None,
         submit_deadline: float = Timing.submit_deadline,
         sleep: Callable[[float], Any] = anyio.sleep,
@@ -248,6 +251,8 @@ class LiveSession:
         self.forced = frozenset(forced)
         self.timing = Timing(poll_interval, poll_max, task_deadline, submit_deadline)
         self.sleep = sleep
+        # How long this run's tasks have taken: later tasks of the model are polled for it.
+        self.times = RenderTimes()
         self.board_file = board_file
         self._providers: dict[str, Provider] = {}
         # One lock per content digest: takes running at once that share an input upload it
@@ -473,6 +478,7 @@ class LiveSession:
         deadline = time.monotonic() + self.timing.task_deadline
         known = await self._db(partial(journal.get, job.key))
         task: TaskRef | None = None
+        fresh = False  # the task was submitted just now (not resumed): its length is learned
         seed = job.seed
         if known is not None:
             job = replace(job, attempt=known.attempt)  # a resent submit keeps its attempt
@@ -544,13 +550,15 @@ class LiveSession:
                 task = await self._submit(provider, job, emit, deadline, claim=not unsettled)
                 if task is None:
                     continue  # another run claimed it on the remote first: look again
+                fresh = not unsettled
                 # The task id is journalled: the list price is committed by this run, unless
                 # an earlier run sent this attempt (its money, as `spent` counts it).
                 price = None if unsettled else take_price(job.shot, job.spec)
                 stage("submitted", task.task_id, price)
             if team is not None:  # a task an earlier run here sent: its claim becomes ours
                 await team.adopt(job, task.task_id)
-            entry = await self._complete(provider, task, job, tmp, emit, deadline)
+            age = 0.0 if fresh else _age(known)
+            entry = await self._complete(provider, task, job, tmp, emit, deadline, age)
             if team is not None:
                 await team.stored(entry)
         except BaseException:
@@ -591,10 +599,12 @@ class LiveSession:
         tmp: Path,
         emit: Callable[[Event], None],
         deadline: float,
+        age: float = 0.0,
     ) -> ClipEntry:
-        """Wait for the task, download, verify and store its clip, and journal it done."""
+        """Wait for the task (``age`` seconds old: 0 when just submitted), download, verify
+        and store its clip, and journal it done."""
         journal = self.journal
-        status = await self._wait(provider, task, job, emit, deadline)
+        status = await self._wait(provider, task, job, emit, deadline, age)
         reported = status.reported
         info = Provenance(
             provider=provider.name,
@@ -941,11 +951,13 @@ class LiveSession:
         job: Job,
         emit: Callable[[Event], None],
         deadline: float,
+        age: float = 0.0,
     ) -> Succeeded:
         shot = job.shot
         status = await wait_for_task(
-            provider, task, job, emit, self.timing, self.sleep, deadline=deadline
-        )
+            provider, task, job, emit, self.timing, self.sleep, deadline=deadline,
+            times=self.times, age=age,
+        )  # fmt: skip
         if isinstance(status, Failed):
             said = redact_secrets(status.message, self.secrets())
             message = f"{provider.name} task {task.task_id} failed: {said}"

@@ -1,7 +1,10 @@
 """Stage 5, render: run the stale takes of a plan through a provider, as a DAG.
 
-One anyio task group over all shots; a ``CapacityLimiter`` per provider caps the tasks in
-flight; a shot waits for its upstream shot; a failed shot fails only its dependants. Without
+One anyio task group over all shots; the scheduler's slots per provider cap the tasks in
+flight and hand a freed slot to the waiting take with the longest chain of expected render
+ahead of it (:mod:`storyboard.scheduler`); a shot waits for its upstream shot; a failed shot
+fails only its dependants. Tasks are polled on a plan that fits them (:mod:`storyboard.polling`),
+and each rendered take reports its status requests (:class:`RenderedTake`). Without
 ``keep_going`` the first failure stops new work and lets running work finish; a take that
 resumes a task already paid for is never stopped (its output would be stranded). Finished
 clips are moved into the store as they complete, so an interruption loses only work in
@@ -17,11 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,29 +35,32 @@ from storyboard.cache import ClipEntry, Provenance, Store
 from storyboard.errors import (
     ClipCorrupt,
     DownloadError,
-    ProviderTimeout,
     RenderFailed,
     ShortOutput,
     ShotFailure,
     StoryboardError,
     TakeError,
     TaskFailed,
-    UnrecognisedStatus,
     UsageError,
 )
 from storyboard.events import Event, Stage
 from storyboard.plan import Plan, ShotPlan, TakePlan
+from storyboard.polling import (
+    MAX_UNRECOGNISED_POLLS,
+    Timing,
+    counting_polls,
+    shown_task_id,
+    typical_render_seconds,
+    wait_for_task,
+)
 from storyboard.providers.base import (
     Failed,
     Job,
     Provider,
-    Queued,
     Succeeded,
     TaskRef,
-    TaskStatus,
-    Unrecognised,
 )
-from storyboard.scheduler import Flight, Scheduler, adopt_clip
+from storyboard.scheduler import Flight, Node, Scheduler, adopt_clip
 
 __all__ = [
     "MAX_UNRECOGNISED_POLLS",
@@ -63,6 +68,7 @@ __all__ = [
     "Event",
     "ProviderRunner",
     "RenderReport",
+    "RenderedTake",
     "TakeRunner",
     "Timing",
     "fetch_to_store",
@@ -77,129 +83,35 @@ __all__ = [
 ]
 
 
+class RenderedTake(tuple[str, int]):
+    """``(shot, take)`` of a take this run rendered, with ``polls``: the status requests its
+    task needed (0 for a clip another take of the run rendered, or the remote had)."""
+
+    polls: int
+
+    def __new__(cls, shot: str, take: int, polls: int = 0) -> RenderedTake:
+        self = super().__new__(cls, (shot, take))
+        self.polls = polls
+        return self
+
+    def __getnewargs__(self) -> tuple[str, int, int]:
+        return (self[0], self[1], self.polls)
+
+
 @dataclass(frozen=True)
 class RenderReport:
-    """What a render did (failures are raised as :class:`RenderFailed`)."""
+    """What a render did (failures are raised as :class:`RenderFailed`).
+
+    ``rendered`` holds :class:`RenderedTake` items (a ``(shot, take)`` pair that also says
+    how many status requests its task took).
+    """
 
     rendered: tuple[tuple[str, int], ...]
     cached: tuple[tuple[str, int], ...]
 
 
-@dataclass(frozen=True)
-class Timing:
-    """How a task is waited for; every wait has a deadline."""
-
-    poll_interval: float = 0.0  # first wait between polls; it grows 1.5x per poll
-    poll_max: float = 30.0
-    # One deadline per take: the provider-busy resubmits and the polling of a live take all
-    # end by then (a video task that runs longer has gone wrong).
-    task_deadline: float = 3 * 3600.0
-    # A submit in flight finishes (shielded from Ctrl-C) within this, so its task id reaches
-    # the journal; past it the outcome is unknown.
-    submit_deadline: float = 120.0
-
-
 # What a take not started after a failure says.
 _STOPPED = "stopped after a failure"
-
-# Consecutive polls answered with a status the client does not know before the take fails
-# (the task stays journalled: a rerun resumes it).
-MAX_UNRECOGNISED_POLLS = 10
-
-
-def _shown_task_id(task: TaskRef, job: Job) -> str | None:
-    """The task id progress shows: none for a local task named by its generation key."""
-    return None if task.task_id == job.key else task.task_id
-
-
-async def wait_for_task(
-    provider: Provider,
-    task: TaskRef,
-    job: Job,
-    emit: Callable[[Event], None],
-    timing: Timing,
-    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
-    *,
-    deadline: float | None = None,
-) -> Succeeded | Failed:
-    """Poll ``task`` until it ends, with growing jittered waits and a deadline.
-
-    Args:
-        deadline: ``time.monotonic()`` by which the task must end (default:
-            ``timing.task_deadline`` from now); no poll or wait runs past it.
-
-    Raises:
-        ProviderTimeout: the task did not end before the deadline.
-        UnrecognisedStatus: the provider answered :data:`MAX_UNRECOGNISED_POLLS` polls in a
-            row with a status the client does not know.
-    """
-    shot = job.shot
-    shown = _shown_task_id(task, job)
-    end = deadline if deadline is not None else time.monotonic() + timing.task_deadline
-    attempt = 0
-    unrecognised = 0
-
-    def timeout() -> ProviderTimeout:
-        return ProviderTimeout(
-            f"{provider.name} task {task.task_id} of shot {shot.id} did not finish in time "
-            f"(deadline {timing.task_deadline:.0f} s)",
-            provider=provider.name,
-            shot=shot.id,
-            task_id=task.task_id,
-            hint="run the same command again: the task is resumed, not resubmitted",
-        )
-
-    async def poll() -> TaskStatus:
-        # A poll in flight at the deadline is cut short: no wait outlives the deadline.
-        with anyio.move_on_after(max(end - time.monotonic(), 0.0)):
-            return await provider.poll(task)
-        raise timeout()
-
-    while True:
-        status = await poll()
-        if isinstance(status, (Succeeded, Failed)):
-            return status
-        if isinstance(status, Unrecognised):
-            unrecognised += 1
-            if unrecognised >= MAX_UNRECOGNISED_POLLS:
-                raise UnrecognisedStatus(
-                    f"{provider.name} task {task.task_id} of shot {shot.id} reported the status "
-                    f"{status.status!r} {unrecognised} times in a row, and storyboard does not "
-                    "know what it means; the journal keeps the task, so a rerun resumes it",
-                    provider=provider.name,
-                    shot=shot.id,
-                    task_id=task.task_id,
-                    status=status.status,
-                    hint="run the same command again later: the task is resumed, not paid again",
-                )
-            emit(
-                Event(
-                    shot.id, job.take, shot.takes, "rendering", None,
-                    f"status {status.status!r}", stage="running", task_id=shown,
-                )
-            )  # fmt: skip
-        else:
-            unrecognised = 0
-            if isinstance(status, Queued):
-                emit(
-                    Event(
-                        shot.id, job.take, shot.takes, "rendering", stage="queued",
-                        task_id=shown, position=status.position,
-                    )
-                )  # fmt: skip
-            else:
-                emit(
-                    Event(
-                        shot.id, job.take, shot.takes, "rendering", status.progress,
-                        stage="running", task_id=shown,
-                    )
-                )  # fmt: skip
-        remaining = end - time.monotonic()
-        if remaining <= 0:
-            raise timeout()
-        delay = min(timing.poll_max, timing.poll_interval * (1.5**attempt), remaining)
-        await sleep(random.uniform(0.5 * delay, delay) if delay > 0 else 0.0)
-        attempt += 1
 
 
 async def fetch_to_store(
@@ -217,7 +129,7 @@ async def fetch_to_store(
     ``emit`` receives the ``downloading`` and ``verifying`` stages of the take.
     """
     shot = job.shot
-    shown = _shown_task_id(task, job)
+    shown = shown_task_id(task, job)
 
     def stage(name: Stage) -> None:
         if emit is not None:
@@ -586,6 +498,7 @@ async def _render_async(
     cached: list[tuple[str, int]] = []
     tmp = store.tmp_dir() / f"run-{time.time_ns()}"
     tmp.mkdir(parents=True, exist_ok=True)
+    board = scheduler.board(_nodes(plan))
 
     def fail(job: Job, exc: Exception) -> None:
         shot = job.shot
@@ -622,6 +535,7 @@ async def _render_async(
         )
         flight = scheduler.flight(take.key)
         if flight is not None:  # another take of this run renders the same key: once is enough
+            board.skip(shot.id)
             return await shared(job, flight)
         owner = (f"{label}/{shot.id}" if label else shot.id) + (
             f" take {take.take}" if shot.takes > 1 else ""
@@ -638,21 +552,31 @@ async def _render_async(
     async def own(job: Job, upstream_key: str | None) -> ClipEntry | Literal["failed", "skipped"]:
         shot, take = job.shot, job.take
         emit(Event(shot.id, take, shot.takes, "queued"))
-        async with scheduler.limiter(runner.provider_name(job)):
-            try:
-                # After a failure no new work starts, but a task already paid for is always
-                # resumed and downloaded (a provider's output links expire).
-                if scheduler.stopping and not await runner.resumes(job):
-                    emit(Event(shot.id, take, shot.takes, "skipped", message=_STOPPED))
-                    return "skipped"
+        ticket = board.ask(shot.id, take, runner.provider_name(job))
+        try:
+            await ticket.wait()  # cancelled while waiting: it was never started
+        except BaseException:
+            board.finished(shot.id, ticket, rendered=False)
+            raise
+        stored = False
+        try:
+            # After a failure no new work starts, but a task already paid for is always
+            # resumed and downloaded (a provider's output links expire).
+            if scheduler.stopping and not await runner.resumes(job):
+                emit(Event(shot.id, take, shot.takes, "skipped", message=_STOPPED))
+                return "skipped"
+            with counting_polls() as polls:
                 entry = await runner.run(job, tmp=tmp, upstream_key=upstream_key, emit=emit)
-            except anyio.get_cancelled_exc_class():
-                emit(Event(shot.id, take, shot.takes, "interrupted"))
-                raise
-            except Exception as exc:
-                fail(job, exc)
-                return "failed"
-        rendered.append((shot.id, take))
+            stored = True
+        except anyio.get_cancelled_exc_class():
+            emit(Event(shot.id, take, shot.takes, "interrupted"))
+            raise
+        except Exception as exc:
+            fail(job, exc)
+            return "failed"
+        finally:
+            board.finished(shot.id, ticket, rendered=stored)
+        rendered.append(RenderedTake(shot.id, take, polls.count))
         emit(Event(shot.id, take, shot.takes, "done", 1.0))
         return entry
 
@@ -685,7 +609,7 @@ async def _render_async(
         except Exception as exc:
             fail(job, exc)
             return False
-        rendered.append((shot.id, take))
+        rendered.append(RenderedTake(shot.id, take))
         emit(Event(shot.id, take, shot.takes, "done", 1.0, f"shared with {flight.owner}"))
         return True
 
@@ -708,6 +632,7 @@ async def _render_async(
             ok[sp.id] = False
         finally:
             done[sp.id].set()
+            board.settle(sp.id)
 
     async def render_shot(sp: ShotPlan) -> None:
         if sp.kind != "model" or not plan.in_scope(sp.id):
@@ -759,6 +684,7 @@ async def _render_async(
     except BaseExceptionGroup as group:
         raise _from_group(group, failures) from None
     finally:
+        board.close()
         with anyio.CancelScope(shield=True):
             await runner.aclose()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -766,3 +692,15 @@ async def _render_async(
     if failures:
         raise RenderFailed(failures)
     return RenderReport(tuple(rendered), tuple(cached))
+
+
+def _nodes(plan: Plan) -> list[Node]:
+    """The plan's shots as the scheduler weighs them: what each renders, for how long."""
+    nodes = []
+    for sp in plan.shots:
+        spec = sp.shot.spec
+        renders = sp.kind == "model" and spec is not None and plan.in_scope(sp.id)
+        seconds = typical_render_seconds(spec.id, sp.seconds) if spec is not None else 0.0
+        takes = len(sp.stale_takes) if renders else 0
+        nodes.append(Node(sp.id, sp.shot.upstream, seconds, takes))
+    return nodes

@@ -185,7 +185,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("keys", "plan"),
     ("lockfile",),
     ("remote_base", "remote", "teamwork"),  # the project's remote store and claims (issue 12)
-    ("scheduler", "render", "live", "preflight"),
+    ("polling", "scheduler", "render", "live", "preflight"),
     ("stitcher", "cutter", "seams", "workfolder", "timeline", "takecheck"),
     ("pipeline",),
     ("batch",),  # many storyboards in one run, one scheduler (issue 12)
