@@ -310,7 +310,12 @@ def run_report(report: BuildReport, args: argparse.Namespace, file: str) -> dict
     return {
         "storyboard": str(plan.board.path),
         "backend": plan.backend,
-        "rendered": [{"shot": s, "take": t} for s, t in report.rendered],
+        # polls: the status requests the take's task needed (null when the run failed and
+        # its rendered takes were read back from the store).
+        "rendered": [
+            {"shot": r[0], "take": r[1], "polls": getattr(r, "polls", None)}
+            for r in report.rendered
+        ],
         "up_to_date": [{"shot": s, "take": t} for s, t in report.up_to_date],
         "pulled": [{"shot": s, "take": t} for s, t in report.pulled],
         "outside_only": list(report.outside_only),
