@@ -205,6 +205,7 @@ def test_a_trim_that_starts_on_a_keyframe_is_copied(
     assert packets(out) == packets(clips.bars)[12:42]
 
 
+@pytest.mark.slow
 def test_a_trim_between_keyframes_encodes_only_the_partial_gop(
     clips: Clips, tmp_path: Path, encoder_runs: list[list[str]]
 ) -> None:
@@ -219,6 +220,7 @@ def test_a_trim_between_keyframes_encodes_only_the_partial_gop(
     ffmpeg("-xerror", "-i", str(out), "-f", "null", "-")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["wide", "fps30", "untagged", "bframes"])
 def test_what_does_not_conform_is_normalised(
     clips: Clips, tmp_path: Path, encoder_runs: list[list[str]], name: str
@@ -233,6 +235,7 @@ def test_what_does_not_conform_is_normalised(
     ffmpeg("-xerror", "-i", str(out), "-f", "null", "-")
 
 
+@pytest.mark.slow
 def test_clips_whose_parameter_sets_clash_are_not_both_copied(
     clips: Clips, tmp_path: Path, encoder_runs: list[list[str]]
 ) -> None:
@@ -411,6 +414,7 @@ def test_every_seam_is_drawn_by_ffmpeg_as_it_used_to_look(
     assert np.mean(difference) < floor + 2, (floor, difference)
 
 
+@pytest.mark.slow
 def test_a_seam_sounds_as_it_used_to(clips: Clips, tmp_path: Path) -> None:
     # bars sounds 440 Hz and grid 660 Hz: in a crossfade bars fades out while grid fades in;
     # in a fade both are silent in the middle.
