@@ -59,6 +59,7 @@ __all__ = [
     "Inputs",
     "beside",
     "cached",
+    "checked",
     "keep",
     "lookup",
     "read_source",
@@ -70,10 +71,11 @@ __all__ = [
 _FORMAT = 1
 #: A file changed this close before the check began is not trusted by its stamp alone.
 RACY_NS = 2_000_000_000
-# The modules whose code decides what a storyboard checks to, and the schema they read.
+# The modules whose code decides what a storyboard checks to (and the keys a plan makes of
+# it: plans remember keys per entry), and the schema they read.
 _CHECKING = (
-    "__init__", "boardcache", "catalog", "errors", "hashing", "loader", "mediainfo", "model",
-    "paths", "project", "rules", "schema", "suggest", "templating", "validate",
+    "__init__", "boardcache", "catalog", "errors", "hashing", "keys", "loader", "mediainfo",
+    "model", "paths", "plan", "project", "rules", "schema", "suggest", "templating", "validate",
 )  # fmt: skip
 _PACKAGE = Path(__file__).resolve().parent
 _SCHEMAS = (
@@ -104,10 +106,12 @@ class Inputs:
 
 @dataclasses.dataclass(frozen=True)
 class Checked:
-    """A cache hit: the board, and whether its entry should be written again (a stamp was
-    confirmed by its digest)."""
+    """A cache hit: the board, the identity of its entry (the sha256 of the entry: the
+    plan's generation keys are remembered for it, see :mod:`storyboard.keyindex`), and
+    whether the entry should be written again (a stamp was confirmed by its digest)."""
 
     board: Storyboard
+    identity: str = ""
     refresh: Inputs | None = None
 
 
@@ -140,12 +144,18 @@ def cached(path: Path, overrides: Mapping[str, Any], *, write: bool = False) -> 
     ``write``: the store may be written (the entry again when a stamp was confirmed by its
     digest, and the digest memo); without it, nothing is written.
     """
-    checked = lookup(path, overrides, write=write)
-    if checked is None or not still_safe(checked.board):
+    found = checked(path, overrides, write=write)
+    return found.board if found is not None else None
+
+
+def checked(path: Path, overrides: Mapping[str, Any], *, write: bool = False) -> Checked | None:
+    """:func:`cached`, with the identity of the entry the board came from."""
+    found = lookup(path, overrides, write=write)
+    if found is None or not still_safe(found.board):
         return None
-    if write and checked.refresh is not None:
-        save(checked.board, overrides, checked.refresh)
-    return checked.board
+    if write and found.refresh is not None:
+        save(found.board, overrides, found.refresh)
+    return found
 
 
 def keep(
@@ -265,8 +275,11 @@ def lookup(
     """
     started = time.time_ns()
     entry_path = _entry_path(path)
-    entry = _read_entry(entry_path) if entry_path is not None else None
-    if entry is None or entry.get("key") != _key(path, overrides):
+    read = _read_entry(entry_path) if entry_path is not None else None
+    if read is None:
+        return None
+    entry, identity = read
+    if entry.get("key") != _key(path, overrides):
         return None
     if source is None:
         source = read_source(path)
@@ -283,16 +296,18 @@ def lookup(
     if confirmed is None:
         return None
     refresh = Inputs(entry["source"], started, includes) if confirmed else None
-    return Checked(board, refresh)
+    return Checked(board, identity, refresh)
 
 
-def _read_entry(entry_path: Path) -> dict[str, Any] | None:
+def _read_entry(entry_path: Path) -> tuple[dict[str, Any], str] | None:
+    """The entry and its checksum (its identity), or ``None``."""
     try:
         raw = entry_path.read_bytes()
     except OSError:
         return None
     check, _, body = raw.partition(b"\n")
-    if check.decode("ascii", "replace") != sha256_bytes(body):
+    identity = sha256_bytes(body)
+    if check.decode("ascii", "replace") != identity:
         return None
     try:
         entry = json.loads(body)
@@ -300,7 +315,7 @@ def _read_entry(entry_path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(entry, dict) or entry.get("format") != _FORMAT:
         return None
-    return entry
+    return entry, identity
 
 
 def _text_digest(name: str) -> str | None:

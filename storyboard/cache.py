@@ -223,8 +223,9 @@ class Store:
         self.root = root
         self.namespace = sha256_bytes(str(storyboard_path).encode())[:16]
         self.memo = DigestMemo(root / "digests.json")
-        # The key records this storyboard reads, in one file (keys/ stays the truth).
-        self._index = KeyIndex(root, self.namespace)
+        # The key records this storyboard reads, and its last plan's keys, in one file (keys/
+        # stays the truth).
+        self.index = KeyIndex(root, self.namespace)
         self._object_dirs: dict[str, Path] = {}
         # Objects this process read in full and found intact: path -> (size, mtime_ns).
         self._verified: dict[str, tuple[int, int]] = {}
@@ -315,7 +316,7 @@ class Store:
 
     def lookup(self, key: str) -> ClipEntry | None:
         """The clip a generation key produced, if it is in the store and intact."""
-        raw = self._index.record(key)
+        raw = self.index.record(key)
         if raw is None:
             return None
         try:
@@ -339,7 +340,7 @@ class Store:
 
     def knows(self, key: str) -> bool:
         """Whether ``key`` ever produced a clip here (its entry exists, the clip may not)."""
-        return self._index.knows(key)
+        return self.index.knows(key)
 
     def verified(self, entry: ClipEntry) -> bool:
         """Whether ``entry``'s object really holds the bytes its digest names (a full read).
@@ -385,7 +386,7 @@ class Store:
             # Best effort: an object that cannot be deleted fails every later verify too.
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-        self._index.removed(entry.key)
+        self.index.removed(entry.key)
 
     def locate(
         self,
@@ -435,7 +436,7 @@ class Store:
             atomic_write(self._entry_path(entry.key), canonical_json(record))
         except OSError:
             return False
-        self._index.wrote(entry.key, record)
+        self.index.wrote(entry.key, record)
         return True
 
     def put(
@@ -476,7 +477,7 @@ class Store:
             atomic_write(self._entry_path(key), canonical_json(record))
         except OSError as exc:
             raise StoreError(f"cannot write to the store at {self.root}: {exc.strerror}") from exc
-        self._index.wrote(key, record)
+        self.index.wrote(key, record)
         return ClipEntry(key, digest, target, seconds, size, shot, take, known)
 
     # -- what each shot was rendered from ---------------------------------------------------
@@ -689,7 +690,7 @@ class Store:
     def save(self) -> None:
         existed = not self._ignore_pending or self.root.is_dir()
         self.memo.save()
-        self._index.save()
+        self.index.save()
         if self._ignore_pending and self.root.is_dir():
             self._mark(created=not existed)  # the memo may have made the store (a plan's)
 

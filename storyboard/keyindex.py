@@ -20,6 +20,12 @@ The index holds only what one storyboard looks up, so it grows with the storyboa
 with the store (a project's store is shared by every storyboard in it). It is written
 atomically by :meth:`KeyIndex.save` when it learned something; a missing, damaged or foreign
 index is an empty one: the worst it costs is reading the records once more.
+
+It also remembers, per backend, the generation keys the last plan made
+(:meth:`KeyIndex.generation_keys`), valid for the checked board they were made from (the
+identity of its :mod:`storyboard.boardcache` entry, which changes with the code that makes
+keys) and the digests of its input files; the plan uses them only for takes it finds in the
+store, and makes the key of every take it would render from its material.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +70,7 @@ class KeyIndex:
         self._keys = f"{root}/keys"
         self._path = root / INDEX_FOLDER / f"{namespace}.json"
         self._folders: dict[str, _Folder] | None = None  # loaded on first use
+        self._plans: dict[str, dict[str, Any]] = {}  # backend -> generation keys (loaded too)
         self._dirty = False
         self._lock = threading.Lock()
 
@@ -115,7 +123,50 @@ class KeyIndex:
                         folder = _folder_from_json(value)
                         if folder is not None:
                             self._folders[name] = folder
+                plans = data.get("plans")
+                if isinstance(plans, dict):
+                    self._plans = {b: p for b, p in plans.items() if _is_plan(p)}
         return self._folders
+
+    # -- the generation keys of the last plan ---------------------------------------------
+
+    def generation_keys(
+        self, board: str, backend: str, inputs: Mapping[str, str]
+    ) -> Mapping[str, Sequence[str]] | None:
+        """``shot id -> the key of each take`` as the last plan of ``backend`` made them, if
+        it planned the same checked ``board`` with the same input ``digests`` (path ->
+        sha256); else ``None``."""
+        with self._lock:
+            self._load()
+            plan = self._plans.get(backend)
+            if plan is None or plan["board"] != board or plan["inputs"] != inputs:
+                return None
+            takes: Mapping[str, Sequence[str]] = plan["takes"]
+            return takes
+
+    def remember_keys(
+        self,
+        board: str,
+        backend: str,
+        inputs: Mapping[str, str],
+        takes: Mapping[str, Sequence[str]],
+    ) -> None:
+        """Remember the generation keys a plan of ``board`` made (see :meth:`generation_keys`)."""
+        with self._lock:
+            self._load()
+            self._plans[backend] = {
+                "board": board,
+                "inputs": dict(inputs),
+                "takes": {shot: list(keys) for shot, keys in takes.items()},
+            }
+            self._dirty = True
+
+    def forget_keys(self, backend: str) -> None:
+        """Forget the generation keys remembered for ``backend``."""
+        with self._lock:
+            self._load()
+            if self._plans.pop(backend, None) is not None:
+                self._dirty = True
 
     # -- writing (the per-key files are written by the store) ------------------------------
 
@@ -140,8 +191,9 @@ class KeyIndex:
             if not self._dirty or self._folders is None or not self.root.is_dir():
                 return
             trusted = {p: [m, a] for p, (m, a) in sorted(self._folders.items()) if m is not None}
+            data = {"format": _FORMAT, "folders": trusted, "plans": self._plans}
             try:
-                atomic_write(self._path, canonical_json({"format": _FORMAT, "folders": trusted}))
+                atomic_write(self._path, canonical_json(data))
             except (OSError, ValueError):
                 return
             self._dirty = False
@@ -156,6 +208,22 @@ def _read(path: str) -> _Answer:
     except (OSError, ValueError):
         return _UNREADABLE
     return data if isinstance(data, dict) else _UNREADABLE
+
+
+def _is_plan(value: Any) -> bool:
+    """Whether ``value`` is the generation keys of a plan as the index holds them."""
+    if not isinstance(value, dict) or not isinstance(value.get("board"), str):
+        return False
+    inputs, takes = value.get("inputs"), value.get("takes")
+    return (
+        isinstance(inputs, dict)
+        and all(isinstance(d, str) for d in inputs.values())
+        and isinstance(takes, dict)
+        and all(
+            isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+            for keys in takes.values()
+        )
+    )
 
 
 def _folder_from_json(value: Any) -> _Folder | None:

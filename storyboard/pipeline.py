@@ -278,13 +278,14 @@ def _plan(
     force: Iterable[str] = (),
     force_all: bool = False,
     output: Path | None = None,
+    board_id: str | None = None,
 ) -> Plan:
     """Read the facts, plan, and record in the store the clips the plan found by the lock."""
     check_selection(board, only, force)  # a usage error before the lock is read
     facts = known_facts(board, store, backend)
     plan = make_plan(
         board, store, backend=backend, only=only, force=force, force_all=force_all,
-        output=output, facts=facts,
+        output=output, facts=facts, board_id=board_id,
     )  # fmt: skip
     for entry in plan.adopted:
         store.link(entry)
@@ -294,16 +295,20 @@ def _plan(
 def _open(options: _Options) -> tuple[Plan, Store]:
     """Load the storyboard and plan it (the store's memo is not saved yet)."""
     # Checked before and unchanged (the usual no-op): the checking stages are not even
-    # imported (load_storyboard would find the same entry).
-    board = boardcache.cached(boardcache.resolve(options.path), options.variables, write=True)
-    if board is None:
+    # imported (load_storyboard would find the same entry), and the plan may use the keys
+    # its last plan of this board made.
+    found = boardcache.checked(boardcache.resolve(options.path), options.variables, write=True)
+    if found is not None:
+        board, board_id = found.board, found.identity
+    else:
         from storyboard.validate import load_storyboard
 
         board = load_storyboard(options.path, overrides=options.variables, remember=True)
+        board_id = None
     store = Store.for_storyboard(board.path)
     plan = _plan(
         board, store, options.backend, only=options.only, force=options.force,
-        force_all=options.force_all, output=options.output,
+        force_all=options.force_all, output=options.output, board_id=board_id,
     )  # fmt: skip
     return plan, store
 

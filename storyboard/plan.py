@@ -597,12 +597,18 @@ def make_plan(
     force_all: bool = False,
     output: Path | None = None,
     facts: Facts | None = None,
+    board_id: str | None = None,
 ) -> Plan:
     """Plan a render: keys, staleness and cost of every shot, and the state of the cut.
 
-    Read-only: nothing is written to the store. ``facts`` is what the lock and the journal
-    know (a live plan without them plans as if neither existed; the pipeline reads them, see
-    :func:`storyboard.pipeline.known_facts`).
+    Read-only: nothing is written to the store (its index learns what was read, kept by
+    :meth:`Store.save`). ``facts`` is what the lock and the journal know (a live plan without
+    them plans as if neither existed; the pipeline reads them, see
+    :func:`storyboard.pipeline.known_facts`). ``board_id``: the identity of the checked
+    board in the store (:attr:`storyboard.boardcache.Checked.identity`); with it, the keys
+    the last plan of the same board and inputs made are used for the takes found in the
+    store (a no-op hashes no material), and every other take's key is made from its
+    material and must be the same, else the plan is made again without them.
 
     Raises:
         UsageError: ``--only`` or ``--force`` name a shot that does not exist.
@@ -630,6 +636,16 @@ def make_plan(
                 ) from exc
         sources[value] = media.source
         return value
+
+    # The keys the last plan of this very board made, for the same input files.
+    inputs: dict[str, str] = {}
+    memo: Mapping[str, Sequence[str]] | None = None
+    if board_id is not None:
+        for media in (m for s in board.shots if not s.skip for m in s.media()):
+            if media.path is not None:
+                inputs[str(media.path)] = digest(media)
+        memo = store.index.generation_keys(board_id, backend, inputs)
+    made: dict[str, list[str]] = {}
 
     adopted: list[ClipEntry] = []
 
@@ -665,10 +681,21 @@ def make_plan(
             upstream_key = sel.key if sel is not None else None
         forced = force_all or shot.id in force_set
         takes: list[TakePlan] = []
+        known_keys = memo.get(shot.id) if memo is not None else None
+        if known_keys is not None and len(known_keys) != shot.takes:
+            known_keys = None
         for n in range(1, shot.takes + 1):
             material = generation_material(shot, spec, n, backend, digest, upstream_key)
-            key = generation_key(material)
+            key = known_keys[n - 1] if known_keys is not None else generation_key(material)
             clip = None if forced else lookup(key, shot.id, n)
+            if clip is None and known_keys is not None and generation_key(material) != key:
+                # A remembered key that is not the material's: forget them all, plan again.
+                store.index.forget_keys(backend)
+                return make_plan(
+                    board, store, backend=backend, only=only_set, force=force_set,
+                    force_all=force_all, output=output, facts=facts, board_id=board_id,
+                )  # fmt: skip
+            made.setdefault(shot.id, []).append(key)
             takes.append(TakePlan(n, key, take_seed(shot, n), material, clip))
         seconds = spec.clip_seconds(shot.duration)
         per_take = take_price(shot, spec)
@@ -710,6 +737,8 @@ def make_plan(
             if shot_id not in selected and sp.kind == "model":
                 plans[shot_id] = replace(sp, cost=0.0)  # not rendered by this run
 
+    if board_id is not None and made != memo:
+        store.index.remember_keys(board_id, backend, inputs, made)
     shots = tuple(plans[s.id] for s in board.shots)
     out = cut_path(board, backend, output)
     clips = {

@@ -382,6 +382,114 @@ def test_values_json_would_change_are_not_kept(board: Project) -> None:
     assert not _entry(board).exists()
 
 
+# -- the generation keys of the last plan ----------------------------------------------------
+
+
+def _filled(project: Project) -> list[str]:
+    """Every take of the board in its store (stand-in bytes: a plan reads no clip), aged;
+    the keys in plan order."""
+    from storyboard.pipeline import plan_build
+
+    plan = plan_build(project.file)
+    store = Store.for_storyboard(plan.board.path)
+    for sp in plan.shots:
+        for take in sp.takes:
+            clip = project.root / "clip.mp4"
+            clip.write_bytes(f"clip of {take.key}".encode())
+            store.put(take.key, clip, seconds=sp.seconds, shot=sp.id, take=take.take)
+    store.save()
+    for folder in (store.root / "keys").iterdir():
+        _age(folder)
+    return [t.key for sp in plan.shots for t in sp.takes]
+
+
+def _hashes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every material the plan hashes from now on."""
+    from storyboard import plan as plan_module
+
+    made: list[object] = []
+    real = plan_module.generation_key
+
+    def counting(material: object) -> str:
+        made.append(material)
+        return real(material)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plan_module, "generation_key", counting)
+    return made
+
+
+def test_a_noop_plan_hashes_no_material(board: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storyboard.pipeline import plan_build
+
+    keys = _filled(board)
+    plan_build(board.file)  # remembers the keys of this board
+    hashed = _hashes(monkeypatch)
+    plan = plan_build(board.file)
+    assert hashed == []
+    assert [t.key for sp in plan.shots for t in sp.takes] == keys
+    assert all(t.fresh for sp in plan.shots for t in sp.takes) and plan.stitch == "stale"
+
+
+def test_keys_are_made_again_when_an_input_changed(
+    board: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storyboard.pipeline import plan_build
+
+    before = _filled(board)
+    plan_build(board.file)
+    write_image(board.root / "refs" / "b.png", (1, 2, 3))
+    _age(board.root / "refs" / "b.png")
+    hashed = _hashes(monkeypatch)
+    plan = plan_build(board.file)
+    assert len(hashed) == len(before)  # every key made from its material
+    b = plan.shot("b")
+    assert b.status == "stale" and b.takes[0].key != before[1]
+    assert plan.shot("a").takes[0].key == before[0]
+    checked = load_storyboard(board.file)
+    fresh = make_plan(checked, Store.for_storyboard(checked.path))
+    assert [t.key for sp in plan.shots for t in sp.takes] == [
+        t.key for sp in fresh.shots for t in sp.takes
+    ]
+
+
+def test_remembered_keys_are_for_the_digests_they_were_made_with(board: Project) -> None:
+    """The same checked board (a file rewritten in place, size and mtime kept) whose input
+    digests are not the remembered ones (the digest memo was deleted): keys are made again."""
+    from storyboard.pipeline import plan_build
+
+    before = _filled(board)
+    plan_build(board.file)
+    ref = board.root / "refs" / "b.png"
+    st = ref.stat()
+    data = bytearray(ref.read_bytes())
+    data[-30:-20] = bytes(10)
+    with ref.open("r+b") as handle:
+        handle.write(data)
+    os.utime(ref, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (board.root / ".storyboard" / "digests.json").unlink()
+    plan = plan_build(board.file)
+    assert plan.shot("b").takes[0].key != before[1] and plan.shot("b").status == "stale"
+
+
+def test_a_wrong_remembered_key_is_never_used_for_a_take_to_render(board: Project) -> None:
+    """The remembered keys only ever name takes found in the store: a take to render gets
+    the key of its material, and one key that is not its material's drops them all."""
+    from storyboard.pipeline import plan_build
+
+    keys = _filled(board)
+    plan_build(board.file)
+    store = Store.for_storyboard(storyboard_path(board.file))
+    index = _index_file(store)
+    data = json.loads(index.read_text())
+    data["plans"]["preview"]["takes"]["b"] = ["0" * 64]  # no such take in the store
+    index.write_text(json.dumps(data))
+    plan = plan_build(board.file)
+    assert [t.key for sp in plan.shots for t in sp.takes] == keys
+    assert all(t.fresh for sp in plan.shots for t in sp.takes)
+    remembered = json.loads(index.read_text())["plans"]["preview"]["takes"]
+    assert [k for sp in plan.shots for k in remembered.get(sp.id, [])] == keys  # put right
+
+
 # -- the key index -------------------------------------------------------------------------------
 
 
