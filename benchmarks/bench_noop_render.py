@@ -175,6 +175,11 @@ def main() -> None:
     )
     cpu_f, cpu_n = statistics.median(cpu_floor), statistics.median(cpu_noop)
     print(f"CPU (user + system): floor {cpu_f:.3f} s, no-op {cpu_n:.3f} s, {cpu_n / cpu_f:.2f}x")
+    print(
+        f"fastest runs (least disturbed by other work): floor {min(t_floor):.3f} s, no-op "
+        f"{min(t_noop):.3f} s, {min(t_noop) / min(t_floor):.2f}x; CPU "
+        f"{min(cpu_noop) / min(cpu_floor):.2f}x"
+    )
 
 
 def _profile(board: Path) -> None:
