@@ -306,7 +306,11 @@ def test_live_render_json_reports_what_was_spent_at_list_price(
         assert first.code == 0, first.err
         report = json.loads(first.out)
         assert report["backend"] == "live"
-        assert report["rendered"] == [{"shot": "a", "take": 1}]
+        # Each rendered take also says how many status requests its task needed (issue 13).
+        assert [{k: r[k] for k in ("shot", "take")} for r in report["rendered"]] == [
+            {"shot": "a", "take": 1}
+        ]
+        assert all(isinstance(r["polls"], int) and r["polls"] >= 1 for r in report["rendered"])
         assert report["spent"] == {"usd": pytest.approx(PRICE), "takes": 1}
         assert report["outside_only"] == ["c"] and report["not_stitched"]["missing"] == ["c"]
         assert "--live" in report["not_stitched"]["hint"]
