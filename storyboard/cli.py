@@ -303,7 +303,7 @@ def _print_problems(problems: Sequence[Problem], err: TextIO) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from storyboard.templating import parse_set
+    from storyboard.overrides import parse_set
     from storyboard.validate import load_storyboard
 
     overrides = parse_set(args.set)
@@ -339,7 +339,7 @@ def _cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _build_args(args: argparse.Namespace) -> dict[str, Any]:
     """The pipeline's arguments from a command's options (each command has its own)."""
-    from storyboard.templating import parse_set
+    from storyboard.overrides import parse_set
 
     return {
         "live": getattr(args, "live", False),

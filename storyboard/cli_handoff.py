@@ -74,8 +74,8 @@ def _open(args: argparse.Namespace, *, stitch: bool) -> tuple[Plan, Store]:
     """The plan of ``args.file`` and its store; with ``stitch``, the cut made current first
     when every shot is rendered (a re-stitch: nothing is rendered, nothing is spent)."""
     from storyboard.cache import Store
+    from storyboard.overrides import parse_set
     from storyboard.pipeline import plan_build, restitch
-    from storyboard.templating import parse_set
 
     variables = parse_set(args.set)
     plan = plan_build(args.file, live=args.live, variables=variables)
@@ -205,9 +205,9 @@ def cmd_review(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from storyboard.overrides import parse_set
     from storyboard.pipeline import plan_build
     from storyboard.review.server import ChangeEvent, ReviewServer
-    from storyboard.templating import parse_set
 
     variables = parse_set(args.set)
     folder = None
