@@ -171,7 +171,9 @@ class PreviewProvider:
         self._done: dict[str, Path | str] = {}
 
     async def submit(self, job: Job) -> TaskRef:
-        out = self.workdir / f"{job.key}.mp4"
+        # Named by this process too: two runs on one store (a project's, a batch beside a
+        # render) may draw the same key at once and must not write each other's files.
+        out = self.workdir / f"{job.key}.{os.getpid()}.mp4"
         try:
             await anyio.to_thread.run_sync(render_preview, job, out)
             self._done[job.key] = out
