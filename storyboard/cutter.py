@@ -15,7 +15,7 @@ frames; a transition overlaps its two neighbours. The cut is made of:
    clip before its first IDR picture when its visible part starts between two ("the
    partial GOP"). Pieces are cached by a digest of everything that shapes them.
 3. **Seams**: each transition is one small clip, rendered by one ffmpeg process from the
-   two windows of the sources (:mod:`storyboard.seams`), encoded like the pieces.
+   two windows of the sources (:mod:`storyboard.seams`), encoded for speed.
 4. **Sound**: one AAC track (:mod:`storyboard.media.audiotrack`): the clips' own packets
    where one clip is heard alone, encoded runs where transitions mix two (or the soundtrack
    plays under everything), packets of silence where nothing sounds.
@@ -23,8 +23,8 @@ frames; a transition overlaps its two neighbours. The cut is made of:
    ffmpeg involved, into a temp file that is then renamed.
 
 Why the copies join: every picture of the cut decodes with the one sample description the
-cut declares. Pieces and seams carry parameter set id
-:data:`~storyboard.media.encoding.PARAMETER_SET_ID`; copied clips keep theirs, and the
+cut declares. Pieces and seams carry parameter set ids of their own
+(:data:`~storyboard.media.encoding.RESERVED_IDS`); copied clips keep theirs, and the
 description lists them all. Two copied clips whose parameter sets share an id but differ
 are not both copied: the one with more frames is, the other is re-encoded.
 
@@ -75,7 +75,7 @@ from storyboard.errors import MediaError, StitchError
 from storyboard.media import audiotrack, mux, probe
 from storyboard.media.audiotrack import Voice
 from storyboard.media.encoding import (
-    PARAMETER_SET_ID,
+    RESERVED_IDS,
     SAMPLE_RATE,
     samples,
     temp_sibling,
@@ -101,6 +101,8 @@ TRANSITIONS: frozenset[str] = frozenset(_REGISTRY_TRANSITIONS)
 # Bump when anything that changes the bytes of a cached piece or seam changes (encoder
 # settings, filter graphs): old cache entries then simply stop being found.
 _CACHE_VERSION = "cutter/3"
+# The same, for seams only (their encoder settings changed; pieces are still valid).
+_SEAM_VERSION = "seams/2"
 # Transitions whose sound dips to silence in the middle; all others crossfade.
 _DIPS = frozenset({"fade"})
 
@@ -374,11 +376,14 @@ def _window(plan: _Plan, spec: CutSpec, first: int, count: int) -> seams.Window:
     """Frames ``first .. first + count - 1`` of a segment, as the cut shows them."""
     video = plan.source.video
     frame = plan.first_frame + first if video and video.timed and video.fps == spec.fps else None
+    keys = video.keyframes if video is not None else ()
+    at = bisect.bisect_left(keys, frame) if frame is not None else len(keys)
     source = plan.card_png or plan.segment.clip
     assert source is not None
     return seams.window(
         source, plan.source.start, frame, plan.source.colour,
         (spec.width, spec.height, spec.fps, spec.fit), first, count,
+        keyframe=at < len(keys) and keys[at] == frame,
     )  # fmt: skip
 
 
@@ -428,7 +433,7 @@ def _copyable(plan: _Plan, spec: CutSpec) -> bool:
         and video.plain
         and (video.width, video.height) == (spec.width, spec.height)
         and video.fps == spec.fps
-        and PARAMETER_SET_ID not in (video.sps_id, video.pps_id)
+        and not RESERVED_IDS & {video.sps_id, video.pps_id}
         and plan.first_frame + plan.source.frames <= video.frames
     )
 
@@ -658,7 +663,7 @@ def _make_cut(
             name = digest(
                 _CACHE_VERSION,
                 {"a": plan.key(spec, n - k, k), "b": nxt.key(spec, 0, k + after),
-                 "transition": plan.segment.transition, "frames": k},
+                 "transition": plan.segment.transition, "frames": k, "v": _SEAM_VERSION},
             )  # fmt: skip
             path = folders["seams"] / f"{name}.mov"
             spans.append(mux.Span(path, "vide", 0, k + after))

@@ -96,6 +96,12 @@ def frames(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(-1, H, W, 3)
 
 
+def frames_yuv(path: Path) -> np.ndarray:
+    """The pictures as stored: planar 4:2:0, each as one row of bytes (Y, then U, then V)."""
+    raw = ffmpeg("-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-")
+    return np.frombuffer(raw, np.uint8).reshape(-1, W * H * 3 // 2)
+
+
 def sound(path: Path) -> np.ndarray:
     """The first audio stream, decoded (edit list applied) to 48 kHz stereo floats."""
     raw = ffmpeg("-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ac", "2", "-ar", "48000", "-")
@@ -395,10 +401,13 @@ def test_every_seam_is_drawn_by_ffmpeg_as_it_used_to_look(
     seams_run = [r for r in ran if "libx264" in r]
     assert len(seams_run) == 1  # one process draws the seam; no per-frame Python
     graph = seams_run[0][seams_run[0].index("-filter_complex") + 1]
-    assert ("xfade" in graph) == (transition != "fade")
-    got = frames(out).astype(np.float64)
+    assert ("xfade" in graph) == transition.startswith(("wipe-", "slide-"))
+    # A crossfade mixes the pictures as they are stored (YUV), the other transitions in RGB
+    # (what xfade converts to): the same look, but where a saturated colour's RGB clips.
+    decode = frames_yuv if transition == "crossfade" else frames
+    got = decode(out).astype(np.float64)
     assert len(got) == 48 + 36 - k
-    a_window, b_window = frames(clips.bars)[48 - k :], frames(clips.grid)[:k]
+    a_window, b_window = decode(clips.bars)[48 - k :], decode(clips.grid)[:k]
     # What re-encoding alone costs these tiny, busy pictures: every seam's first frame is
     # A's last window's first frame, encoded again.
     floor = np.abs(got[48 - k] - a_window[0]).mean()
@@ -412,6 +421,54 @@ def test_every_seam_is_drawn_by_ffmpeg_as_it_used_to_look(
     # between the source's samples: saturated test patterns smear a little there.
     assert max(difference) < floor + 8, (floor, difference)
     assert np.mean(difference) < floor + 2, (floor, difference)
+
+
+@pytest.mark.parametrize("k", [12, 10])  # A's window starts on an IDR picture (36), or not (38)
+def test_a_seam_shows_the_frames_of_its_windows_exactly(
+    clips: Clips, tmp_path: Path, encoder_runs: list[list[str]], k: int
+) -> None:
+    out = tmp_path / "cut.mp4"
+    a = clip(clips.bars, transition="wipe-left", transition_seconds=k / FPS)
+    cut([a, clip(clips.grid)], SPEC, out, tmp_path / "w")
+    (run,) = [r for r in encoder_runs if "libx264" in r]
+    first = 48 - k
+    # A window that starts on an IDR picture is decoded from it, not from the one before.
+    assert ("-noaccurate_seek" in run) == (first % 6 == 0)
+    got, bars = frames(out).astype(float), frames(clips.bars).astype(float)
+    # The wipe's first frame is all A: the very frame the window starts at, not a neighbour.
+    # (Re-encoding alone costs these tiny, busy pictures some 3-5 levels on average; a
+    # neighbouring frame differs by 9 or more.)
+    near = [np.abs(got[first] - bars[first + d]).mean() for d in (-1, 0, 1)]
+    assert near[1] < 6 and near[1] < 0.7 * min(near[0], near[2]), near
+
+
+def test_seams_carry_parameter_sets_of_their_own(
+    clips: Clips, tmp_path: Path, encoder_runs: list[list[str]]
+) -> None:
+    out = tmp_path / "cut.mp4"
+    card = Segment(None, CardSpec("Title", 0.5), key="card")
+    a = clip(clips.bars, transition="crossfade", transition_seconds=0.5)
+    cut([card, a, clip(clips.grid)], SPEC, out, tmp_path / "w")
+    pictures = [r for r in encoder_runs if "libx264" in r]
+    seam, piece = sorted(pictures, key=lambda r: -r.count("-i"))  # two windows; a card
+    assert "-noaccurate_seek" in seam and "ultrafast" in seam and "veryfast" in piece
+    record = codecs.parse_avcc(mp4.read(out).tracks[0].config)
+    # the clips' own (0), the pieces' (1) and the seams' (2): each picture decodes with its own
+    assert sorted(codecs.parse_sps(s).sps_id for s in record.sps) == [0, 1, 2]
+    assert sorted(codecs.pps_ids(p)[0] for p in record.pps) == [0, 1, 2]
+    assert len(frames(out)) == 12 + 48 + 36 - 12
+    ffmpeg("-xerror", "-i", str(out), "-f", "null", "-")
+
+
+@pytest.mark.parametrize("ids", ["sps-id=1", "sps-id=2"])
+def test_a_clip_that_uses_the_cuts_own_parameter_set_ids_is_normalised(
+    tmp_path: Path, encoder_runs: list[list[str]], ids: str
+) -> None:
+    odd = make(tmp_path / "odd.mp4", "testsrc2", 1, video=[*X264, "-x264-params", ids])
+    out = tmp_path / "cut.mp4"
+    cut([clip(odd)], SPEC, out, tmp_path / "w")
+    assert video_runs(encoder_runs) == [24]
+    ffmpeg("-xerror", "-i", str(out), "-f", "null", "-")
 
 
 @pytest.mark.slow

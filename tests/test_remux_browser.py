@@ -91,7 +91,7 @@ def test_chromium_decodes_copied_clips_and_encoded_pieces_in_one_cut(
     out = tmp_path / "cut.mp4"
     assert cut(segments, CutSpec(W, H, FPS), out, tmp_path / "w") == 3.75
     record = codecs.parse_avcc(mp4.read(out).tracks[0].config)
-    assert sorted(codecs.parse_sps(s).sps_id for s in record.sps) == [0, 1]
+    assert sorted(codecs.parse_sps(s).sps_id for s in record.sps) == [0, 1, 2]
     (tmp_path / "index.html").write_text(PAGE, encoding="utf-8")
 
     with chromium() as driver:
@@ -111,3 +111,8 @@ def test_chromium_decodes_copied_clips_and_encoded_pieces_in_one_cut(
         assert shown, (first, last, seen)
         for rgb in shown:
             assert max(abs(g - c) for g, c in zip(rgb, colour, strict=True)) < 40, (first, rgb)
+    # The crossfade between them, a seam (parameter sets 2): red turning into blue.
+    mixed = [rgb for t, *rgb in seen if 2.78 < t < 2.97]
+    assert mixed, seen
+    for r, g, b in mixed:
+        assert g < 40 and abs(r + b - 255) < 60, (r, g, b)
