@@ -526,12 +526,17 @@ def _holding(
     err: TextIO,
 ) -> int:
     """Run ``command`` holding, shared, the store of every storyboard it names, so that
-    ``storyboard gc`` keeps out of a store while a render or a stitch uses it."""
-    from storyboard.gc import hold_store
+    ``storyboard gc`` keeps out of a store while a render or a stitch uses it (waiting, with
+    a word on stderr, while a gc runs)."""
+    from storyboard.locks import hold_store
 
     with contextlib.ExitStack() as stack:
         for root in _stores(args.files):
-            stack.enter_context(hold_store(root))
+
+            def waiting(root: Path = root) -> None:
+                print(f"waiting for `storyboard gc` to finish with the store {root} ...", file=err)
+
+            stack.enter_context(hold_store(root, on_wait=waiting))
         return command(args, out, err)
 
 

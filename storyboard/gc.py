@@ -45,13 +45,14 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from storyboard.errors import LockUnreadable, StoryboardError, UsageError
 from storyboard.hashing import atomic_write, canonical_json, sha256_bytes
+from storyboard.locks import STORE_LOCK, hold_store
 from storyboard.paths import UnsafePath
 from storyboard.sharing import (
     Listed,
@@ -82,8 +83,6 @@ __all__ = [
     "hold_store",
 ]
 
-#: The store's lock file: renders hold it shared, gc exclusive (never waited for).
-STORE_LOCK = ".lock"
 #: Seconds a remote object stays safe from ``gc --remote`` after it was written.
 REMOTE_GRACE = 3600.0
 
@@ -249,41 +248,6 @@ class Collected:
             "removals": [r.to_json() for r in self.removals],
             "remote": self.remote.to_json() if self.remote is not None else None,
         }
-
-
-# -- the store's lock ------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def hold_store(root: Path, *, exclusive: bool = False) -> Iterator[bool]:
-    """Hold the store's lock (:data:`STORE_LOCK`); yields whether it was taken.
-
-    Shared (renders) waits for it: renders run side by side and wait only while a gc runs.
-    Exclusive (gc) does not wait: it yields ``False`` at once when anyone holds it. Where
-    there is no ``flock`` or the store cannot hold the file, a shared lock yields ``False``
-    and the caller goes on; an exclusive one is never taken.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield False
-        return
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / STORE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        yield False
-        return
-    try:
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
-        except OSError:
-            taken = False
-        else:
-            taken = True
-        yield taken
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 # -- what is kept ----------------------------------------------------------------------------

@@ -18,9 +18,11 @@ import os
 import stat
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from storyboard.locks import flock
 
 __all__ = ["Pruned", "digest", "prune", "run_jobs", "work_lock", "write_json"]
 
@@ -99,36 +101,19 @@ def run_jobs(
 _WORK_FOLDERS = ("lengths", "pieces", "seams", "audio", "tmp")
 
 
-@contextlib.contextmanager
-def work_lock(work_dir: Path, *, exclusive: bool = False) -> Iterator[bool]:
+def work_lock(
+    work_dir: Path, *, exclusive: bool = False
+) -> contextlib.AbstractContextManager[bool]:
     """Hold the lock of a work folder; yields whether it was taken.
 
     Shared (the default) waits for it: cuts run side by side, and only wait while a prune
-    runs (a prune is quick). Exclusive does not wait: it yields ``False`` at once when a cut
-    holds the lock. Where there is no ``flock`` (not POSIX) or the file system refuses it,
-    a shared lock yields ``False`` and the cut goes on; an exclusive one is never taken.
+    runs (a prune is quick), at most :data:`~storyboard.locks.LOCK_DEADLINE` (then
+    :class:`~storyboard.locks.LockTimeout`). Exclusive does not wait: it yields ``False`` at
+    once when a cut holds the lock. Where there is no ``flock`` (not POSIX) or the file
+    system refuses it, a shared lock yields ``False`` and the cut goes on; an exclusive one
+    is never taken.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield False
-        return
-    try:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(work_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        yield False
-        return
-    try:
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
-        except OSError:
-            taken = False
-        else:
-            taken = True
-        yield taken
-    finally:
-        os.close(fd)  # closing releases the lock
+    return flock(work_dir / ".lock", exclusive=exclusive, holder="a prune of the work folder")
 
 
 def prune(work_dir: Path, keep: Collection[Path]) -> Pruned:
