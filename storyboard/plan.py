@@ -293,6 +293,7 @@ class Plan:
             "cost": self.cost,
             "stitch": self.stitch,
             "cut": str(self.cut),
+            "format": self.board.output.to_json(),  # the cut's, ``auto`` resolved
             "edit_key": self.edit_key,
         }
 

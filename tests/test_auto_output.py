@@ -279,3 +279,18 @@ def test_validate_says_the_cut_format_it_resolved() -> None:
     assert "cut 854x480 at 32 fps (auto)" in minimal.out
     dawn = run_cli("validate", str(EXAMPLES / "dawn" / "storyboard.yaml"))
     assert "cut 854x480 at 24 fps)" in dawn.out  # written in the file: no "(auto)"
+
+
+def test_plan_json_gives_the_cut_format_it_resolved(project: Project) -> None:
+    _load(project, _board(None, V4_SHOTS))
+    assert project.plan()["format"] == {
+        "fps": 32,
+        "resolution": "480p",
+        "aspect_ratio": "16:9",
+        "width": 854,
+        "height": 480,
+        "auto": ["fps", "resolution"],
+    }
+    _load(project, _board({"fps": 24, "resolution": "720p"}, V4_SHOTS))
+    fixed = project.plan()["format"]
+    assert (fixed["width"], fixed["height"], fixed["fps"], fixed["auto"]) == (1280, 720, 24, [])
