@@ -299,7 +299,8 @@ def _prices(plan: Plan, store: Store) -> dict[str, float]:
         price = take_price(sp.shot, spec)
         forced = sp.id in plan.forced
         for take in sp.stale_takes:
-            if forced or take.key not in paid:
+            # a take the journal resumes, or the project's remote holds, is not bought
+            if forced or (take.key not in paid and take.take not in sp.on_remote):
                 prices[take.key] = price
     return prices
 
@@ -357,6 +358,7 @@ def plan_many(
     force: Iterable[str] | bool | None = None,
     force_all: bool = False,
     budget: float | None = None,
+    remote: bool = True,
 ) -> BatchPlan:
     """Plan every storyboard of ``paths`` (files or folders) as one run; nothing is spent.
 
@@ -379,7 +381,7 @@ def plan_many(
         try:
             plan = plan_build(
                 path, live=live, variables=variables, only=only, force=force,
-                force_all=force_all,
+                force_all=force_all, remote=remote,
             )  # fmt: skip
             store = Store.for_storyboard(plan.board.path)
             entries.append((label, plan, store))

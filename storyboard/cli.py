@@ -127,8 +127,8 @@ def _epilog(command: str) -> str:
 # is refused with a hint naming the commands that do take it (see `_check_options`).
 _TAKES: dict[str, tuple[str, ...]] = {
     "validate": ("--set", "--json", "-q"),
-    "plan": ("--live", "--set", "--only", "--force", "--force-all", "--budget", "-o", "--json",
-             "-q", "-v"),
+    "plan": ("--live", "--set", "--only", "--force", "--force-all", "--budget", "--no-remote",
+             "-o", "--json", "-q", "-v"),
     "render": ("--live", "--set", "--only", "--force", "--force-all", "--jobs", "--budget",
                "--keep-going", "--no-remote", "-o", "--json", "-q", "-v"),
     "stitch": ("--live", "--set", "-o", "--json", "-q"),
@@ -360,10 +360,18 @@ def _one_file(args: argparse.Namespace) -> None:
 def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from storyboard.pipeline import check_budget, plan_build
 
+    remote = not args.no_remote
     if is_batch(args):
-        return cmd_plan_many(args, out, err, {**_build_args(args), **_selection(args)})
+        build = {**_build_args(args), **_selection(args), "remote": remote}
+        return cmd_plan_many(args, out, err, build)
     _one_file(args)
-    plan = plan_build(args.file, **_build_args(args), **_selection(args))
+    plan = plan_build(args.file, **_build_args(args), **_selection(args), remote=remote)
+    if plan.remote_problem is not None:
+        print(
+            f"warning: {plan.remote_problem}; the estimate counts every stale take, also "
+            "those a render would pull from the remote",
+            file=err,
+        )
     verdict = check_budget(plan, args.budget)
     budget, fits = verdict.budget, verdict.fits
     code = EXIT_OK if fits else BudgetExceeded.exit_code

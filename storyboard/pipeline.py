@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -279,10 +279,15 @@ def _plan(
     force_all: bool = False,
     output: Path | None = None,
     board_id: str | None = None,
+    on_remote: frozenset[str] = frozenset(),
 ) -> Plan:
-    """Read the facts, plan, and record in the store the clips the plan found by the lock."""
+    """Read the facts, plan, and record in the store the clips the plan found by the lock.
+
+    ``on_remote``: keys the project's remote holds (:func:`_look_in_remote`)."""
     check_selection(board, only, force)  # a usage error before the lock is read
     facts = known_facts(board, store, backend)
+    if on_remote:
+        facts = replace(facts, remote=on_remote)
     plan = make_plan(
         board, store, backend=backend, only=only, force=force, force_all=force_all,
         output=output, facts=facts, board_id=board_id,
@@ -325,11 +330,13 @@ def plan_build(
     force: Iterable[str] | bool | None = None,
     force_all: bool = False,
     output: str | Path | None = None,
+    remote: bool = True,
 ) -> Plan:
     """What :func:`build` would do with the same arguments, and what it would cost.
 
     Nothing is rendered or bought; the store learns only file digests and clips the lock
-    names.
+    names. ``remote``: (live) look in the project's remote, when it names one, for the
+    stale takes a render would pull instead of paying (nothing is pulled).
 
     Raises:
         InvalidStoryboard: the storyboard has problems.
@@ -339,11 +346,40 @@ def plan_build(
     """
     options = _options(
         path, live=live, variables=variables, only=only, force=force, force_all=force_all,
-        output=output,
+        output=output, remote=remote,
     )  # fmt: skip
     plan, store = _open(options)
+    if options.live and options.remote:
+        plan = _look_in_remote(plan, store, options)
     store.save()
     return plan
+
+
+def _look_in_remote(plan: Plan, store: Store, options: _Options) -> Plan:
+    """(a live plan) The plan again, knowing which stale takes the project's remote holds:
+    a render pulls those instead of paying for them. A remote that cannot be looked in is
+    said in :attr:`Plan.remote_problem`, and the plan counts every stale take."""
+    keys = {t.key for sp in plan.to_render if sp.id not in plan.forced for t in sp.stale_takes}
+    if not keys:
+        return plan
+    from storyboard.project import find_project
+    from storyboard.remote_base import RemoteError
+    from storyboard.teamwork import Team
+
+    board = plan.board
+    try:
+        team = Team.open(find_project(board.path), store, board=board.path)
+        if team is None or not team.pull:
+            return plan
+        held = team.held(keys)
+    except RemoteError as exc:
+        return replace(plan, remote_problem=str(exc))
+    if not held:
+        return plan
+    return _plan(
+        board, store, plan.backend, only=options.only, force=options.force,
+        force_all=options.force_all, output=options.output, on_remote=held,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

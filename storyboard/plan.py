@@ -74,8 +74,8 @@ class Reason:
     * ``take``: take ``new`` was added (``old``: how many takes there were);
     * ``clip``: the clip is gone from the store (``name``: the take, when there are several);
     * ``render``: never rendered; ``force``: ``--force``; ``task``: a take an earlier live
-      run paid for (``new``: its journal state, ``name``: the shot); ``settings``: none of
-      the above (another endpoint or provider).
+      run paid for (``new``: its journal state, ``name``: the shot); ``remote``: ``new``
+      takes a render pulls from the remote; ``settings``: another endpoint or provider.
 
     ``str()`` says it for people (``duration 5 → 6``, ``prompt changed``, ``refs/bird.png
     changed``); :meth:`to_json` is the ``plan --json`` form.
@@ -92,6 +92,9 @@ class Reason:
             return "not rendered yet"
         if f == "force":
             return "forced"
+        if f == "remote":
+            many = f"{self.new} takes " if isinstance(self.new, int) and self.new > 1 else ""
+            return f"{many}on the project's remote: pulled, not paid"
         if f == "task":
             return _JOURNAL_REASONS[str(self.new)].format(id=self.name)
         if f == "take":
@@ -181,6 +184,7 @@ class ShotPlan:
     takes: tuple[TakePlan, ...] = ()
     seconds: float = 0.0  # length of the new footage each take contributes
     reasons: tuple[Reason, ...] = ()  # why it is stale, structured (``reason`` says it)
+    on_remote: tuple[int, ...] = ()  # (live plan) stale takes the project's remote holds
 
     @property
     def id(self) -> str:
@@ -219,6 +223,7 @@ class Plan:
     # Clips found only through the lock (another checkout's store index lacks their keys):
     # fresh in this plan; the pipeline records them in the store (planning writes nothing).
     adopted: tuple[ClipEntry, ...] = ()
+    remote_problem: str | None = None  # (live) why the remote could not be looked in
 
     @property
     def cost(self) -> float:
@@ -280,6 +285,7 @@ class Plan:
                             "seed": t.seed,
                             "fresh": t.fresh,
                             "will_render": self.will_render(s.id, t.take),
+                            "on_remote": t.take in s.on_remote,
                         }
                         for t in s.takes
                     ],
@@ -294,6 +300,7 @@ class Plan:
             "stitch": self.stitch,
             "cut": str(self.cut),
             "format": self.board.output.to_json(),  # the cut's, ``auto`` resolved
+            "remote_problem": self.remote_problem,
             "edit_key": self.edit_key,
         }
 
@@ -404,10 +411,12 @@ class Facts:
             when the store's own index does not know the key, as in another checkout).
         tasks: generation key -> the journal's facts of a take an earlier live run submitted
             (resumed, not bought again, unless forced).
+        remote: keys the project's remote holds: a render pulls them for nothing.
     """
 
     locked: Mapping[str, LockedTake] = field(default_factory=dict)
     tasks: Mapping[str, TaskFacts] = field(default_factory=dict)
+    remote: frozenset[str] = frozenset()
 
 
 def _journal_reason(facts: TaskFacts, shot_id: str, now: float) -> Reason:
@@ -702,6 +711,7 @@ def make_plan(
         per_take = take_price(shot, spec)
         stale = [t for t in takes if not t.fresh]
         paid = [] if forced else [t for t in stale if t.key in known.tasks]
+        pulled = [] if forced else [t for t in stale if t.key in known.remote and t not in paid]
         reasons: tuple[Reason, ...] = ()
         if forced:
             reasons = (Reason("force"),)
@@ -712,7 +722,9 @@ def make_plan(
                 cut_shots = _cut_shots(board, backend, output, store)
             previous = _previous(cut_shots, store, backend, shot.id)
             reasons = _why(previous, takes, shot, sources, store)
-        new = len(stale) - len(paid)
+        if pulled:
+            reasons = (Reason("remote", new=len(pulled)), *reasons)
+        new = len(stale) - len(paid) - len(pulled)
         cost = 0.0 if backend == "preview" else round(per_take * new, 6)
         plans[shot.id] = ShotPlan(
             shot=shot,
@@ -724,6 +736,7 @@ def make_plan(
             takes=tuple(takes),
             seconds=seconds,
             reasons=reasons,
+            on_remote=tuple(t.take for t in pulled),
         )
 
     selected: set[str] = set()

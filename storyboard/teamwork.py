@@ -29,7 +29,7 @@ the provider said the task failed. ``$STORYBOARD_HOST`` names this machine in cl
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -195,6 +195,23 @@ class Team:
             RemoteUnavailable: it cannot be reached or used; nothing was submitted.
         """
         self.remote.check(claims=self.push)
+
+    def held(self, keys: Iterable[str], *, jobs: int = 8) -> frozenset[str]:
+        """Which of ``keys`` the remote holds a key record for (a look: nothing is moved or
+        written; a pull still checks the bytes).
+
+        Raises:
+            RemoteError: the remote cannot be reached or read.
+        """
+        wanted = sorted(set(keys))
+        if not wanted:
+            return frozenset()
+        self.remote.check()  # a missing folder or bucket holds nothing, but is an error
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(wanted)))) as pool:
+            found = list(pool.map(self.remote.has_key, wanted))
+        return frozenset(k for k, here in zip(wanted, found, strict=True) if here)
 
     def pull_stale(self, plan: Plan, *, jobs: int = 8) -> tuple[tuple[str, int], ...]:
         """Pull every stale take in scope (not forced) that the remote has.

@@ -185,9 +185,8 @@ def test_hard_cuts_join_by_stream_copy(
     # the sound of bars and blue is encoded (other rates, seams of silence at the joins).
     encodes = [c for c in ffmpeg_calls if "libx264" in c]
     assert len(encodes) == 3
-    assert all(
-        c[c.index("-frames:v") + 1] == n for c, n in zip(encodes, ["48", "36", "24"], strict=True)
-    )
+    # (the pieces are encoded side by side: in any order)
+    assert sorted(int(c[c.index("-frames:v") + 1]) for c in encodes) == [24, 36, 48]
 
     # Warm: pieces and sound are cached; the cut is written by copying samples, no ffmpeg.
     ffmpeg_calls.clear()

@@ -168,6 +168,7 @@ def _short(edge: Edge) -> tuple[str, str]:
 STAGES: tuple[tuple[str, ...], ...] = (
     # kernel: imported by all, imports nothing above it
     ("errors", "model", "hashing", "events", "paths", "project", "catalog", "suggest"),
+    ("locks",),  # file locks whose waits end: the store's and the work folders'
     ("overrides",),  # --set values, read first by the command line (issue 13)
     ("loader",),
     ("schema",),

@@ -343,6 +343,64 @@ def test_a_machine_killed_after_its_submits_is_waited_for_then_taken_over(
     assert a.cut.read_bytes() == b.cut.read_bytes()
 
 
+def test_plan_live_counts_nothing_for_what_the_remote_holds(
+    machines: tuple[Machine, Machine], remote_spot: RemoteSpot, provider: Callable[..., Provider]
+) -> None:
+    a, b = machines
+
+    def plan(machine: Machine, *extra: str) -> Result:
+        with _chdir(machine.root), _environ(STORYBOARD_HOST=machine.name):
+            return run_cli("plan", "--live", *extra, "storyboard.yaml")
+
+    emu = provider()
+    before = plan(b, "--json")
+    assert before.code == 0, before.err
+    price = before.json()["cost"]
+    assert price > 0
+    assert not any(t["on_remote"] for s in before.json()["shots"] for t in s["take_plan"])
+    assert a.render().code == 0
+    mark = emu.mark()
+
+    after = plan(b, "--json")
+    assert after.code == 0, after.err
+    data = after.json()
+    assert data["cost"] == 0 and data["remote_problem"] is None
+    stale = [t for s in data["shots"] for t in s["take_plan"] if t["will_render"]]
+    assert stale and all(t["on_remote"] for t in stale)
+    assert all("on the project's remote" in s["reason"] for s in data["shots"] if s["will_render"])
+    table = plan(b)
+    assert "on the project's remote: pulled, not paid" in table.out
+    alone = plan(b, "--no-remote", "--json")  # working alone, it would pay for them again
+    assert alone.json()["cost"] == price
+    assert emu.emu.requests[mark:] == []  # a plan asks no provider anything
+    assert b.render("--budget", "0").code == 0  # and the render agrees: it costs nothing
+
+
+@pytest.mark.parametrize("where", ["s3", "folder"])
+def test_plan_live_with_a_remote_it_cannot_reach_warns_and_counts_every_take(
+    tmp_path: Path, provider: Callable[..., Provider], aws_env: None, where: str
+) -> None:
+    import socket
+
+    spot = RemoteSpot("folder", str(tmp_path / "not-mounted" / "renders"))
+    if where == "s3":
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+        spot = RemoteSpot(
+            "s3", "s3://team-bucket/dawn", {"endpoint_url": f"http://127.0.0.1:{port}"}
+        )
+    a = _machine(tmp_path, "machine-a", spot.toml())
+    provider()
+    with _chdir(a.root):
+        result = run_cli("plan", "--live", "--json", "storyboard.yaml")
+        alone = run_cli("plan", "--live", "--json", "--no-remote", "storyboard.yaml")
+    assert result.code == 0, result.err
+    assert "warning:" in result.err and spot.url in result.err
+    assert result.json()["remote_problem"] and result.json()["cost"] == alone.json()["cost"] > 0
+    _assert_no_secret(result.out, result.err, where="the output")
+
+
 @pytest.mark.parametrize("where", ["s3", "folder"])
 def test_a_remote_that_cannot_be_reached_stops_the_run_before_any_post(
     tmp_path: Path, provider: Callable[..., Provider], aws_env: None, where: str
