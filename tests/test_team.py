@@ -277,6 +277,16 @@ def test_two_machines_rendering_at_once_buy_every_key_once(
     assert "rendering on machine-" in waited
 
 
+def _dead_port() -> int:
+    """A loopback port nothing listens on (the socket that had it is closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 def _wait_for(ready: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
@@ -380,15 +390,10 @@ def test_plan_live_counts_nothing_for_what_the_remote_holds(
 def test_plan_live_with_a_remote_it_cannot_reach_warns_and_counts_every_take(
     tmp_path: Path, provider: Callable[..., Provider], aws_env: None, where: str
 ) -> None:
-    import socket
-
     spot = RemoteSpot("folder", str(tmp_path / "not-mounted" / "renders"))
     if where == "s3":
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]  # nothing listens here once the socket is closed
         spot = RemoteSpot(
-            "s3", "s3://team-bucket/dawn", {"endpoint_url": f"http://127.0.0.1:{port}"}
+            "s3", "s3://team-bucket/dawn", {"endpoint_url": f"http://127.0.0.1:{_dead_port()}"}
         )
     a = _machine(tmp_path, "machine-a", spot.toml())
     provider()
@@ -405,14 +410,9 @@ def test_plan_live_with_a_remote_it_cannot_reach_warns_and_counts_every_take(
 def test_a_remote_that_cannot_be_reached_stops_the_run_before_any_post(
     tmp_path: Path, provider: Callable[..., Provider], aws_env: None, where: str
 ) -> None:
-    import socket
-
     if where == "s3":
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]  # nothing listens here once the socket is closed
         spot = RemoteSpot(
-            "s3", "s3://team-bucket/dawn", {"endpoint_url": f"http://127.0.0.1:{port}"}
+            "s3", "s3://team-bucket/dawn", {"endpoint_url": f"http://127.0.0.1:{_dead_port()}"}
         )
     else:
         spot = RemoteSpot("folder", str(tmp_path / "not-mounted" / "renders"))

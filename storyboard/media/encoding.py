@@ -63,13 +63,7 @@ def video_codec_args(fps: int) -> list[str]:
     A lookahead of two frames: each frame x264 looks ahead holds some 10 MB at 1080p (the
     preset's ten made one encoder 188 MB); files are no larger for short pieces.
     """
-    return [
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
-        "-profile:v", "high", "-pix_fmt", "yuv420p", "-bf", "0", "-threads", "1",
-        "-x264-params", f"sps-id={PARAMETER_SET_ID}:rc-lookahead=2",
-        "-video_track_timescale", str(fps * 1000),
-        "-flags:v", "+bitexact", "-an",
-    ]  # fmt: skip
+    return _x264(fps, "veryfast", f"sps-id={PARAMETER_SET_ID}:rc-lookahead=2")
 
 
 def seam_codec_args(fps: int) -> list[str]:
@@ -85,11 +79,14 @@ def seam_codec_args(fps: int) -> list[str]:
     1.9 times as many. Their parameter sets differ (no 8x8 transform, no weighted
     prediction), hence an id of their own.
     """
+    return _x264(fps, "ultrafast", f"sps-id={SEAM_PARAMETER_SET_ID}:cabac=1:deblock=1")
+
+
+def _x264(fps: int, preset: str, params: str) -> list[str]:
     return [
-        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18",
+        "-c:v", "libx264", "-preset", preset, "-crf", "18",
         "-profile:v", "high", "-pix_fmt", "yuv420p", "-bf", "0", "-threads", "1",
-        "-x264-params", f"sps-id={SEAM_PARAMETER_SET_ID}:cabac=1:deblock=1",
-        "-video_track_timescale", str(fps * 1000),
+        "-x264-params", params, "-video_track_timescale", str(fps * 1000),
         "-flags:v", "+bitexact", "-an",
     ]  # fmt: skip
 
