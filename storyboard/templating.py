@@ -91,7 +91,8 @@ def render_simple(text: str, scope: Mapping[str, Any]) -> str | None:
     pos = 0
     for match in _SIMPLE.finditer(text):
         value = _lookup(scope, match.group(1))
-        if value is _MISSING:
+        # "{{{ a }}": Jinja's lexer opens at the first "{{", and reads "{ a }}" as a dict.
+        if value is _MISSING or text[pos : match.start()].endswith("{"):
             return None
         out.append(text[pos : match.start()])
         out.append(str(value))

@@ -55,6 +55,8 @@ def test_fast_path_defers_anything_else() -> None:
     assert render_simple("{{ missing }}", {}) is None
     assert render_simple("{{ vars.items }}", {"vars": {"items": "a"}}) is None
     assert render_simple("{{ a }} {% if b %}", {"a": 1}) is None
+    assert render_simple("{{{ hero }}", {"hero": ""}) is None  # Jinja: a syntax error
+    assert render_simple("\n{{{ hero }}", {"hero": "x"}) is None
     assert render_simple("{{ hero }}, dawn\n", {"hero": "fox"}) == "fox, dawn"
 
 
