@@ -11,9 +11,9 @@ start of segment B. One ffmpeg process makes it: it decodes both windows from th
 (the original clips at their trim offsets, or the drawn card, brought to the cut's size and
 colours by the same filters as the pieces: :class:`Window`), composites them with the
 transition's filters and encodes the result with the seams' encoder settings
-(:func:`storyboard.media.encoding.seam_codec_args`), picture only. The sound of the transition is mixed by
-:mod:`storyboard.media.audiotrack`, in the same process when it asks for nothing but the
-two clips (``sound``).
+(:func:`storyboard.media.encoding.seam_codec_args`), picture only. The sound of the
+transition is mixed by :mod:`storyboard.media.audiotrack`, in the same process when it asks
+for nothing but the two clips (``sound``).
 
 :data:`TRANSITIONS` maps every transition but ``cut`` (which needs no seam) to the filters
 from ``[a]`` and ``[b]`` (both ``frames`` long) to ``[v]``: adding one is adding an entry

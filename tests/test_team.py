@@ -382,6 +382,8 @@ def test_plan_live_counts_nothing_for_what_the_remote_holds(
     assert "on the project's remote: pulled, not paid" in table.out
     alone = plan(b, "--no-remote", "--json")  # working alone, it would pay for them again
     assert alone.json()["cost"] == price
+    forced = plan(b, "--force", "kite", "--json").json()  # --force renders (and pays) anew
+    assert {s["id"]: s["cost"] > 0 for s in forced["shots"]} == {"kite": True, "sea": False}
     assert emu.emu.requests[mark:] == []  # a plan asks no provider anything
     assert b.render("--budget", "0").code == 0  # and the render agrees: it costs nothing
 

@@ -7,8 +7,8 @@ clips that do not conform, cards) are encoded for size (:func:`video_codec_args`
 a few frames each, for speed (:func:`seam_codec_args`). Their parameter sets carry the ids
 :data:`PARAMETER_SET_ID` and :data:`SEAM_PARAMETER_SET_ID`: clips that are copied into the
 cut as they are keep theirs (usually id 0), and the cut's sample description lists them
-all, so that every sample decodes with its own (:data:`RESERVED_IDS` are never copied). :func:`fit_filter` brings any source to the cut's frame size
-and to BT.709 on the way in.
+all, so that every sample decodes with its own (:data:`RESERVED_IDS` are never copied).
+:func:`fit_filter` brings any source to the cut's frame size and to BT.709 on the way in.
 """
 
 from __future__ import annotations
