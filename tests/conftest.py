@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real projects on disk, a CLI runner, and a clean environment."""
+"""Shared fixtures: tiny real projects on disk, a CLI runner, a clean environment and the
+provider emulator on loopback."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from storyboard.cli import main
+
+if TYPE_CHECKING:
+    from storyboard.testing.emulator import Emulator, EmulatorServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -29,6 +33,61 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "STORYBOARD_CACHE",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+def serve_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    keys: tuple[str, str],
+    poll: str = "0.02",
+    min_output_share: str = "0",
+    **options: Any,
+) -> tuple[Emulator, EmulatorServer]:
+    """Both providers' emulator on loopback, the environment pointing at it.
+
+    ``keys`` is the (WaveSpeed, Qingbo) key pair the emulator accepts and the environment
+    carries: each module passes its own, so a test can look for its key strings in output.
+    ``options`` go to :class:`Emulator`; renders are fast by default (``scale=1/16``,
+    ``max_seconds=1.0``). The caller closes the server (see the ``emulators`` fixture).
+    """
+    from storyboard.testing.emulator import Emulator, EmulatorServer
+
+    options.setdefault("scale", 1 / 16)
+    options.setdefault("max_seconds", 1.0)
+    wavespeed_key, qingbo_key = keys
+    emu = Emulator(wavespeed_keys=(wavespeed_key,), qingbo_keys=(qingbo_key,), **options)
+    server = EmulatorServer(emu)
+    for name, value in {
+        "WAVESPEED_API_KEY": wavespeed_key,
+        "QINGBO_API_KEY": qingbo_key,
+        "WAVESPEED_BASE_URL": server.url,
+        "QINGBO_BASE_URL": server.url,
+        "STORYBOARD_POLL_INTERVAL": poll,
+        # Served clips are cut to max_seconds: not a broken provider's short output.
+        "STORYBOARD_MIN_OUTPUT_SHARE": min_output_share,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return emu, server
+
+
+Emulators = Callable[..., "tuple[Emulator, EmulatorServer]"]
+
+
+@pytest.fixture
+def emulators(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulators]:
+    """Starts emulators with :func:`serve_emulator`; at teardown closes each and checks that
+    it met no bug of its own."""
+    started: list[tuple[Emulator, EmulatorServer]] = []
+
+    def start(**kwargs: Any) -> tuple[Emulator, EmulatorServer]:
+        emu, server = serve_emulator(monkeypatch, **kwargs)
+        started.append((emu, server))
+        return emu, server
+
+    yield start
+    for emu, server in started:
+        server.close()
+        assert emu.internal_errors == []
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import s3server
-from conftest import Result, run_cli
+from conftest import Emulators, Result, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -107,34 +107,13 @@ class Live:
 
 
 @pytest.fixture
-def live(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
-    started: list[Live] = []
-
+def live(emulators: Emulators) -> Callable[..., Live]:
     def start(**options: Any) -> Live:
-        options.setdefault("scale", 1 / 16)
-        options.setdefault("max_seconds", 1.0)
         options.setdefault("polls_to_start", 1)
         options.setdefault("polls_to_finish", 2)
-        emu = Emulator(wavespeed_keys=(WS_KEY,), qingbo_keys=(QB_KEY,), **options)
-        server = EmulatorServer(emu)
-        for name, value in {
-            "WAVESPEED_API_KEY": WS_KEY,
-            "QINGBO_API_KEY": QB_KEY,
-            "WAVESPEED_BASE_URL": server.url,
-            "QINGBO_BASE_URL": server.url,
-            "STORYBOARD_POLL_INTERVAL": "0.02",
-            # Served clips are cut to max_seconds: not a broken provider's short output.
-            "STORYBOARD_MIN_OUTPUT_SHARE": "0",
-        }.items():
-            monkeypatch.setenv(name, value)
-        handle = Live(emu, server)
-        started.append(handle)
-        return handle
+        return Live(*emulators(keys=(WS_KEY, QB_KEY), **options))
 
-    yield start
-    for handle in started:
-        handle.server.close()
-        assert handle.emu.internal_errors == []
+    return start
 
 
 def lock_keys(path: Path) -> dict[str, str]:

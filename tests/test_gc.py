@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import s3server
-from conftest import Result, run_cli, write_image
+from conftest import PAIR_BOARD, Emulators, Result, run_cli, write_image
 from s3server import RemoteSpot
 
 from storyboard.cache import Store
@@ -29,7 +29,7 @@ from storyboard.lockfile import LOCK_FORMAT, write_lock
 from storyboard.pipeline import known_facts
 from storyboard.plan import Plan, make_plan
 from storyboard.remote import Remote
-from storyboard.testing.emulator import Emulator, EmulatorServer
+from storyboard.testing.emulator import Emulator
 from storyboard.validate import load_storyboard
 from storyboard.workfolder import work_lock
 
@@ -434,47 +434,14 @@ def test_gc_of_one_storyboard_keeps_the_plans_of_that_one_only(tree: Tree) -> No
 
 WS_KEY = "ws-gc-test-key-Rk27Tb9wQe"
 QB_KEY = "qb-gc-test-key-Mn40Yc3vLs"
-LIVE_BOARD = """\
-storyboard: 1
-output:
-  resolution: 480p
-  fps: 24
-shots:
-  - id: kite
-    model: skyreels-v1
-    first_frame: refs/a.png
-    prompt: a red kite over a field
-    seed: 7
-  - id: sea
-    model: skyreels-v4-fast
-    prompt: a lighthouse at dusk
-    resolution: 480p
-    duration: 3
-"""
+LIVE_BOARD = PAIR_BOARD
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+def emulator(emulators: Emulators) -> Emulator:
     """The provider emulator on loopback, with the environment pointing at it."""
-    emu = Emulator(
-        wavespeed_keys=(WS_KEY,), qingbo_keys=(QB_KEY,), scale=1 / 16, max_seconds=1.0,
-        polls_to_start=1, polls_to_finish=1,
-    )  # fmt: skip
-    server = EmulatorServer(emu)
-    for name, value in {
-        "WAVESPEED_API_KEY": WS_KEY,
-        "QINGBO_API_KEY": QB_KEY,
-        "WAVESPEED_BASE_URL": server.url,
-        "QINGBO_BASE_URL": server.url,
-        "STORYBOARD_POLL_INTERVAL": "0.02",
-        "STORYBOARD_MIN_OUTPUT_SHARE": "0",  # served clips are cut to 1 s
-    }.items():
-        monkeypatch.setenv(name, value)
-    try:
-        yield emu
-    finally:
-        server.close()
-    assert emu.internal_errors == []
+    emu, _ = emulators(keys=(WS_KEY, QB_KEY), polls_to_start=1, polls_to_finish=1)
+    return emu
 
 
 def _posts(emu: Emulator, since: int = 0) -> int:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PAIR_BOARD, Project, Result, run_cli
+from conftest import PAIR_BOARD, Emulators, Project, Result, run_cli
 
 from storyboard.testing.emulator import Emulator, EmulatorServer, Fault
 
@@ -51,31 +51,11 @@ class Live:
 
 
 @pytest.fixture
-def live(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
-    servers: list[Live] = []
-
+def live(emulators: Emulators) -> Callable[..., Live]:
     def start(**options: Any) -> Live:
-        options.setdefault("scale", 1 / 16)
-        options.setdefault("max_seconds", 1.0)
-        emu = Emulator(wavespeed_keys=(WS_KEY,), qingbo_keys=(QB_KEY,), **options)
-        server = EmulatorServer(emu)
-        for name, value in {
-            "WAVESPEED_API_KEY": WS_KEY,
-            "QINGBO_API_KEY": QB_KEY,
-            "WAVESPEED_BASE_URL": server.url,
-            "QINGBO_BASE_URL": server.url,
-            "STORYBOARD_POLL_INTERVAL": "0.02",
-            "STORYBOARD_MIN_OUTPUT_SHARE": "0",  # served clips are cut to 1 s
-        }.items():
-            monkeypatch.setenv(name, value)
-        handle = Live(emu, server)
-        servers.append(handle)
-        return handle
+        return Live(*emulators(keys=(WS_KEY, QB_KEY), **options))
 
-    yield start
-    for handle in servers:
-        handle.server.close()
-        assert handle.emu.internal_errors == []
+    return start
 
 
 def render(project: Project, *extra: str) -> Result:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli, write_image
+from conftest import Emulators, run_cli, write_image
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -142,31 +142,11 @@ class Live:
 
 
 @pytest.fixture
-def live(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
-    started: list[Live] = []
-
+def live(emulators: Emulators) -> Callable[..., Live]:
     def start(**options: Any) -> Live:
-        options.setdefault("scale", 1 / 16)
-        options.setdefault("max_seconds", 1.0)
-        emu = Emulator(wavespeed_keys=(WS_KEY,), qingbo_keys=(QB_KEY,), **options)
-        server = EmulatorServer(emu)
-        for name, value in {
-            "WAVESPEED_API_KEY": WS_KEY,
-            "QINGBO_API_KEY": QB_KEY,
-            "WAVESPEED_BASE_URL": server.url,
-            "QINGBO_BASE_URL": server.url,
-            "STORYBOARD_POLL_INTERVAL": str(FLOOR),
-            "STORYBOARD_MIN_OUTPUT_SHARE": "0",  # the emulator serves 1 s clips
-        }.items():
-            monkeypatch.setenv(name, value)
-        handle = Live(emu, server)
-        started.append(handle)
-        return handle
+        return Live(*emulators(keys=(WS_KEY, QB_KEY), poll=str(FLOOR), **options))
 
-    yield start
-    for handle in started:
-        handle.server.close()
-        assert handle.emu.internal_errors == []
+    return start
 
 
 @pytest.fixture

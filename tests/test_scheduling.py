@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import Emulators
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -327,32 +328,13 @@ class Live:
 
 
 @pytest.fixture
-def live(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Live]]:
-    started: list[Live] = []
-
+def live(emulators: Emulators, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Live]:
     def start(**options: Any) -> Live:
-        options.setdefault("scale", 1 / 16)
-        options.setdefault("max_seconds", 1.0)
-        emu = Emulator(wavespeed_keys=(WS_KEY,), qingbo_keys=(QB_KEY,), **options)
-        server = EmulatorServer(emu)
-        for name, value in {
-            "WAVESPEED_API_KEY": WS_KEY,
-            "QINGBO_API_KEY": QB_KEY,
-            "WAVESPEED_BASE_URL": server.url,
-            "QINGBO_BASE_URL": server.url,
-            "STORYBOARD_POLL_INTERVAL": "0.02",
-            "STORYBOARD_MIN_OUTPUT_SHARE": "0",  # the emulator serves 1 s clips
-        }.items():
-            monkeypatch.setenv(name, value)
+        handle = Live(*emulators(keys=(WS_KEY, QB_KEY), **options))
         monkeypatch.delenv("STORYBOARD_SCHEDULE", raising=False)
-        handle = Live(emu, server)
-        started.append(handle)
         return handle
 
-    yield start
-    for handle in started:
-        handle.server.close()
-        assert handle.emu.internal_errors == []
+    return start
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import s3server
-from conftest import PAIR_BOARD, ROOT, Result, run_cli, write_image
+from conftest import PAIR_BOARD, ROOT, Emulators, Result, run_cli, write_image
 from s3server import AWS_KEY_ID, AWS_SECRET, RemoteSpot
 
 from storyboard.testing.emulator import Emulator, EmulatorServer, Fault
@@ -64,33 +64,20 @@ class Provider:
 
 
 @pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Provider]]:
+def provider(emulators: Emulators) -> Iterator[Callable[..., Provider]]:
+    """``emulators`` closes each server and checks its internal errors; here, its auth leaks."""
     started: list[Provider] = []
 
     def start(**options: Any) -> Provider:
-        options.setdefault("scale", 1 / 16)
-        options.setdefault("max_seconds", 1.0)
         options.setdefault("polls_to_start", 1)
         options.setdefault("polls_to_finish", 2)
-        emu = Emulator(wavespeed_keys=(WS_KEY,), qingbo_keys=(QB_KEY,), **options)
-        server = EmulatorServer(emu)
-        for name, value in {
-            "WAVESPEED_API_KEY": WS_KEY,
-            "QINGBO_API_KEY": QB_KEY,
-            "WAVESPEED_BASE_URL": server.url,
-            "QINGBO_BASE_URL": server.url,
-            "STORYBOARD_POLL_INTERVAL": "0.05",
-            "STORYBOARD_MIN_OUTPUT_SHARE": "0",  # served clips are cut to 1 s
-        }.items():
-            monkeypatch.setenv(name, value)
-        handle = Provider(emu, server)
+        handle = Provider(*emulators(keys=(WS_KEY, QB_KEY), poll="0.05", **options))
         started.append(handle)
         return handle
 
     yield start
     for handle in started:
-        handle.server.close()
-        assert handle.emu.internal_errors == []
+        handle.server.close()  # idempotent: ``emulators`` closes it again
         assert handle.emu.auth_leaks == []
 
 
