@@ -30,8 +30,8 @@ may serve other projects whose locks gc cannot see: gc refuses it
 
 With ``remote=True`` the project's remote store is collected by the same rule, judged by
 this working tree's locks and plans, plus every storyboard lock in any branch or tag of the
-project's git repository (a teammate's branch keeps its clips). Remote claims are never
-touched, and a remote object newer than :data:`REMOTE_GRACE` seconds is kept (a teammate may
+project's git repository (a teammate's branch keeps its clips). Remote claims (and the
+small markers of claims taken over) are never touched, and a remote object newer than :data:`REMOTE_GRACE` seconds is kept (a teammate may
 be pushing it with its key record).
 
 ``dry_run=True`` removes nothing and reports what would go and the bytes it would free;

@@ -49,6 +49,7 @@ remote's URL (never a credential) and the one thing to do.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -119,6 +120,9 @@ _LOCAL = frozenset({"file", "local"})
 _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
 _PACKAGES |= {"abfs": "adlfs", "abfss": "adlfs"}
 _CREATE_ATOMIC = frozenset({"s3", "s3a", "gs", "gcs"})
+#: Seconds a take-over marker keeps others from taking over the same stale claim: its run
+#: writes the new claim right after making it; an older marker's run died on the way.
+TAKE_OVER_GRACE = 120.0
 
 
 # -- the remote ------------------------------------------------------------------------------
@@ -745,9 +749,21 @@ class Remote:
             return
         self._retry("delete", name, lambda: self._rm(self._path(name)))
 
-    def take_over(self, key: str, *, reason: str) -> Claim:
+    def take_over(
+        self, key: str, *, reason: str, expected: ClaimInfo | None = None
+    ) -> Claim | None:
         """Make the claim on ``key`` this run's, keeping its provider, task id, shot and take;
         the claim records who took it over, from whom, and why.
+
+        Two runs may take over the same stale claim at once (two machines both ``--force``
+        it): only one does. Each first creates, atomically, a marker that names the claim
+        it replaces (:meth:`_win_take_over`); the run that cannot is told ``None``, and looks
+        at the claim again (where it finds the winner's). ``expected``: the claim the caller
+        looked at and found stale; when the claim there is another one by now, nothing is
+        taken over (``None``).
+
+        Returns:
+            The claim, now this run's; ``None`` when another run took it over or is doing so.
 
         Raises:
             RemoteError: there is no claim to take over, or the remote failed.
@@ -762,6 +778,10 @@ class Remote:
                 path=name,
                 hint="run the same command again",
             )
+        if expected is not None and (old.run_id, old.since) != (expected.run_id, expected.since):
+            return None
+        if not self._win_take_over(key, old):
+            return None
         now = time.time()
         record = (
             f"taken over by {self.host} (pid {self.pid}, run {self.run_id}) at "
@@ -774,6 +794,41 @@ class Remote:
         )  # fmt: skip
         self._write(name, canonical_json(info.to_json()))
         return Claim(info)
+
+    @staticmethod
+    def take_over_name(key: str, old: ClaimInfo, attempt: int) -> str:
+        """The marker of the ``attempt``-th take-over of the claim ``old`` on ``key``."""
+        made = f"{old.run_id}-{round(old.since * 1000)}"
+        return f"takeovers/{key[:2]}/{key}.{made}.{attempt}.json"
+
+    def _win_take_over(self, key: str, old: ClaimInfo) -> bool:
+        """Create the marker of a take-over of ``old``, atomically: ``True`` when this run
+        did (it may replace the claim), ``False`` when another run's marker is there and
+        younger than :data:`TAKE_OVER_GRACE` (that run is replacing the claim now). A run
+        that made its marker and died before it wrote the claim leaves an old marker: the
+        next attempt number is then tried, as atomically."""
+        note = canonical_json(
+            {"host": self.host, "pid": self.pid, "run_id": self.run_id, "at": time.time()}
+        )
+        for attempt in range(1, 1000):
+            marker = self.take_over_name(key, old, attempt)
+            path = self._path(marker)
+            try:
+                self._retry("claim", marker, functools.partial(self._create, path, note))
+                return True
+            except FileExistsError:
+                pass
+            raw = self._read(marker)
+            try:
+                seen = json.loads(raw) if raw is not None else {}
+                at, who = float(seen["at"]), seen.get("run_id")
+            except (ValueError, KeyError, TypeError):
+                at, who = 0.0, None  # gone or unreadable: as old as can be
+            if who == self.run_id:
+                return True  # this run's own create, resent after a lost reply
+            if time.time() - at < TAKE_OVER_GRACE:
+                return False
+        return False  # pragma: no cover - a thousand dead takers
 
     def delete_claim(self, key: str) -> None:
         """Remove the claim on ``key`` whoever holds it (once its clip is in the remote)."""

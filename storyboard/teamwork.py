@@ -303,7 +303,12 @@ class Team:
                 reason = f"--force {shot.id}: " + (
                     "the process is gone" if info.gone() else "past its deadline"
                 )
-                claim = await self._call(partial(self.remote.take_over, job.key, reason=reason))
+                claim = await self._call(
+                    partial(self.remote.take_over, job.key, reason=reason, expected=info)
+                )
+                if claim is None:  # another run took it over first: look again
+                    await sleep(wait)
+                    continue
                 self.claims[job.key] = claim
                 if info.task_id:
                     self.resumed.add(job.key)
@@ -395,8 +400,11 @@ class Team:
                 return
             if self._ours(info) or info.task_id == task_id or info.gone():
                 reason = "resumed by the run that submitted it"
-                claim = await self._call(partial(self.remote.take_over, job.key, reason=reason))
-                self.claims[job.key] = claim
+                claim = await self._call(
+                    partial(self.remote.take_over, job.key, reason=reason, expected=info)
+                )
+                if claim is not None:
+                    self.claims[job.key] = claim
         except RemoteError:
             return  # the clip is still pushed once stored
 

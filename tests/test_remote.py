@@ -19,6 +19,7 @@ import pytest
 import s3server
 from s3server import AWS_KEY_ID, AWS_SECRET, RemoteSpot
 
+from storyboard import remote as remote_module
 from storyboard.cache import ClipEntry, Provenance, Store
 from storyboard.hashing import sha256_bytes
 from storyboard.project import RemoteConfig
@@ -249,6 +250,62 @@ def test_claim_update_release_and_take_over(remote_spot: RemoteSpot) -> None:
     assert other.read_claim(KEY) is None
     again = mine.claim(KEY, provider="qingbo", shot="sea", storyboard="b.yaml", deadline_s=1)
     assert isinstance(again, Claim)
+
+
+def test_a_take_over_race_has_exactly_one_winner(remote_spot: RemoteSpot) -> None:
+    # A run claimed the key and died before it submitted (no task id): two machines that
+    # both --force it must not both submit (WaveSpeed has no idempotency key).
+    gone = _open(remote_spot)
+    stale = gone.claim(KEY, provider="wavespeed", shot="kite", storyboard="a.yaml", deadline_s=60)
+    assert isinstance(stale, Claim)
+    racers = [_open(remote_spot) for _ in range(6)]
+    start = threading.Barrier(len(racers))
+    outcomes: list[Claim | None] = []
+    errors: list[BaseException] = []
+
+    def race(remote: Remote) -> None:
+        try:
+            seen = remote.read_claim(KEY)  # what each run judged stale (as the gate does)
+            start.wait()
+            reason = "--force kite: past its deadline"
+            outcomes.append(remote.take_over(KEY, reason=reason, expected=seen))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=race, args=(r,)) for r in racers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and len(outcomes) == len(racers)
+    winners = [o for o in outcomes if o is not None]
+    assert len(winners) == 1  # the others look again, and find the winner's live claim
+    info = _open(remote_spot).read_claim(KEY)
+    assert info is not None and info.run_id == winners[0].info.run_id
+    # If the winner dies too, its claim is a new one: it can be taken over in turn.
+    assert _open(remote_spot).take_over(KEY, reason="--force kite: gone") is not None
+
+
+def test_a_take_over_whose_taker_died_halfway_can_be_made_again(
+    remote_spot: RemoteSpot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = _open(remote_spot)
+    assert isinstance(
+        gone.claim(KEY, provider="wavespeed", shot="kite", storyboard="a.yaml", deadline_s=60),
+        Claim,
+    )
+    first, second = _open(remote_spot), _open(remote_spot)
+
+    def lost(relative: str, data: bytes) -> None:
+        raise OSError("the machine died here")
+
+    monkeypatch.setattr(first, "_write", lost)  # it wins the take-over, then dies
+    with pytest.raises(OSError):
+        first.take_over(KEY, reason="--force kite")
+    assert second.take_over(KEY, reason="--force kite") is None  # it may still be writing
+    monkeypatch.setattr(remote_module, "TAKE_OVER_GRACE", 0.0)  # ... until it is past doing so
+    taken = second.take_over(KEY, reason="--force kite")
+    assert taken is not None and _open(remote_spot).read_claim(KEY) == taken.info
 
 
 def test_a_claim_is_stale_past_its_deadline_or_when_its_process_is_gone(

@@ -201,8 +201,11 @@ def _assert_no_secret(*texts: str | bytes, where: str = "") -> None:
 
 
 def _claims(spot: RemoteSpot) -> dict[str, dict[str, Any]]:
+    """The claims on the remote (not the temp files of one being written on a folder)."""
     return {
-        name: json.loads(data) for name, data in spot.files().items() if name.startswith("claims/")
+        name: json.loads(data)
+        for name, data in spot.files().items()
+        if name.startswith("claims/") and not name.rsplit("/", 1)[-1].startswith(".")
     }
 
 
