@@ -11,6 +11,7 @@ Layout under the URL::
     objects/<dd>/<digest>.mp4     every clip once, named by its sha256 (as in the local store)
     keys/<kk>/<key>.json          the store's key record of a generation key, with its sha256
     claims/<kk>/<key>.json        who is rendering a generation key right now
+    takeovers/<kk>/<key>.<claim>.<n>.json   one per take-over of a stale claim (kept)
     .probe-<run>.json             for a moment: a render proving it may create files there
 
 Transfers are content-addressed, so a re-run skips what is there and an interrupted one is
@@ -68,6 +69,7 @@ from storyboard.errors import StoryboardError, redact_secrets
 from storyboard.hashing import canonical_json, sha256_file
 from storyboard.remote_base import (
     DIGEST,
+    TAKE_OVER_GRACE,
     Claim,
     ClaimInfo,
     ClaimsUnsupported,
@@ -85,6 +87,7 @@ from storyboard.remote_base import (
     parse_key_record,
     shown_url,
     this_host,
+    win_take_over,
 )
 
 if TYPE_CHECKING:
@@ -120,9 +123,6 @@ _LOCAL = frozenset({"file", "local"})
 _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
 _PACKAGES |= {"abfs": "adlfs", "abfss": "adlfs"}
 _CREATE_ATOMIC = frozenset({"s3", "s3a", "gs", "gcs"})
-#: Seconds a take-over marker keeps others from taking over the same stale claim: its run
-#: writes the new claim right after making it; an older marker's run died on the way.
-TAKE_OVER_GRACE = 120.0
 
 
 # -- the remote ------------------------------------------------------------------------------
@@ -752,18 +752,10 @@ class Remote:
     def take_over(
         self, key: str, *, reason: str, expected: ClaimInfo | None = None
     ) -> Claim | None:
-        """Make the claim on ``key`` this run's, keeping its provider, task id, shot and take;
-        the claim records who took it over, from whom, and why.
-
-        Two runs may take over the same stale claim at once (two machines both ``--force``
-        it): only one does. Each first creates, atomically, a marker that names the claim
-        it replaces (:meth:`_win_take_over`); the run that cannot is told ``None``, and looks
-        at the claim again (where it finds the winner's). ``expected``: the claim the caller
-        looked at and found stale; when the claim there is another one by now, nothing is
-        taken over (``None``).
-
-        Returns:
-            The claim, now this run's; ``None`` when another run took it over or is doing so.
+        """Make the claim on ``key`` this run's (keeping its provider, task id, shot and take;
+        recording who took it over, from whom, why); ``None`` when another run takes it over
+        first (:func:`~storyboard.remote_base.win_take_over`) or the claim there is no longer
+        ``expected`` (the one the caller found stale): the caller looks again.
 
         Raises:
             RemoteError: there is no claim to take over, or the remote failed.
@@ -780,9 +772,16 @@ class Remote:
             )
         if expected is not None and (old.run_id, old.since) != (expected.run_id, expected.since):
             return None
-        if not self._win_take_over(key, old):
-            return None
         now = time.time()
+        note = canonical_json(
+            {"host": self.host, "pid": self.pid, "run_id": self.run_id, "at": now}
+        )
+
+        def create(marker: str, data: bytes) -> None:
+            self._retry("claim", marker, functools.partial(self._create, self._path(marker), data))
+
+        if not win_take_over(key, old, self.run_id, note, create, self._read, TAKE_OVER_GRACE):
+            return None
         record = (
             f"taken over by {self.host} (pid {self.pid}, run {self.run_id}) at "
             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now))} from {old.host} "
@@ -794,41 +793,6 @@ class Remote:
         )  # fmt: skip
         self._write(name, canonical_json(info.to_json()))
         return Claim(info)
-
-    @staticmethod
-    def take_over_name(key: str, old: ClaimInfo, attempt: int) -> str:
-        """The marker of the ``attempt``-th take-over of the claim ``old`` on ``key``."""
-        made = f"{old.run_id}-{round(old.since * 1000)}"
-        return f"takeovers/{key[:2]}/{key}.{made}.{attempt}.json"
-
-    def _win_take_over(self, key: str, old: ClaimInfo) -> bool:
-        """Create the marker of a take-over of ``old``, atomically: ``True`` when this run
-        did (it may replace the claim), ``False`` when another run's marker is there and
-        younger than :data:`TAKE_OVER_GRACE` (that run is replacing the claim now). A run
-        that made its marker and died before it wrote the claim leaves an old marker: the
-        next attempt number is then tried, as atomically."""
-        note = canonical_json(
-            {"host": self.host, "pid": self.pid, "run_id": self.run_id, "at": time.time()}
-        )
-        for attempt in range(1, 1000):
-            marker = self.take_over_name(key, old, attempt)
-            path = self._path(marker)
-            try:
-                self._retry("claim", marker, functools.partial(self._create, path, note))
-                return True
-            except FileExistsError:
-                pass
-            raw = self._read(marker)
-            try:
-                seen = json.loads(raw) if raw is not None else {}
-                at, who = float(seen["at"]), seen.get("run_id")
-            except (ValueError, KeyError, TypeError):
-                at, who = 0.0, None  # gone or unreadable: as old as can be
-            if who == self.run_id:
-                return True  # this run's own create, resent after a lost reply
-            if time.time() - at < TAKE_OVER_GRACE:
-                return False
-        return False  # pragma: no cover - a thousand dead takers
 
     def delete_claim(self, key: str) -> None:
         """Remove the claim on ``key`` whoever holds it (once its clip is in the remote)."""

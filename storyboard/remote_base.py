@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +26,7 @@ from storyboard.errors import StoryboardError
 
 __all__ = [
     "DIGEST",
+    "TAKE_OVER_GRACE",
     "Claim",
     "ClaimInfo",
     "ClaimsUnsupported",
@@ -44,6 +45,7 @@ __all__ = [
     "parse_key_record",
     "shown_url",
     "this_host",
+    "win_take_over",
 ]
 
 Outcome = Literal["sent", "fetched", "skipped", "missing", "corrupt", "failed"]
@@ -375,3 +377,48 @@ def env_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
         for name, value in environ.items()
         if len(value.strip()) >= 6 and any(word in name.upper() for word in _SECRET_WORDS)
     )
+
+
+#: Seconds a take-over marker keeps others from taking over the same stale claim: its run
+#: writes the new claim right after making it; an older marker's run died on the way.
+TAKE_OVER_GRACE = 120.0
+
+
+def win_take_over(
+    key: str,
+    old: ClaimInfo,
+    run_id: str,
+    note: bytes,
+    create: Callable[[str, bytes], None],
+    read: Callable[[str], bytes | None],
+    grace: float,
+) -> bool:
+    """Create, atomically (``create``: exclusive, raising ``FileExistsError``), the marker
+    ``takeovers/<kk>/<key>.<run>-<since>.<n>.json`` of a take-over of the claim ``old``:
+    ``True`` when this run (``run_id``) did and may replace the claim, ``False`` when another
+    run's marker is there and younger than ``grace`` seconds (it is replacing the claim now).
+
+    Only one run can make a given marker, so of two runs taking over one stale claim one
+    wins. A run that made its marker and died before writing the claim leaves an old one:
+    the next number ``n`` is then tried, as atomically. ``note`` (JSON with ``run_id`` and
+    ``at``) is what a marker holds; ``read`` reads one back (``None``: not there).
+    """
+    made = f"{old.run_id}-{round(old.since * 1000)}"
+    for attempt in range(1, 1000):
+        marker = f"takeovers/{key[:2]}/{key}.{made}.{attempt}.json"
+        try:
+            create(marker, note)
+            return True
+        except FileExistsError:
+            pass
+        raw = read(marker)
+        try:
+            seen = json.loads(raw) if raw is not None else {}
+            at, who = float(seen["at"]), seen.get("run_id")
+        except (ValueError, KeyError, TypeError):
+            at, who = 0.0, None  # gone or unreadable: as old as can be
+        if who == run_id:
+            return True  # this run's own create, resent after a lost reply
+        if time.time() - at < grace:
+            return False
+    return False  # pragma: no cover - a thousand dead takers
