@@ -35,6 +35,15 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+def git_tree(root: Path) -> Path:
+    """A new folder that is a git working tree (so a project root: one store for it)."""
+    import subprocess
+
+    root.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root
+
+
 def serve_emulator(
     monkeypatch: pytest.MonkeyPatch,
     *,

@@ -18,14 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import s3server
-from conftest import Emulators, Result, run_cli
+from conftest import Emulators, Result, git_tree, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,17 +68,11 @@ SEA = ("sea", "a lighthouse at dusk")
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Path]:
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git working tree (one project: one store for every storyboard in it), as the cwd."""
-    root = tmp_path / "films"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    old = Path.cwd()
-    os.chdir(root)
-    try:
-        yield root
-    finally:
-        os.chdir(old)
+    root = git_tree(tmp_path / "films")
+    monkeypatch.chdir(root)
+    return root
 
 
 def write(path: Path, text: str) -> Path:
@@ -382,7 +376,7 @@ def test_a_key_shared_across_two_stores_is_copied_and_verified(
     handle = live()
     monkeypatch.chdir(tmp_path)
     for name in ("one", "two"):
-        subprocess.run(["git", "init", "-q", str(tmp_path / name)], check=True)
+        git_tree(tmp_path / name)
     a = write(tmp_path / "one" / "a.yaml", board(SEA))
     b = write(tmp_path / "two" / "b.yaml", board(SEA))
     report = build_many([a, b], live=True)
@@ -547,8 +541,7 @@ def test_a_batch_pays_only_for_what_the_teams_remote_lacks(
     handle = live()
     machines = []
     for name in ("a", "b", "c"):
-        root = tmp_path / f"machine-{name}"
-        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        root = git_tree(tmp_path / f"machine-{name}")
         write(root / "storyboard.toml", folder_remote.toml())
         write(root / "dawn.yaml", board(SEA, ("gull", "a gull over waves")))
         write(root / "dusk.yaml", board(("intro", SEA[1]), ("rain", "rain on a window")))

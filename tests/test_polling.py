@@ -12,15 +12,13 @@ one interval, and a model's later tasks are polled for the length its first one 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Emulators, run_cli, write_image
+from conftest import Emulators, git_tree, run_cli, write_image
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -150,17 +148,11 @@ def live(emulators: Emulators) -> Callable[..., Live]:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "film"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = git_tree(tmp_path / "film")
     write_image(root / "refs" / "a.png", (200, 60, 40))
-    old = Path.cwd()
-    os.chdir(root)
-    try:
-        yield root
-    finally:
-        os.chdir(old)
+    monkeypatch.chdir(root)
+    return root
 
 
 def v4_board(*shots: str, cap: int = 5) -> str:

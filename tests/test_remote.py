@@ -13,7 +13,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import s3server
@@ -39,6 +42,7 @@ s3_service, aws_env, s3_remote = s3server.s3_service, s3server.aws_env, s3server
 folder_remote, remote_spot = s3server.folder_remote, s3server.remote_spot
 
 KEY = "a1" + "0" * 62
+_R = TypeVar("_R")
 
 
 def _key(n: int) -> str:
@@ -194,28 +198,27 @@ def test_deletes_and_listings(remote_spot: RemoteSpot, stores: tuple[Store, Stor
 # -- claims ----------------------------------------------------------------------------------
 
 
+def _race(racers: list[Remote], call: Callable[[Remote], _R]) -> list[_R]:
+    """``call`` on every racer at once (a barrier lines their threads up): the outcomes, in
+    the racers' order (an exception in any racer is raised here)."""
+    start = threading.Barrier(len(racers))
+
+    def one(remote: Remote) -> _R:
+        start.wait(timeout=60)
+        return call(remote)
+
+    with ThreadPoolExecutor(max_workers=len(racers)) as pool:
+        return list(pool.map(one, racers, timeout=60))
+
+
 def test_a_claim_race_has_exactly_one_winner(remote_spot: RemoteSpot) -> None:
     racers = [_open(remote_spot) for _ in range(8)]
-    start = threading.Barrier(len(racers))
-    outcomes: list[Claim | Held] = []
-    errors: list[BaseException] = []
-
-    def race(remote: Remote) -> None:
-        try:
-            start.wait()
-            outcome = remote.claim(
-                KEY, provider="wavespeed", shot="kite", storyboard="a.yaml", deadline_s=60
-            )
-            outcomes.append(outcome)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=race, args=(r,)) for r in racers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    outcomes = _race(
+        racers,
+        lambda remote: remote.claim(
+            KEY, provider="wavespeed", shot="kite", storyboard="a.yaml", deadline_s=60
+        ),
+    )
     winners = [o for o in outcomes if isinstance(o, Claim)]
     assert len(winners) == 1 and len(outcomes) == 8
     run = winners[0].info.run_id
@@ -242,6 +245,7 @@ def test_claim_update_release_and_take_over(remote_spot: RemoteSpot) -> None:
     assert mine.read_claim(KEY) is not None
 
     taken = other.take_over(KEY, reason="--force sea")
+    assert taken is not None
     assert taken.info.run_id == other.run_id and taken.info.task_id == "task-42"
     assert "--force sea" in taken.info.taken_over and mine.run_id in taken.info.taken_over
     mine.release(claim)  # taken over: the old holder's release leaves it
@@ -259,25 +263,13 @@ def test_a_take_over_race_has_exactly_one_winner(remote_spot: RemoteSpot) -> Non
     stale = gone.claim(KEY, provider="wavespeed", shot="kite", storyboard="a.yaml", deadline_s=60)
     assert isinstance(stale, Claim)
     racers = [_open(remote_spot) for _ in range(6)]
-    start = threading.Barrier(len(racers))
-    outcomes: list[Claim | None] = []
-    errors: list[BaseException] = []
-
-    def race(remote: Remote) -> None:
-        try:
-            seen = remote.read_claim(KEY)  # what each run judged stale (as the gate does)
-            start.wait()
-            reason = "--force kite: past its deadline"
-            outcomes.append(remote.take_over(KEY, reason=reason, expected=seen))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=race, args=(r,)) for r in racers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == [] and len(outcomes) == len(racers)
+    # What each run judged stale (as the gate does), before they all take it over at once.
+    seen = {id(remote): remote.read_claim(KEY) for remote in racers}
+    reason = "--force kite: past its deadline"
+    outcomes = _race(
+        racers, lambda remote: remote.take_over(KEY, reason=reason, expected=seen[id(remote)])
+    )
+    assert len(outcomes) == len(racers)
     winners = [o for o in outcomes if o is not None]
     assert len(winners) == 1  # the others look again, and find the winner's live claim
     info = _open(remote_spot).read_claim(KEY)

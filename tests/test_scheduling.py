@@ -10,17 +10,15 @@ what counts is the order and the times of the submits it received.
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from conftest import Emulators
+from conftest import Emulators, git_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -338,16 +336,10 @@ def live(emulators: Emulators, monkeypatch: pytest.MonkeyPatch) -> Callable[...,
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "film"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    old = Path.cwd()
-    os.chdir(root)
-    try:
-        yield root
-    finally:
-        os.chdir(old)
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = git_tree(tmp_path / "film")
+    monkeypatch.chdir(root)
+    return root
 
 
 def chain_board(qingbo: int, independent: int = 5) -> str:

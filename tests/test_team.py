@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import s3server
-from conftest import PAIR_BOARD, ROOT, Emulators, Result, run_cli, write_image
+from conftest import PAIR_BOARD, ROOT, Emulators, Result, git_tree, run_cli, write_image
 from s3server import AWS_KEY_ID, AWS_SECRET, RemoteSpot
 
 from storyboard.testing.emulator import Emulator, EmulatorServer, Fault
@@ -158,9 +158,7 @@ def _environ(**values: str) -> Iterator[None]:
 
 
 def _machine(base: Path, name: str, toml: str, board: str = PAIR_BOARD) -> Machine:
-    root = base / name / "project"
-    root.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    root = git_tree(base / name / "project")
     write_image(root / "refs" / "a.png", (200, 60, 40))
     write_image(root / "refs" / "b.png", (40, 90, 200))
     (root / "storyboard.yaml").write_text(board, encoding="utf-8")
